@@ -116,7 +116,7 @@ class ConformanceFileError(InputError):
 
 
 class VerifierError(PybpfError):
-    """A program was not proven safe. ``str()`` is a one-line summary; ``report`` is the full log."""
+    """A program was not proven safe: ``str()`` is one line, ``report`` the full log."""
 
     def __init__(self, message: str, *, report: str = "", **location: Any) -> None:
         super().__init__(message, **location)
@@ -183,9 +183,9 @@ class SyscallError(PybpfError, OSError):
         name = _errno.errorcode.get(err, str(err))
         message = f"{command} failed: {name}: {os.strerror(err)}"
         if log:
-            last = [ln for ln in log.splitlines() if ln.strip()]
-            if last:
-                message += f": {last[-2] if last[-1].startswith('processed') and len(last) > 1 else last[-1]}"
+            lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith("processed")]
+            if lines:
+                message += f": {lines[-1]}"
         PybpfError.__init__(self, message, **location)
         self.errno = err
         self.strerror = os.strerror(err)

@@ -1,0 +1,91 @@
+"""App: the ``pybpf`` root command, its global options and its error and JSON conventions.
+
+Conventions shared by every subcommand (bpftool's): ``-j/--json`` prints JSON on stdout,
+``-p/--pretty`` pretty-prints it; a pybpf error prints ``Error: <message>`` on stderr (or
+``{"error": "<message>"}`` on stdout under ``--json``) and exits 255; a usage error exits 2.
+Nouns follow bpftool (``prog``, ``map``, ``btf``, ``net``, ``link``, ``gen``, ``feature``)
+plus pybpf's own verbs (``disasm``, ``asm``, ``exec``, ``conformance``, ...), each added as
+its capability lands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from pybpf import __version__
+from pybpf.errors import PybpfError
+
+__all__ = ["cli", "main", "Output", "EXIT_ERROR"]
+
+EXIT_ERROR = 255
+_STATE: dict[str, Output] = {}  # the current invocation's Output, for the error handler
+
+
+class Output:
+    """How results are printed for this invocation (plain text or JSON)."""
+
+    def __init__(self, json_mode: bool = False, pretty: bool = False) -> None:
+        self.json = json_mode or pretty
+        self.pretty = pretty
+
+    def emit_json(self, value: Any) -> None:
+        """Print one JSON document."""
+        if self.pretty:
+            click.echo(json.dumps(value, indent=4))
+        else:
+            click.echo(json.dumps(value, separators=(",", ":")))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-j", "--json", "json_mode", is_flag=True, help="Print JSON output.")
+@click.option("-p", "--pretty", is_flag=True, help="Print human-readable JSON (implies --json).")
+@click.version_option(__version__, "-V", "--version", prog_name="pybpf")
+@click.pass_context
+def cli(ctx: click.Context, json_mode: bool, pretty: bool) -> None:
+    """pybpf: load, verify, run and attach eBPF programs anywhere Python runs."""
+    ctx.obj = Output(json_mode, pretty)
+    _STATE["output"] = ctx.obj
+
+
+def _register() -> None:
+    from pybpf.cli import conformance_cmd, isa_cmd
+
+    for module in (isa_cmd, conformance_cmd):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; pybpf errors become one message and exit status 255, never a traceback."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _STATE.clear()
+    try:
+        cli.main(args=args, prog_name="pybpf", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except PybpfError as exc:
+        output = _STATE.get("output")
+        if output is not None and output.json:
+            click.echo(json.dumps({"error": str(exc)}))
+        else:
+            click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(0)

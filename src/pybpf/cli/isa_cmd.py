@@ -1,0 +1,136 @@
+"""ISA commands: ``pybpf disasm``, ``pybpf asm`` and ``pybpf exec`` on raw programs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pybpf.errors import InputError
+from pybpf.isa import encode
+from pybpf.isa.program_file import FORMATS, read_program
+
+__all__ = ["COMMANDS"]
+
+_FORMAT = click.Choice(FORMATS)
+
+
+@click.command("disasm")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=_FORMAT,
+    default="auto",
+    show_default=True,
+    help="Input format: raw bytecode, hex text or assembly.",
+)
+@click.option("--opcodes", is_flag=True, help="Show each instruction's raw bytes.")
+@click.pass_obj
+def disasm_cmd(out, file: Path, fmt: str, opcodes: bool) -> None:
+    """Disassemble a program in llvm-objdump's syntax."""
+    from pybpf.isa.disasm import disassemble, format_instruction
+    from pybpf.isa.instruction import slot_pcs
+
+    insns = read_program(file, fmt=fmt)
+    if out.json:
+        rows = []
+        for pc, insn in slot_pcs(insns):
+            row = {"pc": pc, "code": f"{insn.code:#04x}", "disasm": format_instruction(insn)}
+            if opcodes:
+                row["opcodes"] = encode([insn]).hex(" ")
+            rows.append(row)
+        out.emit_json(rows)
+    else:
+        click.echo(disassemble(insns, raw=opcodes), nl=False)
+
+
+@click.command("asm")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the bytecode ('-' for stdout).",
+)
+@click.option(
+    "--syntax",
+    type=click.Choice(["auto", "llvm", "conformance"]),
+    default="auto",
+    show_default=True,
+    help="Assembly dialect.",
+)
+@click.option("--hex", "as_hex", is_flag=True, help="Write hex bytes instead of raw bytecode.")
+@click.pass_obj
+def asm_cmd(out, file: Path, output: Path, syntax: str, as_hex: bool) -> None:
+    """Assemble a program (llvm-objdump or bpf_conformance syntax) into bytecode."""
+    from pybpf.isa.asm import assemble
+
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read assembly: {exc}", path=str(file)) from exc
+    insns = assemble(text, syntax=syntax)
+    code = encode(insns)
+    data = (code.hex(" ") + "\n").encode() if as_hex else code
+    if str(output) == "-":
+        click.get_binary_stream("stdout").write(data)
+    else:
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            raise InputError(f"cannot write: {exc.strerror}", path=str(output)) from exc
+    if out.json:
+        out.emit_json({"instructions": len(insns), "bytes": len(code), "output": str(output)})
+
+
+@click.command("exec")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=_FORMAT,
+    default="auto",
+    show_default=True,
+    help="Input format: raw bytecode, hex text or assembly.",
+)
+@click.option(
+    "--mem", "mem_hex", default=None, help="Input memory as hex bytes (r1 = address, r2 = length)."
+)
+@click.option(
+    "--mem-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Input memory from a file.",
+)
+@click.option(
+    "--engine", type=click.Choice(["interpreter"]), default="interpreter", show_default=True
+)
+@click.pass_obj
+def exec_cmd(
+    out, file: Path, fmt: str, mem_hex: str | None, mem_file: Path | None, engine: str
+) -> None:
+    """Run a raw program with r1 = input memory and r2 = its length; print r0."""
+    from pybpf.conformance.plugin import parse_hex_bytes
+    from pybpf.vm import execute
+
+    if mem_hex is not None and mem_file is not None:
+        raise click.UsageError("give --mem or --mem-file, not both")
+    mem = b""
+    if mem_hex is not None:
+        mem = parse_hex_bytes(mem_hex)
+    elif mem_file is not None:
+        try:
+            mem = mem_file.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", path=str(mem_file)) from exc
+    insns = read_program(file, fmt=fmt)
+    r0 = execute(insns, mem if mem else None)
+    if out.json:
+        out.emit_json({"retval": r0})
+    else:
+        click.echo(f"Return value: {r0} ({r0:#x})")
+
+
+COMMANDS = (disasm_cmd, asm_cmd, exec_cmd)

@@ -1,0 +1,101 @@
+"""Runner: runs bpf_conformance cases on a pybpf engine and judges each one.
+
+A positive case passes when the program assembles (or decodes), loads, runs and leaves the
+expected value in r0. A negative case (a file under ``negative/``) passes when pybpf refuses
+it with one of its own errors or its result differs from the file's. An exception that is not
+a :class:`~pybpf.errors.PybpfError` is a pybpf bug and fails the case either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pybpf.conformance.suite import ConformanceCase, collect
+from pybpf.errors import NotSupportedError, PybpfError
+from pybpf.isa import Instruction, decode
+
+__all__ = ["ENGINES", "Outcome", "load_program", "run_case", "run_paths"]
+
+ENGINES = ("interpreter",)
+# The conformance convention: r1 = address of the input memory, r2 = its length.
+_ENTRY_REGISTERS = (1, 2, 10)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict on one case.
+
+    ``status`` is ``"pass"`` or ``"fail"``; ``detail`` says why (the refusal, the wrong
+    value, or the crash); ``value`` is the r0 the program returned, when it ran.
+    """
+
+    case: ConformanceCase
+    status: str
+    detail: str
+    value: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when the case counts as passed."""
+        return self.status == "pass"
+
+
+def load_program(case: ConformanceCase) -> list[Instruction]:
+    """The case's program: its ``-- raw`` section decoded, else its ``-- asm`` assembled."""
+    from pybpf.isa.asm import assemble
+
+    if case.raw is not None:
+        return decode(case.raw)
+    return assemble(case.asm or "", syntax="conformance")
+
+
+def _execute(insns: list[Instruction], mem: bytes, engine: str) -> int:
+    if engine != "interpreter":
+        raise NotSupportedError(f"engine {engine!r} is not available", feature=engine)
+    from pybpf.vm import Interpreter, execute
+
+    Interpreter(insns, entry_registers=_ENTRY_REGISTERS)  # load-time checks
+    return execute(insns, mem if mem else None)
+
+
+def _judge_positive(case: ConformanceCase, engine: str) -> tuple[bool, str, int | None, bool]:
+    """Run a case; return (met expectations, detail, r0, crashed)."""
+    if case.problem:
+        return False, f"malformed test file: {case.problem}", None, False
+    try:
+        insns = load_program(case)
+        value = _execute(insns, case.mem, engine)
+    except PybpfError as exc:
+        if case.result is None and case.error is not None:
+            return True, f"refused as expected: {exc}", None, False
+        return False, f"error: {exc}", None, False
+    except Exception as exc:  # a pybpf bug: never counted as a refusal
+        return False, f"internal error: {type(exc).__name__}: {exc}", None, True
+    if case.result is None:
+        return False, f"expected an error ({case.error!r}) but r0 = {value:#x}", value, False
+    if value != case.result:
+        return False, f"r0 = {value:#x}, expected {case.result:#x}", value, False
+    return True, f"r0 = {value:#x}", value, False
+
+
+def run_case(case: ConformanceCase, *, engine: str = "interpreter") -> Outcome:
+    """Run one case on ``engine`` and judge it (negative cases pass when not met)."""
+    met, detail, value, crashed = _judge_positive(case, engine)
+    if crashed:
+        return Outcome(case, "fail", detail, value)
+    if case.negative:
+        if met:
+            return Outcome(case, "fail", f"negative test was not refused: {detail}", value)
+        return Outcome(case, "pass", f"refused: {detail}", value)
+    return Outcome(case, "pass" if met else "fail", detail, value)
+
+
+def run_paths(paths: Iterable[str | Path], *, engine: str = "interpreter") -> list[Outcome]:
+    """Run every case under the given files and directories."""
+    if engine not in ENGINES:
+        raise NotSupportedError(
+            f"unknown engine {engine!r} (available: {', '.join(ENGINES)})", feature=engine
+        )
+    return [run_case(case, engine=engine) for case in collect(paths)]
