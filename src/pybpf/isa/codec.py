@@ -129,6 +129,8 @@ def check(insn: Instruction, pc: int = 0) -> None:
         raise _err(f"offset {insn.off} does not fit in 16 bits", "off", insn.off, pc)
     if not (-0x80000000 <= insn.imm <= 0x7FFFFFFF):
         raise _err(f"immediate {insn.imm} does not fit in 32 bits", "imm", insn.imm, pc)
+    if not (-0x80000000 <= insn.imm_hi <= 0x7FFFFFFF):
+        raise _err(f"immediate {insn.imm_hi} does not fit in 32 bits", "imm", insn.imm_hi, pc + 1)
     cls = opcode_class(insn.code)
     if cls in (Class.ALU, Class.ALU64):
         _check_alu(insn, cls, pc)
