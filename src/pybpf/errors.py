@@ -39,6 +39,7 @@ __all__ = [
     "SyscallError",
     "NotSupportedError",
     "InternalError",
+    "BTFError",
 ]
 
 # Attributes that describe where an error happened, in the order they are printed.
@@ -206,3 +207,15 @@ class NotSupportedError(PybpfError):
 
 class InternalError(PybpfError):
     """A pybpf bug: an invariant that should always hold did not."""
+
+
+class BTFError(InputError):
+    """A .BTF or .BTF.ext section is malformed.
+
+    ``section`` is ``".BTF"`` or ``".BTF.ext"``, ``offset`` the byte offset in that section
+    of the bad header, record or string, and ``type_id`` the BTF type at fault when there is one.
+    """
+
+    def __init__(self, message: str, *, type_id: int | None = None, **location: Any) -> None:
+        super().__init__(message, **location)
+        self.type_id = type_id
