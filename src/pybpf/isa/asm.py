@@ -235,8 +235,13 @@ def detect_syntax(text: str) -> str:
         first = words[0]
         if first == "lock":
             return "llvm" if len(words) > 1 and words[1].startswith("*") else "conformance"
-        if first in MNEMONICS and first not in ("exit", "call"):
-            return "conformance"
+        if (
+            first in MNEMONICS
+            and first not in ("exit", "call")
+            or first == "call"
+            and len(words) > 2
+        ):
+            return "conformance"  # "call local f", "call helper 5" and "call runtime 7" too
         if "=" in body or first in _LLVM_STARTS:
             return "llvm"
     return "llvm"

@@ -183,6 +183,13 @@ def _check_alu(insn: Instruction, cls: Class, pc: int) -> None:
                 raise _err(f"invalid mov offset {insn.off}", "off", insn.off, pc)
             if insn.off != 1:
                 _zero(insn, pc, "imm")
+            elif insn.imm not in (1, 1 << 16):  # Linux: only between address spaces 0 and 1
+                raise _err(
+                    f"addr_space_cast (mov offset 1) needs imm 1 or 0x10000, not {insn.imm:#x}",
+                    "off",
+                    insn.off,
+                    pc,
+                )
     else:
         if op in (AluOp.DIV, AluOp.MOD):
             if insn.off not in (0, 1):

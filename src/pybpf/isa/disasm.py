@@ -9,7 +9,7 @@ LLVM has none, bpftool's:
 v4 and later                ``r1 = (s8)r2``, ``w1 = (s16)w2``, ``r0 = *(s8 *)(r1 + 0)``,
                             ``r1 s/= r2``, ``w1 s%= 3``, ``r0 = bswap16 r0``, ``gotol +5``
 immediate stores            ``*(u32 *)(r10 - 8) = 5``
-``jset``                    ``if r1 & 0x4 goto +2`` (printed ``if r1 & 4 goto +2``)
+``jset``                    ``if r1 & 4 goto +2``
 32-bit atomics              ``lock *(u32 *)(r1 + 0) |= w2``,
                             ``w2 = atomic_fetch_or((u32 *)(r1 + 0), w2)``,
                             ``w2 = xchg32_32(r1 + 0, w2)``, ``w0 = cmpxchg32_32(r1 + 0, w0, w2)``
@@ -18,14 +18,15 @@ load-acquire/store-release  ``w0 = load_acquire((u8 *)(r1 + 0))``,
                             ``store_release((u64 *)(r1 + 0), r2)``
 calls                       helper ``call 5``; local (bpf-to-bpf) ``call pc+3`` / ``call pc-3``;
                             kfunc ``call kfunc:1234`` (BTF id); ``callx r2``
-Linux extensions            ``may_goto +3``, ``r1 = addr_space_cast(r2, 0, 1)``
+Linux extensions            ``may_goto +3``, ``r1 = addr_space_cast(r2, 0, 1)`` (to address
+                            space 0 from 1: ``imm`` is ``dst_as << 16 | src_as``)
 ``lddw`` pseudo sources     ``r1 = map[fd:5] ll``, ``r1 = map[fd:5][0]+8 ll`` (map value),
                             ``r1 = btf_id[1234] ll``, ``r1 = subprog[+5] ll`` (function),
                             ``r1 = map[idx:0] ll``, ``r1 = map[idx:0][0]+8 ll``; a second-slot
                             immediate these kinds do not use is kept as ``, hi:N``
                             (``btf_id[1234, hi:3]`` names module BTF fd 3)
 legacy packet loads         ``r0 = *(u8 *)skb[5]``, ``r0 = *(u16 *)skb[r3]``,
-                            ``r0 = *(u16 *)skb[r3 + 2]``
+                            ``r0 = *(u16 *)skb[r3 + 2]`` (LLVM 14 drops a nonzero ``imm``)
 ==========================  =============================================================
 
 An instruction the codec's :func:`~pybpf.isa.codec.check` refuses prints as ``<unknown>``,
