@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pybpf.errors import AssemblyError
 from pybpf.isa.asm import assemble, detect_syntax
@@ -311,7 +313,7 @@ def raw_section(text: str) -> bytes:
     data = bytearray()
     for line in text.splitlines():
         tokens = line.split("#")[0].split()
-        if tokens and all(len(t) == 2 for t in tokens):
+        if len(tokens) == 8 and all(len(t) == 2 for t in tokens):
             data += bytes.fromhex("".join(tokens))
         else:
             for token in tokens:
@@ -357,3 +359,52 @@ def test_negative_conformance_programs_are_refused() -> None:
         assert info.value.line is not None, path.name
         refused += 1
     assert refused == 13
+
+
+_TOKENS = [
+    "r1",
+    "w2",
+    "%r3",
+    "r11",
+    "=",
+    "+=",
+    "*(u32 *)",
+    "(r1 + 4)",
+    "[%r1+4]",
+    "goto",
+    "+3",
+    "-0x2",
+    "if",
+    ">",
+    "ll",
+    "call",
+    "lock",
+    "fetch",
+    "add32",
+    "exit",
+    ",",
+    ":",
+    "L1",
+    "#",
+    ";",
+    "0xffffffff",
+    "2147483648",
+    "map[fd:1]",
+    "\n",
+    " ",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(_TOKENS), max_size=12),
+    st.sampled_from(["auto", "llvm", "conformance"]),
+)
+def test_garbage_text_raises_assembly_error_only(tokens: list[str], syntax: str) -> None:
+    text = " ".join(tokens)
+    try:
+        program = assemble(text, syntax=syntax)
+    except AssemblyError as exc:
+        assert exc.line is not None and exc.line >= 1
+    else:
+        assert program

@@ -12,6 +12,7 @@ from pybpf.isa.conformance_asm import format_conformance
 from pybpf.isa.disasm import disassemble, format_instruction
 from pybpf.isa.instruction import Instruction
 from strategies import programs, valid_instructions
+from test_disasm import read_golden
 
 
 def canonical(insn: Instruction) -> Instruction:
@@ -77,3 +78,19 @@ def test_conformance_text_round_trips(insn: Instruction) -> None:
     assert assemble(text, syntax="conformance") == [canonical(insn)]
     if not text.startswith(("exit", "call ")) or "%r" in text or text.count(" ") > 1:
         assert assemble(text) == [canonical(insn)]
+
+
+def test_every_golden_line_assembles_to_its_bytes() -> None:
+    """Each opcode family's text (llvm14.golden, extended.golden) assembles back exactly."""
+    rows = read_golden("llvm14.golden") + read_golden("extended.golden")
+    texts = "\n".join(text for _, text, _ in rows)
+    assert assemble(texts, syntax="llvm") == [canonical(insn) for insn, _, _ in rows]
+    conformance = []
+    for insn, _, _ in rows:
+        try:
+            conformance.append((insn, format_conformance(insn)))
+        except NotSupportedError:
+            continue
+    assert len(conformance) > 700
+    program = assemble("\n".join(text for _, text in conformance), syntax="conformance")
+    assert program == [canonical(insn) for insn, _ in conformance]

@@ -11,8 +11,14 @@ as :mod:`pybpf.isa.disasm` prints it, so a listing pastes back in:
 - numbers are decimal or hex (``*(u32 *)(r1 + 0x4)``, ``goto +0x3``: newer LLVM's form);
 - ``name:`` defines a label, usable as a jump target (``goto name``) and as a local call
   target (``call name``); comments start with ``;``, ``#`` or ``//``;
+- every form :mod:`pybpf.isa.disasm` prints beyond LLVM 14's: ``call pc+3`` (local call;
+  ``call 3`` is helper 3, ``call name`` a local call to a label), ``call kfunc:7``,
+  ``r1 = map[fd:5] ll`` and the other ``lddw`` pseudo sources, ``store_release(...)``, ...;
 - also accepted: ``w`` destinations of 32-bit loads (``w1 = *(u32 *)(r2 + 0)``, as
   ``llvm-objdump --mattr=+alu32`` prints them) and ``goto pc+3`` (the kernel's form).
+
+LLVM 14 prints a local call as ``call N``, the text of a helper call, so such a line in an
+LLVM listing comes back as a helper call.
 
 The bpf_conformance syntax lives in :mod:`pybpf.isa.conformance_asm`. Immediates follow
 one rule in both syntaxes: a decimal imm32 must lie in ``[-2**31, 2**31 - 1]``, a hex one
