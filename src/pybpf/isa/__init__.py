@@ -4,7 +4,9 @@ Everything above this package sees :class:`Instruction` objects; the raw bit lay
 ``struct bpf_insn`` lives here only.
 """
 
+from pybpf.isa.asm import assemble
 from pybpf.isa.codec import check, decode, encode
+from pybpf.isa.disasm import disassemble, format_instruction
 from pybpf.isa.instruction import Instruction, program_slots, slot_pcs, slot_table
 from pybpf.isa.opcodes import (
     AluOp,
@@ -29,9 +31,12 @@ __all__ = [
     "Pseudo",
     "Size",
     "Source",
+    "assemble",
     "check",
     "decode",
+    "disassemble",
     "encode",
+    "format_instruction",
     "program_slots",
     "slot_pcs",
     "slot_table",
