@@ -1,0 +1,117 @@
+"""Test support for tests that need the Linux kernel's bpf(): the probe, skip reason and sandboxes.
+
+``BPF_UNAVAILABLE`` is ``None`` where bpf() works (a tiny array map can be created) and the
+reason otherwise (not Linux, errno name); ``requires_bpf`` skips with that reason.
+``private_bpffs()`` and ``private_cgroup()`` give a directory of this test process's own,
+removed afterwards, so tests never touch pins or cgroups they did not make.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pybpf.errors import NotSupportedError, SyscallError
+
+BPF_FS = Path("/sys/fs/bpf")
+
+
+def _probe() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return f"bpf() exists only on Linux (this is {sys.platform})"
+    from pybpf import syscall
+
+    try:
+        with syscall.map_create(syscall.MapType.ARRAY, 4, 4, 1):
+            return None
+    except NotSupportedError as err:
+        return f"bpf() is not supported here: {err}"
+    except SyscallError as err:
+        name = errno.errorcode.get(err.errno, str(err.errno))
+        return f"bpf() refused a tiny array map: {name} ({err.strerror})"
+
+
+BPF_UNAVAILABLE = _probe()
+requires_bpf = pytest.mark.skipif(BPF_UNAVAILABLE is not None, reason=BPF_UNAVAILABLE or "")
+
+
+def _mounts() -> list[tuple[str, str]]:
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3:
+            out.append((fields[1], fields[2]))
+    return out
+
+
+def _mount(source: bytes, target: bytes, fstype: bytes) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source, target, fstype, 0, None) != 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def _umount(target: bytes) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.umount2(target, 2)  # MNT_DETACH
+
+
+@contextlib.contextmanager
+def private_bpffs() -> Iterator[Path]:
+    """A fresh directory in a bpffs: ``/sys/fs/bpf/pybpf-test-<pid>`` when /sys/fs/bpf is a
+    bpffs, else a private bpffs mounted on a temporary directory. Skips if neither works."""
+    if (str(BPF_FS), "bpf") in _mounts():
+        path = BPF_FS / f"pybpf-test-{os.getpid()}"
+        path.mkdir()
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        return
+    mountpoint = tempfile.mkdtemp(prefix="pybpf-bpffs-")
+    err = _mount(b"bpf", os.fsencode(mountpoint), b"bpf")
+    if err:
+        os.rmdir(mountpoint)
+        pytest.skip(f"no bpffs: /sys/fs/bpf is not one and mount failed ({errno.errorcode[err]})")
+    try:
+        yield Path(mountpoint)
+    finally:
+        _umount(os.fsencode(mountpoint))
+        os.rmdir(mountpoint)
+
+
+@contextlib.contextmanager
+def private_cgroup() -> Iterator[Path]:
+    """A new, empty cgroup-v2 directory of this process's own, removed afterwards."""
+    roots = [Path(point) for point, kind in _mounts() if kind == "cgroup2"]
+    for root in roots:
+        path = root / f"pybpf-test-{os.getpid()}"
+        try:
+            path.mkdir()
+        except OSError:
+            continue
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        return
+    pytest.skip("no writable cgroup v2 hierarchy")
+
+
+def open_fds() -> set[int]:
+    """This process's open file descriptors (Linux)."""
+    return {int(name) for name in os.listdir("/proc/self/fd")}
