@@ -188,13 +188,25 @@ def test_hash_map_errors_carry_errno():
         assert info.value.errno == errno.ENOENT
 
 
+STRINGS = b"\0int\0xdp_main\0prog.c\0r0 = 2;\0"
+
+
+def string_offset(text: str) -> int:
+    return STRINGS.index(text.encode() + b"\0")
+
+
+def btf_blob() -> bytes:
+    """[1] int (4 bytes), [2] FUNC_PROTO int(void), [3] FUNC xdp_main (global)."""
+    types = struct.pack("<IIII", string_offset("int"), 1 << 24, 4, 32)
+    types += struct.pack("<III", 0, 13 << 24, 1)
+    types += struct.pack("<III", string_offset("xdp_main"), (12 << 24) | 1, 2)
+    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(STRINGS))
+    return header + types + STRINGS
+
+
 @requires_bpf
 def test_map_in_map_and_btf_typed_map():
-    # A BTF blob with one type, [1] int (4 bytes, 32 bits), named "int".
-    strings = b"\0int\0"
-    types = struct.pack("<III", 1, 1 << 24, 4) + struct.pack("<I", 32)
-    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    btf, _log = sc.btf_load(header + types + strings)
+    btf, _log = sc.btf_load(btf_blob())
     with btf:
         assert btf.kind == "btf"
         assert sc.btf_info(btf).id in set(sc.btf_ids())
@@ -204,11 +216,38 @@ def test_map_in_map_and_btf_typed_map():
             assert sc.map_info(typed).btf_id == sc.btf_info(btf).id
     with pytest.raises(SyscallError) as info:
         sc.btf_load(b"\0" * 24)
-    assert info.value.command == "BPF_BTF_LOAD"
+    assert info.value.command == "BPF_BTF_LOAD" and info.value.log
     with sc.map_create(sc.MapType.ARRAY, 4, 4, 1) as inner:
         with sc.map_create(sc.MapType.ARRAY_OF_MAPS, 4, 4, 2, inner_map_fd=inner) as outer:
             sc.map_update(outer, u32(0), u32(inner.fileno()))
             assert sc.map_lookup(outer, u32(0), 4) == u32(sc.map_info(inner).id)
+
+
+@requires_bpf
+def test_program_with_btf_func_and_line_info():
+    func_info = struct.pack("<II", 0, 3)  # insn 0 is [3] xdp_main
+    line_info = struct.pack(
+        "<IIII", 0, string_offset("prog.c"), string_offset("r0 = 2;"), (7 << 10) | 5
+    )
+    btf, _ = sc.btf_load(btf_blob())
+    with btf:
+        fd, _ = sc.prog_load(
+            sc.ProgType.XDP,
+            program("r0 = 2\nexit"),
+            name="xdp_main",
+            prog_btf_fd=btf,
+            func_info=func_info,
+            line_info=line_info,
+        )
+        with fd:
+            info = sc.prog_info(fd)
+            assert (info.btf_id, info.nr_func_info, info.nr_line_info) == (
+                sc.btf_info(btf).id,
+                1,
+                1,
+            )
+    with pytest.raises(InputError):
+        sc.prog_load(sc.ProgType.XDP, program("r0 = 2\nexit"), func_info=b"\0" * 5)
 
 
 @requires_bpf
