@@ -126,7 +126,7 @@ class Item:
     target: int | None = None
 
 
-def _random_alu(rng: random.Random) -> Instruction:
+def _random_alu(rng: random.Random, v4: bool) -> Instruction:
     cls = rng.choice((Class.ALU, Class.ALU64))
     width = 64 if cls == Class.ALU64 else 32
     dst = rng.randrange(NREGS)
@@ -135,11 +135,13 @@ def _random_alu(rng: random.Random) -> Instruction:
         return _alu(cls, AluOp.NEG, dst)
     if roll < 0.12:
         bits = rng.choice((16, 32, 64))
-        if cls == Class.ALU64:
+        if cls == Class.ALU64 and v4:
             return _alu(cls, AluOp.END, dst, imm=bits)  # bswap
         # le (source K) or be (source X); src stays 0
-        code = alu_opcode(cls, AluOp.END, rng.choice((Source.K, Source.X)))
+        code = alu_opcode(Class.ALU, AluOp.END, rng.choice((Source.K, Source.X)))
         return Instruction(code, dst=dst, imm=bits)
+    if not v4:
+        roll = 0.26 + roll * 0.74  # no movsx, sdiv or smod before cpu v4
     if roll < 0.18:
         bits = rng.choice((8, 16, 32) if cls == Class.ALU64 else (8, 16))
         return _alu(cls, AluOp.MOV, dst, src=rng.randrange(NREGS), off=bits)  # movsx
@@ -159,8 +161,10 @@ def _random_alu(rng: random.Random) -> Instruction:
     return _alu(cls, op, dst, imm=imm)
 
 
-def random_body(rng: random.Random, length: int) -> list[Item]:
-    """A random body of ``length`` items; jumps only forward, at most to just past the end."""
+def random_body(rng: random.Random, length: int, v4: bool = True) -> list[Item]:
+    """A random body of ``length`` items; jumps only forward, at most to just past the end.
+
+    ``v4=False`` leaves out the cpu v4 instructions (sdiv, smod, movsx, bswap)."""
     items: list[Item] = []
     for index in range(length):
         roll = rng.random()
@@ -182,7 +186,7 @@ def random_body(rng: random.Random, length: int) -> list[Item]:
         elif roll < 0.25:
             items.append(Item(lddw(rng.randrange(NREGS), _imm64(rng))))
         else:
-            items.append(Item(_random_alu(rng)))
+            items.append(Item(_random_alu(rng, v4)))
     return items
 
 
@@ -266,12 +270,34 @@ def pybpf_registers(
     return out
 
 
-def cases(seed: int, count: int):
+def cases(seed: int, count: int, v4: bool = True):
     """``count`` reproducible ``(number, init, items)`` cases for ``seed``."""
     for number in range(count):
         rng = random.Random(f"{seed}:{number}")
         init = [_imm64(rng) for _ in range(NREGS)]
-        yield number, init, random_body(rng, rng.randint(*BODY_LENGTHS))
+        yield number, init, random_body(rng, rng.randint(*BODY_LENGTHS), v4)
+
+
+_V4: list[bool] = []
+
+
+def kernel_has_v4() -> bool:
+    """Whether this kernel's verifier takes cpu v4 instructions (Linux 6.6+): sdiv here."""
+    if not _V4:
+        from pybpf import syscall
+        from pybpf.errors import SyscallError
+
+        sdiv = [
+            _alu(Class.ALU64, AluOp.MOV, 0, imm=XDP_PASS),
+            _alu(Class.ALU64, AluOp.DIV, 0, imm=1, off=1),
+            EXIT,
+        ]
+        try:
+            syscall.prog_load(syscall.ProgType.XDP, encode(sdiv), log_level=0)[0].close()
+            _V4.append(True)
+        except SyscallError:
+            _V4.append(False)
+    return _V4[0]
 
 
 def _report(seed, number, init, items, execute) -> str:
@@ -315,7 +341,7 @@ def test_generated_programs_pass_the_verifier():
     rng = random.Random(SEED)
     for _ in range(30):
         init = [_imm64(rng) for _ in range(NREGS)]
-        kernel_registers(init, materialize(random_body(rng, 40)))
+        kernel_registers(init, materialize(random_body(rng, 40, kernel_has_v4())))
 
 
 @requires_bpf
@@ -326,7 +352,7 @@ def test_kernel_matches_interpreter():
         pytest.skip("pybpf.vm not available")
     started = time.perf_counter()
     failures = []
-    for number, init, items in cases(SEED, PROGRAMS):
+    for number, init, items in cases(SEED, PROGRAMS, kernel_has_v4()):
         body = materialize(items)
         if kernel_registers(init, body) != pybpf_registers(execute, init, body):
             failures.append(_report(SEED, number, init, items, execute))
