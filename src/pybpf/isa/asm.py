@@ -242,5 +242,3 @@ def assemble(text: str, *, syntax: str = "auto") -> list[Instruction]:
     from pybpf.isa.llvm_asm import parse_line, prepare_line
 
     return run(text, parse_line, prepare_line)
-
-
