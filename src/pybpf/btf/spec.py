@@ -85,9 +85,7 @@ class Spec:
     _by_name: dict[str, tuple[Type, ...]] = field(
         init=False, default_factory=dict, compare=False, repr=False
     )
-    _align_memo: dict[int, int] = field(
-        init=False, default_factory=dict, compare=False, repr=False
-    )
+    _align_memo: dict[int, int] = field(init=False, default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.types or not isinstance(self.types[0], Void):
@@ -402,4 +400,3 @@ def _find_cycle(succ: list[tuple[int, ...]], cut: list[bool]) -> int | None:
                 state[node] = 2
                 stack.pop()
     return None
-
