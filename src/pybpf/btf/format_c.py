@@ -53,7 +53,7 @@ _MAX_INDENT = 13  # libbpf's prefix string holds 13 tabs
 # grow exponentially with nesting; a struct can claim gigabytes of padding): real headers
 # stay far below them.
 _MAX_PADDING_BITS = 1 << 20
-_BASE_BUDGET = 4_000_000
+_BASE_BUDGET = 1_000_000
 _NOT_ORDERED, _ORDERING, _ORDERED = 0, 1, 2
 _NOT_EMITTED, _EMITTING, _EMITTED = 0, 1, 2
 _MODS = (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT)
