@@ -1,0 +1,248 @@
+"""Load check: refuse, before running, programs the interpreter must not or cannot run.
+
+:func:`check_program` applies the load-time rules of :class:`pybpf.vm.Interpreter`:
+
+- every instruction is valid (:func:`pybpf.isa.check`);
+- jumps and local calls land inside the program and never in the middle of an ``lddw``;
+- no instruction falls through past the last one; nothing writes r10 (``InputError``, ``pc``);
+- a must-be-defined dataflow over the control-flow graph finds no read of a register that
+  some path leaves unwritten (:class:`~pybpf.errors.UninitializedRegisterError`, ``pc``,
+  ``register``). The entry function starts with the given entry registers (r10 always);
+  a local-call target starts with r1-r5 and r10. After a helper call (or ``callx``, or a
+  local call) r0 is defined and r1-r5 are not, as in Linux; a helper call reads r1..rN
+  where N is the argument count of its prototype in :mod:`pybpf.helpers` (none when the
+  prototype is unknown). ``exit`` reads r0; legacy packet loads read r6 (the context);
+- features the interpreter does not run are refused with
+  :class:`~pybpf.errors.NotSupportedError`: kfunc calls, arena ``addr_space_cast``, and (by
+  the caller's choice) ``lddw`` pseudo sources and legacy packet loads.
+
+:func:`function_entries` and :func:`successors` describe the control-flow graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pybpf.errors import InputError, NotSupportedError, UninitializedRegisterError
+from pybpf.helpers import lookup
+from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Source
+from pybpf.isa import check as check_insn
+from pybpf.isa.opcodes import FRAME_POINTER
+
+__all__ = ["check_program", "function_entries", "successors", "call_target", "jump_target"]
+
+_ALL = (1 << 11) - 1
+_ARGS = 0b111110  # r1-r5
+_R0 = 1
+_FETCHING = {
+    AtomicOp.FETCH_ADD,
+    AtomicOp.FETCH_OR,
+    AtomicOp.FETCH_AND,
+    AtomicOp.FETCH_XOR,
+    AtomicOp.XCHG,
+}
+
+
+def _bit(reg: int) -> int:
+    return 1 << reg
+
+
+def jump_target(insn: Instruction, pc: int) -> int:
+    """The pc a jump (``goto``, ``gotol``, conditional, ``may_goto``) at ``pc`` lands on."""
+    return pc + 1 + insn.jump_offset
+
+
+def call_target(insn: Instruction, pc: int) -> int:
+    """The pc a local (bpf-to-bpf) call at ``pc`` enters."""
+    return pc + 1 + insn.imm
+
+
+def _is_local_call(insn: Instruction) -> bool:
+    return insn.is_call and insn.src == CallKind.LOCAL
+
+
+def successors(insn: Instruction, pc: int) -> tuple[int, ...]:
+    """Intraprocedural successors: where control goes next in the same function."""
+    nxt = pc + insn.slots
+    if insn.is_exit:
+        return ()
+    if insn.is_jmp_class and insn.jmp_op == JmpOp.JA:
+        return (jump_target(insn, pc),)
+    if insn.is_conditional_jump or insn.is_may_goto:
+        return (nxt, jump_target(insn, pc))
+    return (nxt,)
+
+
+def function_entries(insns: Sequence[Instruction]) -> list[int]:
+    """Pc 0 and every local-call target, sorted."""
+    entries = {0}
+    pc = 0
+    for insn in insns:
+        if _is_local_call(insn):
+            entries.add(call_target(insn, pc))
+        pc += insn.slots
+    return sorted(entries)
+
+
+def _uses_defs(insn: Instruction) -> tuple[int, int, int]:
+    """(registers read, registers written, registers made undefined) by one instruction."""
+    cls = insn.cls
+    d, s = _bit(insn.dst), _bit(insn.src)
+    if cls in (Class.ALU, Class.ALU64):
+        op = insn.alu_op
+        x = insn.source == Source.X
+        if op == AluOp.MOV:
+            return (s if x else 0), d, 0
+        if op in (AluOp.NEG, AluOp.END):
+            return d, d, 0
+        return d | (s if x else 0), d, 0
+    if cls == Class.LDX:
+        return s, d, 0
+    if cls == Class.ST:
+        return d, 0, 0
+    if cls == Class.STX:
+        if insn.mode != Mode.ATOMIC:
+            return d | s, 0, 0
+        op = insn.atomic_op
+        if op == AtomicOp.LOAD_ACQ:
+            return s, d, 0
+        if op == AtomicOp.CMPXCHG:
+            return d | s | _R0, _R0, 0
+        if op in _FETCHING:
+            return d | s, s, 0
+        return d | s, 0, 0
+    if cls == Class.LD:
+        if insn.is_lddw:
+            return 0, d, 0
+        uses = _bit(6) | (s if insn.mode == Mode.IND else 0)
+        return uses, _R0, _ARGS
+    # JMP / JMP32
+    if insn.is_exit:
+        return _R0, 0, 0
+    if insn.is_call:
+        if insn.src == CallKind.HELPER:
+            row = lookup(insn.imm)
+            nargs = row.nargs if row is not None and row.id and row.known else 0
+            return _ARGS & ((1 << (nargs + 1)) - 1), _R0, _ARGS
+        return 0, _R0, _ARGS
+    if insn.is_callx:
+        return _bit(insn.callx_register), _R0, _ARGS
+    if insn.is_conditional_jump:
+        return d | (s if insn.source == Source.X else 0), 0, 0
+    return 0, 0, 0
+
+
+def _writes_r10(insn: Instruction, defs: int) -> bool:
+    return bool(defs & _bit(FRAME_POINTER))
+
+
+def _check_structure(
+    insns: Sequence[Instruction],
+    table: list[Instruction | None],
+    *,
+    allow_pseudo_lddw: bool,
+    allow_legacy_packet: bool,
+) -> None:
+    nslots = len(table)
+    pc = 0
+    for insn in insns:
+        check_insn(insn, pc)
+
+        def land(target: int, what: str, _pc: int = pc) -> None:
+            if not 0 <= target < nslots:
+                raise InputError(f"{what} to pc {target} is outside the program", pc=_pc)
+            if table[target] is None:
+                raise InputError(f"{what} to pc {target} lands inside an lddw", pc=_pc)
+
+        if insn.is_call and insn.src == CallKind.KFUNC:
+            raise NotSupportedError("kfunc calls are not supported", feature="kfunc", pc=pc)
+        if insn.is_addr_space_cast:
+            raise NotSupportedError(
+                "arena addr_space_cast is not supported", feature="arena", pc=pc
+            )
+        if insn.is_lddw and insn.src != 0 and not allow_pseudo_lddw:
+            raise NotSupportedError(
+                f"lddw with pseudo source {insn.src} needs a loader (no resolver given)",
+                feature="lddw_pseudo",
+                pc=pc,
+            )
+        if insn.is_legacy_packet_load and not allow_legacy_packet:
+            raise NotSupportedError(
+                "LD_ABS/LD_IND need a packet context (legacy_packet=True)",
+                feature="ld_abs",
+                pc=pc,
+            )
+        if insn.is_jump:
+            land(jump_target(insn, pc), "jump")
+        if _is_local_call(insn):
+            land(call_target(insn, pc), "call")
+        uses, defs, _ = _uses_defs(insn)
+        if _writes_r10(insn, defs):
+            raise InputError("r10 (the frame pointer) is read-only", pc=pc)
+        nxt = pc + insn.slots
+        falls_through = not insn.is_exit and not (insn.is_jmp_class and insn.jmp_op == JmpOp.JA)
+        if falls_through and nxt >= nslots:
+            raise InputError("the last instruction falls off the end of the program", pc=pc)
+        pc = nxt
+
+
+def _dataflow(
+    insns: Sequence[Instruction], table: list[Instruction | None], entry_mask: int
+) -> None:
+    effects = {}
+    pc = 0
+    for insn in insns:
+        effects[pc] = _uses_defs(insn)
+        pc += insn.slots
+    first_error: tuple[int, int] | None = None
+    for entry in function_entries(insns):
+        start = entry_mask if entry == 0 else (_ARGS | _bit(FRAME_POINTER))
+        state: dict[int, int] = {entry: start}
+        work = [entry]
+        while work:
+            pc = work.pop()
+            insn = table[pc]
+            assert insn is not None
+            uses, defs, kills = effects[pc]
+            out = (state[pc] & ~kills) | defs
+            for succ in successors(insn, pc):
+                old = state.get(succ)
+                new = out if old is None else (old & out)
+                if new != old:
+                    state[succ] = new
+                    work.append(succ)
+        for pc in sorted(state):
+            missing = effects[pc][0] & ~state[pc]
+            if missing:
+                reg = (missing & -missing).bit_length() - 1
+                if first_error is None or pc < first_error[0]:
+                    first_error = (pc, reg)
+                break
+    if first_error is not None:
+        pc, reg = first_error
+        raise UninitializedRegisterError(
+            f"r{reg} is read before any path writes it", register=reg, pc=pc
+        )
+
+
+def check_program(
+    insns: Sequence[Instruction],
+    table: list[Instruction | None],
+    *,
+    entry_registers: Sequence[int] = (1, 10),
+    allow_pseudo_lddw: bool = False,
+    allow_legacy_packet: bool = False,
+) -> None:
+    """Apply every load-time rule; ``table`` is :func:`pybpf.isa.slot_table` of ``insns``."""
+    if not insns:
+        raise InputError("the program is empty", pc=0)
+    for reg in entry_registers:
+        if not 0 <= reg <= FRAME_POINTER:
+            raise InputError(f"invalid entry register r{reg}")
+    _check_structure(
+        insns, table, allow_pseudo_lddw=allow_pseudo_lddw, allow_legacy_packet=allow_legacy_packet
+    )
+    mask = _bit(FRAME_POINTER)
+    for reg in entry_registers:
+        mask |= _bit(reg)
+    _dataflow(insns, table, mask & _ALL)
