@@ -5,8 +5,9 @@ Each program is a random straight-line body of ALU, ALU64, JMP and JMP32 instruc
 ten random 64-bit register values. In the kernel it runs inside an XDP program
 (BPF_PROG_TEST_RUN) whose prologue spills the context pointer to the stack and loads r0-r9
 with ``lddw``, and whose epilogue spills r0-r9 and copies them into the packet, so all 64
-bits of every register come back. pybpf's interpreter runs the same prologue and body, once
-per register, ending with ``r0 = rN; exit``.
+bits of every register come back. pybpf's interpreter runs the same prologue, body and spill
+(r1 holds a register number where the kernel has the context pointer) once per register,
+returning the spilled register that r1 selects.
 
 The generator avoids only what the verifier refuses by design: shifts by an immediate >= the
 width and division or modulo by an immediate 0 (register divisors of 0 are generated and must
@@ -20,7 +21,6 @@ import os
 import random
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -258,16 +258,29 @@ def kernel_registers(init: list[int], body: list[Instruction]) -> list[int]:
     return list(struct.unpack(f"<{NREGS}Q", result.data_out[: len(PACKET)]))
 
 
-def pybpf_registers(
-    execute: Callable[[list[Instruction]], int], init: list[int], body: list[Instruction]
-) -> list[int]:
-    """r0-r9 after ``body`` as pybpf's interpreter computes them (one run per register)."""
-    prologue = [lddw(reg, value) for reg, value in enumerate(init)]
-    out = []
-    for reg in range(NREGS):
-        epilogue = [_alu(Class.ALU64, AluOp.MOV, 0, src=reg), EXIT]
-        out.append(execute(prologue + body + epilogue) & MASK64)
+def pybpf_program(init: list[int], body: list[Instruction]) -> list[Instruction]:
+    """The pybpf program: the kernel one's prologue, body and register spill, then
+    ``r0 = <spilled r[r1]>`` where r1 (spilled first) selects the register to return."""
+    slot = [-16 - 8 * reg for reg in range(NREGS)]
+    out = [_stx(10, -8, 1)]  # spill the selector
+    out += [lddw(reg, value) for reg, value in enumerate(init)]
+    out += body
+    out += [_stx(10, slot[reg], reg) for reg in range(NREGS)]
+    out += [
+        _ldx(Size.DW, 1, 10, -8),
+        _alu(Class.ALU64, AluOp.LSH, 1, imm=3),
+        _alu(Class.ALU64, AluOp.MOV, 2, src=10),
+        _alu(Class.ALU64, AluOp.SUB, 2, src=1),
+        _ldx(Size.DW, 0, 2, slot[0]),
+        EXIT,
+    ]
     return out
+
+
+def pybpf_registers(interpreter: type, init: list[int], body: list[Instruction]) -> list[int]:
+    """r0-r9 after ``body`` as pybpf's interpreter computes them (one run per register)."""
+    with interpreter(pybpf_program(init, body)) as vm:
+        return [vm.run((reg,)) & MASK64 for reg in range(NREGS)]
 
 
 def cases(seed: int, count: int, v4: bool = True):
@@ -300,17 +313,17 @@ def kernel_has_v4() -> bool:
     return _V4[0]
 
 
-def _report(seed, number, init, items, execute) -> str:
+def _report(seed, number, init, items, interpreter) -> str:
     """The shortest failing prefix of a disagreeing body, with both register files."""
     length = len(items)
     for cut in range(1, len(items) + 1):
         body = materialize(items, cut)
-        if kernel_registers(init, body) != pybpf_registers(execute, init, body):
+        if kernel_registers(init, body) != pybpf_registers(interpreter, init, body):
             length = cut
             break
     body = materialize(items, length)
     kern = kernel_registers(init, body)
-    mine = pybpf_registers(execute, init, body)
+    mine = pybpf_registers(interpreter, init, body)
     lines = [
         f"seed {seed:#x} (PYBPF_KERNEL_DIFF_SEED), program {number}: "
         f"first {length} of {len(items)} body instructions disagree",
@@ -347,15 +360,15 @@ def test_generated_programs_pass_the_verifier():
 @requires_bpf
 def test_kernel_matches_interpreter():
     try:
-        from pybpf.vm import execute
+        from pybpf.vm import Interpreter
     except ImportError:
         pytest.skip("pybpf.vm not available")
     started = time.perf_counter()
     failures = []
     for number, init, items in cases(SEED, PROGRAMS, kernel_has_v4()):
         body = materialize(items)
-        if kernel_registers(init, body) != pybpf_registers(execute, init, body):
-            failures.append(_report(SEED, number, init, items, execute))
+        if kernel_registers(init, body) != pybpf_registers(Interpreter, init, body):
+            failures.append(_report(SEED, number, init, items, Interpreter))
             if len(failures) == 3:
                 break
     elapsed = time.perf_counter() - started
