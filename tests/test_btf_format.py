@@ -11,6 +11,7 @@ from elftools.elf.elffile import ELFFile
 from pybpf.btf import (
     Enum,
     EnumValue,
+    Fwd,
     Int,
     IntEncoding,
     Member,
@@ -129,9 +130,15 @@ def test_deep_nesting_fails_cleanly() -> None:
         format_c(spec)
 
 
+def test_members_without_alignment_do_not_break_padding() -> None:
+    # found by the fuzz test: a gap before a member of incomplete type (alignment 0)
+    fwd = Fwd(2, "opaque")
+    spec = Spec((Void(), INT, fwd, Struct(3, "s", 16, (Member("a", 1, 0), Member("b", 2, 64)))))
+    assert "\tint a;\n\tlong: 0;\n\tstruct opaque b;\n" in format_c(spec)
+
+
 def test_big_structs_print_their_real_padding() -> None:
     spec = Spec((Void(), INT, Struct(2, "page", 4096, (Member("a", 1, 0),))))
     text = format_c(spec)
     # the 32 bits after `a` are left to the alignment of the first `long: 64`, as libbpf does
     assert text.count("\tlong: 64;") == 511 and "\tint: 32;" not in text
-

@@ -110,7 +110,7 @@ class CoreRelo:
         return self.insn_off // _INSN_SIZE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Ext:
     """A decoded ``.BTF.ext``: records per ELF section name, in file order.
 
@@ -124,15 +124,33 @@ class Ext:
     func_info_rec_size: int = 8
     line_info_rec_size: int = 16
     core_relo_rec_size: int = 16
+    _line_index: dict[str, tuple[list[int], list[LineInfo]]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def __repr__(self) -> str:
+        counts = [
+            f"{sum(map(len, block.values()))} {what}"
+            for what, block in (
+                ("func_info", self.func_info),
+                ("line_info", self.line_info),
+                ("core_relo", self.core_relos),
+            )
+        ]
+        return f"Ext({', '.join(counts)})"
 
     def line_at(self, section: str, insn_off: int) -> LineInfo | None:
         """The line_info record in effect at byte ``insn_off`` of ``section``, or ``None``.
 
         That is the last record at or before the instruction, as a disassembler shows it.
         """
-        records = self.line_info.get(section, ())
-        i = bisect.bisect_right([r.insn_off for r in records], insn_off)
-        return records[i - 1] if i else None
+        cached = self._line_index.get(section)
+        if cached is None:
+            ordered = sorted(self.line_info.get(section, ()), key=lambda r: r.insn_off)
+            cached = self._line_index[section] = ([r.insn_off for r in ordered], ordered)
+        offsets, ordered = cached
+        i = bisect.bisect_right(offsets, insn_off)
+        return ordered[i - 1] if i else None
 
 
 def parse_ext(data: bytes | bytearray | memoryview, spec: Spec) -> Ext:

@@ -22,6 +22,7 @@ from pybpf.btf.types import (
     Int,
     Kind,
     Pointer,
+    Reference,
     Struct,
     Type,
     Typedef,
@@ -186,12 +187,12 @@ class _CDumper:
         if kind in (Kind.INT, Kind.FLOAT):
             self.order_state[type_id] = _ORDERED
             return False
-        if kind == Kind.PTR:
-            strong = self.order_type(t.type_id, True)  # type: ignore[attr-defined]
+        if isinstance(t, Pointer):
+            strong = self.order_type(t.type_id, True)
             self.order_state[type_id] = _ORDERED
             return strong
-        if kind == Kind.ARRAY:
-            return self.order_type(t.type_id, False)  # type: ignore[attr-defined]
+        if isinstance(t, Array):
+            return self.order_type(t.type_id, False)
         if isinstance(t, Composite):
             if through_ptr and t.name:
                 return False
@@ -214,8 +215,8 @@ class _CDumper:
             self.queue.append(type_id)
             self.order_state[type_id] = _ORDERED
             return True
-        if kind in _MODS or kind == Kind.TYPE_TAG:
-            return self.order_type(t.type_id, through_ptr)  # type: ignore[attr-defined]
+        if isinstance(t, Reference):  # the qualifiers and type tags (typedefs are above)
+            return self.order_type(t.type_id, through_ptr)
         if isinstance(t, FuncProto):
             strong = self.order_type(t.return_type_id, through_ptr)
             for p in t.params:
@@ -258,8 +259,8 @@ class _CDumper:
                 self.emit_enum_def(type_id, t, 0)
                 self.emit(";\n\n")
             self.emit_state[type_id] = _EMITTED
-        elif t.kind in _CHAIN_THROUGH or isinstance(t, Array):
-            self.emit_type(t.type_id, cont_id)  # type: ignore[attr-defined]
+        elif isinstance(t, Array) or (isinstance(t, Reference) and t.kind in _CHAIN_THROUGH):
+            self.emit_type(t.type_id, cont_id)  # pointers, qualifiers, type tags, arrays
         elif isinstance(t, Fwd):
             self.emit_fwd_def(type_id, t)
             self.emit(";\n\n")
@@ -326,7 +327,7 @@ class _CDumper:
         if cur_off < new_off <= next_off:
             if (
                 in_bitfield
-                or (new_off == next_off and _roundup(cur_off, next_align * 8) != new_off)
+                or (new_off == next_off and _roundup(cur_off, max(next_align, 1) * 8) != new_off)
                 or (new_off != next_off and next_off - new_off <= new_off - cur_off)
             ):
                 width = new_off - cur_off if in_bitfield else 0
@@ -415,9 +416,9 @@ class _CDumper:
             if type_id == 0:
                 break
             t = self.types[type_id]
-            if t.kind in _CHAIN_THROUGH or isinstance(t, FuncProto):
-                type_id = t.return_type_id if isinstance(t, FuncProto) else t.type_id  # type: ignore[attr-defined]
-            elif isinstance(t, Array):
+            if isinstance(t, FuncProto):
+                type_id = t.return_type_id
+            elif isinstance(t, Array) or (isinstance(t, Reference) and t.kind in _CHAIN_THROUGH):
                 type_id = t.type_id
             else:
                 break  # a chain end, or a kind that has no place here (libbpf warns)

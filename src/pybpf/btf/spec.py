@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pybpf.btf.types import (
+    MODIFIER_KINDS,
     Array,
     Composite,
     Datasec,
@@ -45,7 +46,6 @@ __all__ = ["Spec", "references", "KCONFIG_SECTION", "KSYMS_SECTION"]
 KCONFIG_SECTION = ".kconfig"
 KSYMS_SECTION = ".ksyms"
 _U32_MAX = 0xFFFFFFFF
-_SIZED = (Int, Composite, Enum, Enum64, Datasec, Float)
 # Kinds that cannot be the type of a member, parameter or return value.
 _NOT_VALUES = (Func, Var, Datasec, DeclTag, FuncProto)
 T = TypeVar("T", bound=Type)
@@ -66,7 +66,7 @@ def references(t: Type) -> tuple[int, ...]:
     return ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Spec:
     """The types of one BTF blob; ``types[i]`` is type id ``i`` and ``types[0]`` is void.
 
@@ -104,6 +104,9 @@ class Spec:
             if t.name:
                 index.setdefault(t.name, []).append(t)
         self._by_name.update({k: tuple(v) for k, v in index.items()})
+
+    def __repr__(self) -> str:
+        return f"Spec({len(self.types) - 1} types, {self.byte_order}-endian)"
 
     # ---- lookups -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -158,20 +161,15 @@ class Spec:
     def skip_modifiers(self, type_id: int) -> Type:
         """The type under any const/volatile/restrict/type-tag qualifiers."""
         t = self.type(type_id)
-        while t.kind in (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
-            t = self.types[t.type_id]  # type: ignore[attr-defined]
+        while isinstance(t, Reference) and t.kind in MODIFIER_KINDS:
+            t = self.types[t.type_id]
         return t
 
     def resolve(self, type_id: int) -> Type:
         """The type under qualifiers and typedefs (``btf__resolve_type``)."""
         t = self.type(type_id)
-        while isinstance(t, Typedef) or t.kind in (
-            Kind.VOLATILE,
-            Kind.CONST,
-            Kind.RESTRICT,
-            Kind.TYPE_TAG,
-        ):
-            t = self.types[t.type_id]  # type: ignore[attr-defined]
+        while isinstance(t, Reference) and (t.kind in MODIFIER_KINDS or t.kind == Kind.TYPEDEF):
+            t = self.types[t.type_id]
         return t
 
     def size_of(self, type_id: int) -> int:
@@ -184,8 +182,8 @@ class Spec:
         t = self.type(type_id)
         nelems = 1
         while True:
-            if isinstance(t, _SIZED):
-                size = t.size  # type: ignore[attr-defined]
+            if isinstance(t, Int | Composite | Enum | Enum64 | Datasec | Float):
+                size = t.size
                 break
             if isinstance(t, Pointer):
                 size = self.pointer_size
