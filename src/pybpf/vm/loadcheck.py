@@ -22,10 +22,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
+from typing import NamedTuple
 
 from pybpf.errors import InputError, NotSupportedError, UninitializedRegisterError
 from pybpf.helpers import lookup
-from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Source
+from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, Mode, Source
 from pybpf.isa import check as check_insn
 from pybpf.isa.opcodes import FRAME_POINTER
 
@@ -47,6 +49,34 @@ def _bit(reg: int) -> int:
     return 1 << reg
 
 
+class _Facts(NamedTuple):
+    """What an opcode byte says about control flow (cached: properties build enums)."""
+
+    cls: Class
+    is_exit: bool
+    is_ja: bool
+    is_branch: bool  # two-way: conditional jump or may_goto
+    is_call: bool
+    is_callx: bool
+    is_lddw: bool
+    is_legacy_packet: bool
+
+
+@lru_cache(maxsize=256)
+def _facts(code: int) -> _Facts:
+    insn = Instruction(code)
+    return _Facts(
+        insn.cls,
+        insn.is_exit,
+        insn.is_ja,
+        insn.is_conditional_jump or insn.is_may_goto,
+        insn.is_call,
+        insn.is_callx,
+        insn.is_lddw,
+        insn.is_legacy_packet_load,
+    )
+
+
 def jump_target(insn: Instruction, pc: int) -> int:
     """The pc a jump (``goto``, ``gotol``, conditional, ``may_goto``) at ``pc`` lands on."""
     return pc + 1 + insn.jump_offset
@@ -63,14 +93,14 @@ def _is_local_call(insn: Instruction) -> bool:
 
 def successors(insn: Instruction, pc: int) -> tuple[int, ...]:
     """Intraprocedural successors: where control goes next in the same function."""
-    nxt = pc + insn.slots
-    if insn.is_exit:
+    facts = _facts(insn.code)
+    if facts.is_exit:
         return ()
-    if insn.is_jmp_class and insn.jmp_op == JmpOp.JA:
+    if facts.is_ja:
         return (jump_target(insn, pc),)
-    if insn.is_conditional_jump or insn.is_may_goto:
-        return (nxt, jump_target(insn, pc))
-    return (nxt,)
+    if facts.is_branch:
+        return (pc + 1, jump_target(insn, pc))
+    return (pc + (2 if facts.is_lddw else 1),)
 
 
 def function_entries(insns: Sequence[Instruction]) -> list[int]:
@@ -86,7 +116,8 @@ def function_entries(insns: Sequence[Instruction]) -> list[int]:
 
 def _uses_defs(insn: Instruction) -> tuple[int, int, int]:
     """(registers read, registers written, registers made undefined) by one instruction."""
-    cls = insn.cls
+    facts = _facts(insn.code)
+    cls = facts.cls
     d, s = _bit(insn.dst), _bit(insn.src)
     if cls in (Class.ALU, Class.ALU64):
         op = insn.alu_op
@@ -112,22 +143,22 @@ def _uses_defs(insn: Instruction) -> tuple[int, int, int]:
             return d | s, s, 0
         return d | s, 0, 0
     if cls == Class.LD:
-        if insn.is_lddw:
+        if facts.is_lddw:
             return 0, d, 0
         uses = _bit(6) | (s if insn.mode == Mode.IND else 0)
         return uses, _R0, _ARGS
     # JMP / JMP32
-    if insn.is_exit:
+    if facts.is_exit:
         return _R0, 0, 0
-    if insn.is_call:
+    if facts.is_call:
         if insn.src == CallKind.HELPER:
             row = lookup(insn.imm)
             nargs = row.nargs if row is not None and row.id and row.known else 0
             return _ARGS & ((1 << (nargs + 1)) - 1), _R0, _ARGS
         return 0, _R0, _ARGS
-    if insn.is_callx:
+    if facts.is_callx:
         return _bit(insn.callx_register), _R0, _ARGS
-    if insn.is_conditional_jump:
+    if facts.is_branch and not insn.is_may_goto:
         return d | (s if insn.source == Source.X else 0), 0, 0
     return 0, 0, 0
 
@@ -154,33 +185,34 @@ def _check_structure(
             if table[target] is None:
                 raise InputError(f"{what} to pc {target} lands inside an lddw", pc=_pc)
 
-        if insn.is_call and insn.src == CallKind.KFUNC:
+        facts = _facts(insn.code)
+        if facts.is_call and insn.src == CallKind.KFUNC:
             raise NotSupportedError("kfunc calls are not supported", feature="kfunc", pc=pc)
-        if insn.is_addr_space_cast:
+        if facts.cls == Class.ALU64 and insn.is_addr_space_cast:
             raise NotSupportedError(
                 "arena addr_space_cast is not supported", feature="arena", pc=pc
             )
-        if insn.is_lddw and insn.src != 0 and not allow_pseudo_lddw:
+        if facts.is_lddw and insn.src != 0 and not allow_pseudo_lddw:
             raise NotSupportedError(
                 f"lddw with pseudo source {insn.src} needs a loader (no resolver given)",
                 feature="lddw_pseudo",
                 pc=pc,
             )
-        if insn.is_legacy_packet_load and not allow_legacy_packet:
+        if facts.is_legacy_packet and not allow_legacy_packet:
             raise NotSupportedError(
                 "LD_ABS/LD_IND need a packet context (legacy_packet=True)",
                 feature="ld_abs",
                 pc=pc,
             )
-        if insn.is_jump:
+        if facts.is_ja or facts.is_branch:
             land(jump_target(insn, pc), "jump")
-        if _is_local_call(insn):
+        if facts.is_call and insn.src == CallKind.LOCAL:
             land(call_target(insn, pc), "call")
         uses, defs, _ = _uses_defs(insn)
         if _writes_r10(insn, defs):
             raise InputError("r10 (the frame pointer) is read-only", pc=pc)
-        nxt = pc + insn.slots
-        falls_through = not insn.is_exit and not (insn.is_jmp_class and insn.jmp_op == JmpOp.JA)
+        nxt = pc + (2 if facts.is_lddw else 1)
+        falls_through = not (facts.is_exit or facts.is_ja)
         if falls_through and nxt >= nslots:
             raise InputError("the last instruction falls off the end of the program", pc=pc)
         pc = nxt
