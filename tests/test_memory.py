@@ -124,7 +124,7 @@ def test_removed_region_is_unreachable_and_bound_caches_reset():
     space.bind_cache(rcache, wcache)
     assert rcache == list(EMPTY_CACHE)
     space.resolve(stack.address + 4, 4, "write")
-    assert wcache[0] == stack.address and wcache[1] == stack.end
+    assert wcache[0] == stack.address and wcache[1] == stack.size and wcache[2] is stack.view
     assert rcache == list(EMPTY_CACHE)  # a write fills only write caches
     space.resolve(stack.address, 1, "read")
     assert rcache[0] == stack.address

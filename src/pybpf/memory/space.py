@@ -6,9 +6,11 @@ access (``"read"`` or ``"write"``); otherwise it raises
 :class:`~pybpf.errors.MemoryAccessError` with ``pc``, ``address``, ``size`` and ``access``.
 
 Lookups are a bisect over the sorted region bases behind a last-hit cache. Engines may also
-*bind* their own inline caches (``[low, high, view]`` lists) with :meth:`bind_cache`: the
+*bind* their own inline caches (``[base, size, view]`` lists) with :meth:`bind_cache`: the
 space fills them on every successful resolve and resets them whenever a region leaves, so a
-cached range is always a live one.
+cached range is always a live one. An access of ``n`` bytes at ``address`` hits a cache
+when ``0 <= address - base`` and ``address - base + n <= size``; the empty cache
+(:data:`EMPTY_CACHE`) matches nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from pybpf.memory.region import Region
 
 __all__ = ["AddressSpace", "EMPTY_CACHE"]
 
-# An inline cache that matches no address: low > any address + size <= high is impossible.
-EMPTY_CACHE = (1 << 65, 0, None)
+# An inline cache that matches no access: offset >= 0 and offset + n <= -1 is impossible.
+EMPTY_CACHE = (0, -1, None)
 
 _ACCESSES = ("read", "write")
 
@@ -115,12 +117,12 @@ class AddressSpace:
             if not region.readable:
                 raise self._error(address, size, access, pc, region)
             for cache in self._read_caches:
-                cache[0], cache[1], cache[2] = region.address, region.end, region.view
+                cache[0], cache[1], cache[2] = region.address, region.size, region.view
         elif access == "write":
             if not region.writable:
                 raise self._error(address, size, access, pc, region)
             for cache in self._write_caches:
-                cache[0], cache[1], cache[2] = region.address, region.end, region.view
+                cache[0], cache[1], cache[2] = region.address, region.size, region.view
         else:
             raise InputError(f"access must be 'read' or 'write', not {access!r}")
         return region, address - region.address
@@ -172,7 +174,7 @@ class AddressSpace:
 
     # ---- engine caches ---------------------------------------------------------------------
     def bind_cache(self, read_cache: list, write_cache: list) -> None:
-        """Register inline caches (3-item lists): :meth:`resolve` fills them, ``remove`` resets."""
+        """Register ``[base, size, view]`` caches: :meth:`resolve` fills them, ``remove`` resets."""
         read_cache[:] = EMPTY_CACHE
         write_cache[:] = EMPTY_CACHE
         self._read_caches.append(read_cache)

@@ -645,24 +645,22 @@ def _load(insn: Instruction, m: Machine, pc: int, nxt: int) -> Op:
         unpack = struct.Struct("<" + _SIGNED[n]).unpack_from
 
         def f():
-            a = (R[s] + off) & M64
-            lo = rc[0]
-            if lo <= a and a + n <= rc[1]:
-                R[d] = unpack(rc[2], a - lo)[0] & M64
+            o = R[s] - rc[0] + off
+            if 0 <= o and o + n <= rc[1]:
+                R[d] = unpack(rc[2], o)[0] & M64
             else:
-                R[d] = slow(a, n, pc, unpack) & M64
+                R[d] = slow((R[s] + off) & M64, n, pc, unpack) & M64
             return nxt
 
         return f
     unpack = struct.Struct("<" + _UNSIGNED[n]).unpack_from
 
     def f():
-        a = (R[s] + off) & M64
-        lo = rc[0]
-        if lo <= a and a + n <= rc[1]:
-            R[d] = unpack(rc[2], a - lo)[0]
+        o = R[s] - rc[0] + off
+        if 0 <= o and o + n <= rc[1]:
+            R[d] = unpack(rc[2], o)[0]
         else:
-            R[d] = slow(a, n, pc, unpack)
+            R[d] = slow((R[s] + off) & M64, n, pc, unpack)
         return nxt
 
     return f
@@ -678,23 +676,33 @@ def _store(insn: Instruction, m: Machine, pc: int, nxt: int) -> Op:
         value = insn.imm & vmask
 
         def f():
-            a = (R[d] + off) & M64
-            lo = wc[0]
-            if lo <= a and a + n <= wc[1]:
-                pack(wc[2], a - lo, value)
+            o = R[d] - wc[0] + off
+            if 0 <= o and o + n <= wc[1]:
+                pack(wc[2], o, value)
             else:
-                slow(a, n, pc, pack, value)
+                slow((R[d] + off) & M64, n, pc, pack, value)
+            return nxt
+
+        return f
+
+    if n == 8:  # registers always hold u64 values: nothing to truncate
+
+        def f():
+            o = R[d] - wc[0] + off
+            if 0 <= o and o + 8 <= wc[1]:
+                pack(wc[2], o, R[s])
+            else:
+                slow((R[d] + off) & M64, 8, pc, pack, R[s])
             return nxt
 
         return f
 
     def f():
-        a = (R[d] + off) & M64
-        lo = wc[0]
-        if lo <= a and a + n <= wc[1]:
-            pack(wc[2], a - lo, R[s] & vmask)
+        o = R[d] - wc[0] + off
+        if 0 <= o and o + n <= wc[1]:
+            pack(wc[2], o, R[s] & vmask)
         else:
-            slow(a, n, pc, pack, R[s] & vmask)
+            slow((R[d] + off) & M64, n, pc, pack, R[s] & vmask)
         return nxt
 
     return f
