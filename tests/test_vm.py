@@ -532,3 +532,15 @@ def test_execute_custom_helpers_and_budget():
     assert execute([I.call(5), EXIT], helpers=registry) == 12
     with pytest.raises(BudgetExceededError):
         execute([I.mov(0, 0), I.ja(-1), EXIT], budget=100)
+
+
+def test_run_validates_its_arguments():
+    vm = Interpreter([I.mov(0, "r1"), EXIT])
+    assert vm.run((-1,)) == (1 << 64) - 1  # masked to u64
+    with pytest.raises(InputError):
+        vm.run((1, 2, 3, 4, 5, 6))
+    with pytest.raises(InputError):
+        vm.run(("1",))
+    with pytest.raises(InputError):
+        Interpreter([I.mov(0, 0), EXIT], budget=0)
+    vm.close()

@@ -121,8 +121,11 @@ class Interpreter:
         :class:`~pybpf.errors.BudgetExceededError`, :class:`~pybpf.errors.CallDepthError`,
         :class:`~pybpf.errors.HelperError` (all with ``pc``).
         """
+        args = tuple(args)
         if len(args) > 5:
             raise InputError(f"at most 5 arguments (r1-r5), got {len(args)}")
+        if not all(isinstance(a, int) for a in args):
+            raise InputError(f"arguments must be integers, got {args!r}")
         space = memory if memory is not None else AddressSpace()
         owned_packet = None
         if isinstance(packet, (bytes, bytearray, memoryview)):
@@ -137,8 +140,8 @@ class Interpreter:
             ctx.cpu = cpu
             if self.trace is not None:
                 ctx.trace = self.trace
-            machine.begin(space, tuple(args))
             try:
+                machine.begin(space, args)
                 _loop(ops, self.budget)
             finally:
                 machine.end()
