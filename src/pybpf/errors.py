@@ -40,6 +40,7 @@ __all__ = [
     "NotSupportedError",
     "InternalError",
     "BTFError",
+    "ElfError",
 ]
 
 # Attributes that describe where an error happened, in the order they are printed.
@@ -219,3 +220,16 @@ class BTFError(InputError):
     def __init__(self, message: str, *, type_id: int | None = None, **location: Any) -> None:
         super().__init__(message, **location)
         self.type_id = type_id
+
+
+class ElfError(InputError):
+    """An ELF object file is malformed, or is not an eBPF object pybpf can read.
+
+    ``section`` names the ELF section at fault when there is one and ``offset`` is the byte
+    offset (in that section when ``section`` is set, else in the file); ``symbol`` names
+    the symbol at fault when there is one.
+    """
+
+    def __init__(self, message: str, *, symbol: str | None = None, **location: Any) -> None:
+        super().__init__(message, **location)
+        self.symbol = symbol
