@@ -16,6 +16,9 @@ def test_ruff_clean():
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[test]' installs it)")
     proc = subprocess.run(
-        [ruff, "check", "src", "tests", "examples"], cwd=ROOT, capture_output=True, text=True
+        [ruff, "check", "src", "tests", "examples", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
