@@ -8,7 +8,7 @@ the maps issue.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 
 from pybpf.errors import InputError
 
@@ -73,7 +73,7 @@ class MapType(IntEnum):
             raise InputError(f"unknown map type {name!r}", field="map_type") from None
 
 
-class MapFlag(IntEnum):
+class MapFlag(IntFlag):
     """``BPF_F_*`` map creation flags that the loader sets or reads."""
 
     NO_PREALLOC = 0x1
