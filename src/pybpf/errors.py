@@ -41,6 +41,7 @@ __all__ = [
     "InternalError",
     "BTFError",
     "ElfError",
+    "MapError",
 ]
 
 # Attributes that describe where an error happened, in the order they are printed.
@@ -233,3 +234,24 @@ class ElfError(InputError):
     def __init__(self, message: str, *, symbol: str | None = None, **location: Any) -> None:
         super().__init__(message, **location)
         self.symbol = symbol
+
+
+class MapError(PybpfError, OSError):
+    """A map operation failed the way Linux fails it.
+
+    ``errno`` is Linux's error number (``ENOENT``, ``EEXIST``, ``E2BIG``, ``EINVAL``,
+    ``EPERM``, ...), ``operation`` the operation (``"create"``, ``"update"``, ``"delete"``,
+    ``"pin"``, ...) and ``map_name`` the map's name.
+    """
+
+    def __init__(
+        self, message: str, *, errno: int, operation: str, map_name: str = "", **location: Any
+    ) -> None:
+        PybpfError.__init__(self, message, **location)
+        self.errno = errno
+        self.strerror = os.strerror(errno)
+        self.operation = operation
+        self.map_name = map_name
+
+    def __str__(self) -> str:
+        return PybpfError.__str__(self)
