@@ -10,7 +10,7 @@ __all__ = ["COMMANDS"]
 @click.command("conformance")
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
-    "--engine", type=click.Choice(["interpreter"]), default="interpreter", show_default=True
+    "--engine", type=click.Choice(["interpreter", "jit"]), default="interpreter", show_default=True
 )
 @click.option(
     "-v", "--verbose", is_flag=True, help="Print a line for every case, not only failures."

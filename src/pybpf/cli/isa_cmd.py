@@ -105,7 +105,7 @@ def asm_cmd(out, file: Path, output: Path, syntax: str, as_hex: bool) -> None:
     help="Input memory from a file.",
 )
 @click.option(
-    "--engine", type=click.Choice(["interpreter"]), default="interpreter", show_default=True
+    "--engine", type=click.Choice(["interpreter", "jit"]), default="interpreter", show_default=True
 )
 @click.pass_obj
 def exec_cmd(
@@ -113,7 +113,11 @@ def exec_cmd(
 ) -> None:
     """Run a raw program with r1 = input memory and r2 = its length; print r0."""
     from pybpf.conformance.plugin import parse_hex_bytes
-    from pybpf.vm import execute
+
+    if engine == "jit":  # an unverified program: the JIT's memory checks stay on
+        from pybpf.jit import execute
+    else:
+        from pybpf.vm import execute
 
     if mem_hex is not None and mem_file is not None:
         raise click.UsageError("give --mem or --mem-file, not both")

@@ -18,7 +18,7 @@ from pybpf.isa import Instruction, decode
 
 __all__ = ["ENGINES", "Outcome", "load_program", "run_case", "run_paths"]
 
-ENGINES = ("interpreter",)
+ENGINES = ("interpreter", "jit")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ def load_program(case: ConformanceCase) -> list[Instruction]:
 
 
 def _execute(insns: list[Instruction], mem: bytes, engine: str) -> int:
+    if engine == "jit":  # unverified programs: always with the JIT's memory checks
+        from pybpf.jit import execute as jit_execute
+
+        return jit_execute(insns, mem if mem else None, debug_checks=True)
     if engine != "interpreter":
         raise NotSupportedError(f"engine {engine!r} is not available", feature=engine)
     from pybpf.vm import execute  # r1 = mem, r2 = len, as the suite expects

@@ -1,0 +1,69 @@
+"""Calls: helper calls from JIT code back into Python, through one ctypes callback per program.
+
+Compiled code calls the address in the context block's ``DISPATCH`` slot as
+``u64 dispatch(ctx, helper_id, pc, depth, r1, r2, r3, r4, r5)`` for every helper ``call``
+and ``callx``. :class:`HelperDispatcher` finds the run by its context block address, makes
+the live stack frames visible to the helper, and applies the runtime's error contract
+(:mod:`pybpf.runtime.registry`) exactly as the interpreter does.
+
+An exception must never escape a ctypes callback (ctypes would print it and return 0, so
+it would be lost). Every exception, ``KeyboardInterrupt`` included, is caught here, kept on
+the run state, and reported to the compiled code as ``Status.HELPER``; the code unwinds at
+once and :class:`~pybpf.jit.program.JitProgram` raises the kept exception.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from pybpf.errors import HelperError
+from pybpf.jit.layout import Slot, Status
+from pybpf.jit.state import RunState
+from pybpf.runtime import HelperRegistry, helper_failure
+
+__all__ = ["HelperDispatcher", "DISPATCH_TYPE"]
+
+_M64 = (1 << 64) - 1
+_U64 = ctypes.c_uint64
+DISPATCH_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, *([_U64] * 8))
+
+
+class HelperDispatcher:
+    """The ctypes callback compiled code calls for helpers; ``address`` is its entry point.
+
+    ``runs`` maps a context block address to the :class:`RunState` running on it (the
+    program adds and removes entries around each run).
+    """
+
+    def __init__(self, registry: HelperRegistry, runs: dict[int, RunState]) -> None:
+        self.registry = registry
+        self.runs = runs
+        self._callback = DISPATCH_TYPE(self._dispatch)  # kept alive as long as the program
+        self.address: int = ctypes.cast(self._callback, ctypes.c_void_p).value or 0
+
+    def _dispatch(self, ctx_address, helper_id, pc, depth, r1, r2, r3, r4, r5):  # noqa: PLR0913
+        state = self.runs.get(ctx_address)
+        if state is None:  # cannot happen while the program runs; never raise into C
+            return 0
+        try:
+            state.show_frames(depth)
+            ctx = state.ctx
+            ctx.pc = pc
+            ctx.helper_id = helper_id
+            fn = self.registry.get(helper_id)
+            if fn is None:
+                raise HelperError(
+                    f"no implementation for helper {helper_id}", helper_id=helper_id, pc=pc
+                )
+            try:
+                result = fn(ctx, r1, r2, r3, r4, r5)
+                value = 0 if result is None else result & _M64
+            except Exception as exc:
+                raise helper_failure(exc, helper_id, pc)  # noqa: B904 - the cause is kept
+            if state.debug:
+                state.load_regions()  # the helper may have added or removed regions
+            return value
+        except BaseException as exc:  # noqa: BLE001 - kept and re-raised by the program
+            state.error = exc
+            state.block[Slot.STATUS] = Status.HELPER
+            return 0

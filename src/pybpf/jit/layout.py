@@ -1,0 +1,72 @@
+"""Layout: the per-run context block JIT code and Python share (field slots, status codes).
+
+Every run hands the compiled entry function the address of one native block of
+:data:`FIELDS` unsigned 64-bit slots. Generated code reads its inputs from it (stack base,
+region table, packet, helper dispatcher) and, when it must stop, writes a status and the
+error's details there and returns; Python then raises the matching
+:mod:`pybpf.errors` exception. IR building (:mod:`pybpf.jit.lower`) and the Python side
+(:mod:`pybpf.jit.program`) both read the slot numbers from here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from pybpf.isa.opcodes import MAX_CALL_DEPTH, STACK_SIZE
+
+__all__ = [
+    "Slot",
+    "Status",
+    "FIELDS",
+    "REGION_FIELDS",
+    "PERM_READ",
+    "PERM_WRITE",
+    "STACK_BYTES",
+    "HELPER_ARGS",
+]
+
+
+class Slot(IntEnum):
+    """Index of each u64 field of the context block."""
+
+    STATUS = 0  # a Status; generated code returns at once when it is not OK
+    ERR_PC = 1  # pc of the instruction that stopped the run
+    ERR_A = 2  # memory: address; call depth: depth; budget: budget left at block entry
+    ERR_B = 3  # memory: access size
+    ERR_C = 4  # memory: 0 read, 1 write
+    MAY_GOTO = 5  # may_goto iterations left in this run
+    BUDGET = 6  # instructions left (debug checks only), signed
+    STACK = 7  # address of the stack block: MAX_CALL_DEPTH frames of STACK_SIZE bytes
+    REGIONS = 8  # address of the region table (debug checks only)
+    NREGIONS = 9  # rows in the region table
+    PACKET = 10  # address of the legacy LD_ABS/LD_IND packet
+    PACKET_SIZE = 11  # its length
+    HAS_PACKET = 12  # 1 when the run has a packet
+    DISPATCH = 13  # address of the helper dispatcher (a ctypes callback)
+    ACCESS = 14  # address of the shared debug-mode access check (pybpf_access_ok)
+
+
+FIELDS = len(Slot)
+
+
+class Status(IntEnum):
+    """Why generated code stopped (``Slot.STATUS``)."""
+
+    OK = 0
+    MEMORY = 1  # a checked access failed: ERR_A address, ERR_B size, ERR_C access
+    CALL_DEPTH = 2  # a local call went past MAX_CALL_DEPTH frames: ERR_A depth
+    HELPER = 3  # a helper failed; the Python side holds the exception
+    BUDGET = 4  # the instruction budget ran out: ERR_A budget left at the block's entry
+    NO_PACKET = 5  # LD_ABS/LD_IND ran without a packet
+
+
+# Region table rows: (base, end, permissions), each a u64.
+REGION_FIELDS = 3
+PERM_READ = 1
+PERM_WRITE = 2
+
+# One stack frame per call depth, contiguous: frame d is [STACK + d*512, STACK + (d+1)*512).
+STACK_BYTES = MAX_CALL_DEPTH * STACK_SIZE
+
+# The dispatcher's arguments after the context: helper id, pc, call depth, r1..r5.
+HELPER_ARGS = 3 + 5

@@ -1,0 +1,260 @@
+"""Program: a JIT-compiled eBPF program, run like the interpreter (same arguments, same results).
+
+:class:`JitProgram` checks a program (:mod:`pybpf.jit.blocks`), lowers it to LLVM IR
+(:mod:`pybpf.jit.lower`), compiles it (:mod:`pybpf.jit.compile`) and runs it any number of
+times with :meth:`JitProgram.run`, whose signature and results are those of
+:meth:`pybpf.vm.Interpreter.run`: r0 as an unsigned 64-bit integer, or the same
+:mod:`pybpf.errors` exception for the same fault.
+
+Memory: without ``debug_checks`` the code loads and stores through raw pointers, as the
+kernel's JIT does: only programs a verifier accepted may run that way. With
+``debug_checks=True`` every access is checked against the run's live regions and stack
+frames (raising :class:`~pybpf.errors.MemoryAccessError` like the interpreter) and runs
+are bounded by the instruction budget, so unverified code runs safely.
+
+:func:`execute` is the bpf_conformance convention in one call (debug checks on).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Mapping, Sequence
+
+from pybpf.config import settings
+from pybpf.errors import InputError, NotSupportedError
+from pybpf.isa import Instruction
+from pybpf.isa.opcodes import FRAME_POINTER
+from pybpf.jit.blocks import ControlFlow, analyse
+from pybpf.jit.calls import HelperDispatcher
+from pybpf.jit.compile import NativeCode, compile_module, runtime_address, unavailable_reason
+from pybpf.jit.lower import ACCESS_OK, ENTRY, lower_program
+from pybpf.jit.registers import check_defined
+from pybpf.jit.state import RunState
+from pybpf.memory import AddressSpace, Region
+from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, default_helpers
+
+__all__ = ["JitProgram", "execute", "available", "CONFORMANCE_ENTRY_REGISTERS"]
+
+CONFORMANCE_ENTRY_REGISTERS = (1, 2, 10)
+LddwResolver = Callable[[Instruction, int], int]
+
+_U64 = ctypes.c_uint64
+_ENTRY_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, _U64, _U64, _U64, _U64, _U64)
+_M64 = (1 << 64) - 1
+_NO_BUDGET = (1 << 63) - 1
+
+
+def available() -> bool:
+    """True when the JIT can compile here (llvmlite is installed)."""
+    return unavailable_reason() is None
+
+
+def _registry(helpers: HelperRegistry | Mapping[int | str, HelperFn] | None) -> HelperRegistry:
+    if helpers is None:
+        return default_helpers()
+    if isinstance(helpers, HelperRegistry):
+        return helpers
+    return HelperRegistry(helpers)
+
+
+class JitProgram:
+    """A checked, compiled program, ready to run (see the module docstring).
+
+    - ``helpers``: a :class:`~pybpf.runtime.HelperRegistry` (or a mapping id/name -> fn);
+      default: :func:`pybpf.runtime.default_helpers`;
+    - ``entry_registers``: registers defined at entry (r10 always is); every other
+      register starts at 0;
+    - ``debug_checks``: compile memory checks and the instruction budget in (for
+      unverified programs);
+    - ``budget``: instructions one run may execute under ``debug_checks`` (default from
+      settings; without debug checks runs are not bounded, as verified programs end);
+    - ``lddw_resolver``: ``fn(insn, pc) -> u64`` for ``lddw`` with a pseudo source, called
+      once per instruction at compile time;
+    - ``legacy_packet``: accept ``LD_ABS``/``LD_IND`` (runs then need ``packet=``);
+    - ``trace``: where ``bpf_trace_printk`` output goes;
+    - ``opt_level``: LLVM speed level, 0-3 (default 2).
+
+    Load errors are those of :func:`pybpf.jit.blocks.analyse`;
+    :class:`~pybpf.errors.NotSupportedError` (``feature="jit"``) when llvmlite is missing.
+    ``compile_seconds`` is the time LLVM took; :meth:`assembly` shows the native code.
+    Close with :meth:`close` (or use as a context manager) to free the machine code.
+    """
+
+    def __init__(
+        self,
+        insns: Sequence[Instruction],
+        *,
+        helpers: HelperRegistry | Mapping[int | str, HelperFn] | None = None,
+        entry_registers: Sequence[int] = (1, 10),
+        debug_checks: bool = False,
+        budget: int | None = None,
+        lddw_resolver: LddwResolver | None = None,
+        legacy_packet: bool = False,
+        trace: TraceSink | None = None,
+        opt_level: int = 2,
+    ) -> None:
+        reason = unavailable_reason()
+        if reason is not None:
+            raise NotSupportedError(f"the JIT is not available: {reason}", feature="jit")
+        self.insns: tuple[Instruction, ...] = tuple(insns)
+        self.helpers = _registry(helpers)
+        self.entry_registers = tuple(entry_registers)
+        for reg in self.entry_registers:
+            if not 0 <= reg <= FRAME_POINTER:
+                raise InputError(f"invalid entry register r{reg}")
+        self.debug_checks = bool(debug_checks)
+        self.budget = settings().insn_budget if budget is None else int(budget)
+        if self.budget <= 0:
+            raise InputError(f"instruction budget must be positive, not {budget}")
+        self.trace = trace
+        self.cfg: ControlFlow = analyse(
+            self.insns,
+            allow_pseudo_lddw=lddw_resolver is not None,
+            allow_legacy_packet=legacy_packet,
+        )
+        check_defined(self.cfg, self.entry_registers)
+        lddw_values = self._resolve(lddw_resolver)
+        self._block_pcs = {
+            (entry, block.start): block.pcs
+            for entry, fn in self.cfg.functions.items()
+            for block in fn.blocks
+        }
+        module = lower_program(self.cfg, lddw_values=lddw_values, debug_checks=self.debug_checks)
+        self._code: NativeCode | None = compile_module(module, opt_level=opt_level)
+        self.compile_seconds = self._code.compile_seconds
+        self._entry = _ENTRY_TYPE(self._code.address(ENTRY))
+        self._access = runtime_address(ACCESS_OK) if self.debug_checks else 0
+        self._runs: dict[int, RunState] = {}
+        self._dispatcher = HelperDispatcher(self.helpers, self._runs)
+        self._pool: list[RunState] = [RunState(self._dispatcher.address, self._access)]
+
+    def _resolve(self, resolver: LddwResolver | None) -> dict[int, int]:
+        values: dict[int, int] = {}
+        if resolver is None:
+            return values
+        pc = 0
+        for insn in self.insns:
+            if insn.is_lddw and insn.src != 0:
+                value = resolver(insn, pc)
+                if not isinstance(value, int):
+                    raise InputError(f"lddw resolver returned {value!r}, not an integer", pc=pc)
+                values[pc] = value & _M64
+            pc += insn.slots
+        return values
+
+    # ---- running ----------------------------------------------------------------------------
+    def run(
+        self,
+        args: Sequence[int] = (),
+        *,
+        memory: AddressSpace | None = None,
+        packet: Region | bytes | None = None,
+        cpu: int = 0,
+    ) -> int:
+        """Run once; returns r0 as an unsigned 64-bit integer.
+
+        ``args`` go to r1..r5 (masked to u64). ``memory`` is the address space the program
+        may touch besides its stack (checked only under ``debug_checks``). ``packet`` is the
+        packet for legacy ``LD_ABS``/``LD_IND`` loads. Execution errors are the
+        interpreter's: :class:`~pybpf.errors.MemoryAccessError` (debug checks),
+        :class:`~pybpf.errors.BudgetExceededError` (debug checks),
+        :class:`~pybpf.errors.CallDepthError`, :class:`~pybpf.errors.HelperError` or what a
+        helper raised (all with ``pc``).
+        """
+        if self._code is None:
+            raise InputError("the JIT program is closed")
+        args = tuple(args)
+        if len(args) > 5:
+            raise InputError(f"at most 5 arguments (r1-r5), got {len(args)}")
+        if not all(isinstance(a, int) for a in args):
+            raise InputError(f"arguments must be integers, got {args!r}")
+        regs = [a & _M64 for a in args] + [0] * (5 - len(args))
+        space = memory if memory is not None else AddressSpace()
+        owned_packet = None
+        if isinstance(packet, (bytes, bytearray, memoryview)):
+            owned_packet = packet = Region.from_bytes(packet, kind="packet", writable=False)
+        try:
+            state = self._pool.pop()
+        except IndexError:
+            state = RunState(self._dispatcher.address, self._access)
+        self._runs[state.address] = state
+        try:
+            state.begin(
+                space,
+                packet=packet,
+                cpu=cpu,
+                trace=self.trace,
+                budget=self.budget if self.debug_checks else _NO_BUDGET,
+                debug=self.debug_checks,
+            )
+            r0 = self._entry(state.address, *regs)
+            if state.block[0]:
+                raise state.failure(self.budget, self._block_pcs)
+            return r0
+        finally:
+            state.end()
+            del self._runs[state.address]
+            self._pool.append(state)
+            if owned_packet is not None:
+                owned_packet.close()
+
+    # ---- inspection and lifetime ------------------------------------------------------------
+    def assembly(self) -> str:
+        """The native assembly of the compiled program."""
+        if self._code is None:
+            raise InputError("the JIT program is closed")
+        return self._code.assembly()
+
+    def close(self) -> None:
+        """Free the machine code and the pooled run states (idempotent)."""
+        if self._code is None:
+            return
+        if self._runs:
+            raise InputError("cannot close a JIT program while it runs")
+        code, self._code = self._code, None
+        code.close()
+        for state in self._pool:
+            state.close()
+        self._pool.clear()
+
+    def __enter__(self) -> JitProgram:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "debug checks" if self.debug_checks else "unchecked"
+        state = "closed" if self._code is None else f"{self.compile_seconds * 1e3:.1f} ms compile"
+        return f"<JitProgram {len(self.cfg.table)} slots, {mode}, {state}>"
+
+
+def execute(
+    insns: Sequence[Instruction],
+    mem: bytes | None = None,
+    *,
+    helpers: HelperRegistry | Mapping[int | str, HelperFn] | None = None,
+    budget: int | None = None,
+    trace: TraceSink | None = None,
+    debug_checks: bool = True,
+    opt_level: int = 2,
+) -> int:
+    """Run a program the bpf_conformance way and return r0 (as :func:`pybpf.vm.execute`).
+
+    ``mem`` is copied into a writable native region of kind ``"input"``; r1 = its address
+    and r2 = its length. Without ``mem`` (``None`` or empty) r1 = r2 = 0. Debug checks are
+    on by default: conformance programs are not verified.
+    """
+    with JitProgram(
+        insns,
+        helpers=helpers,
+        budget=budget,
+        entry_registers=CONFORMANCE_ENTRY_REGISTERS,
+        trace=trace,
+        debug_checks=debug_checks,
+        opt_level=opt_level,
+    ) as prog:
+        if not mem:
+            return prog.run((0, 0))
+        with Region.from_bytes(mem, kind="input", name="mem") as region:
+            return prog.run((region.address, region.size), memory=AddressSpace([region]))

@@ -1,0 +1,181 @@
+"""Run state: one run's native context block, stack frames, region table and helper context.
+
+A :class:`RunState` is what compiled code needs to run once: the context block of
+:mod:`pybpf.jit.layout`, a stack block of :data:`~pybpf.isa.opcodes.MAX_CALL_DEPTH`
+frames (native memory the JIT zeroes frame by frame on function entry), the region table
+debug checks search, and the :class:`~pybpf.runtime.ExecutionContext` helpers receive.
+States are pooled by their program and reused; one state serves one run at a time.
+
+Helpers see program memory through ``ctx.memory`` as in the interpreter: before a helper
+runs, :meth:`RunState.show_frames` puts the live frames (0..depth) into the run's address
+space, and :meth:`RunState.end` takes them out again. After a failed run,
+:meth:`RunState.failure` turns the status the code left into the :mod:`pybpf.errors`
+exception the interpreter raises for the same fault.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from pybpf.errors import (
+    BudgetExceededError,
+    CallDepthError,
+    InternalError,
+    MemoryAccessError,
+    NotSupportedError,
+)
+from pybpf.isa.opcodes import MAX_CALL_DEPTH, STACK_SIZE
+from pybpf.jit.layout import (
+    FIELDS,
+    PERM_READ,
+    PERM_WRITE,
+    REGION_FIELDS,
+    STACK_BYTES,
+    Slot,
+    Status,
+)
+from pybpf.memory import AddressSpace, Region
+from pybpf.runtime import ExecutionContext, TraceSink
+
+__all__ = ["RunState", "MAY_GOTO_LOOPS"]
+
+MAY_GOTO_LOOPS = 8 * 1024 * 1024  # Linux's BPF_MAX_LOOPS: may_goto iterations per run
+_Block = ctypes.c_uint64 * FIELDS
+
+
+class RunState:
+    """The native and Python state of one run (see the module docstring)."""
+
+    def __init__(self, dispatch_address: int, access_address: int) -> None:
+        self.block = _Block()
+        self.address = ctypes.addressof(self.block)
+        self.stack = Region(STACK_BYTES, kind="stack", name="jit stack")
+        self.frames = [
+            Region.wrap(
+                self.stack.address + depth * STACK_SIZE,
+                STACK_SIZE,
+                kind="stack",
+                name=f"stack[{depth}]",
+                owner=self.stack,
+            )
+            for depth in range(MAX_CALL_DEPTH)
+        ]
+        self.shown = 0  # frames 0..shown-1 are in the run's address space
+        self.space = AddressSpace()
+        self.ctx = ExecutionContext(self.space)
+        self._default_trace = self.ctx.trace
+        self.error: BaseException | None = None
+        self.debug = False
+        self._table = (ctypes.c_uint64 * REGION_FIELDS)()
+        self._table_key: tuple = ()
+        self.block[Slot.STACK] = self.stack.address
+        self.block[Slot.DISPATCH] = dispatch_address
+        self.block[Slot.ACCESS] = access_address
+
+    # ---- a run ---------------------------------------------------------------------------
+    def begin(
+        self,
+        space: AddressSpace,
+        *,
+        packet: Region | None,
+        cpu: int,
+        trace: TraceSink | None,
+        budget: int,
+        debug: bool,
+    ) -> None:
+        """Prepare the context block and the helper context for a run in ``space``."""
+        block = self.block
+        block[Slot.STATUS] = 0
+        block[Slot.MAY_GOTO] = MAY_GOTO_LOOPS
+        block[Slot.BUDGET] = budget
+        if packet is not None:
+            block[Slot.PACKET] = packet.address
+            block[Slot.PACKET_SIZE] = packet.size
+            block[Slot.HAS_PACKET] = 1
+        else:
+            block[Slot.HAS_PACKET] = 0
+        self.space = space
+        self.debug = debug
+        ctx = self.ctx
+        ctx.memory = space
+        ctx.packet = packet
+        ctx.cpu = cpu
+        ctx.trace = trace if trace is not None else self._default_trace
+        self.error = None
+        if debug:
+            self.load_regions()
+
+    def end(self) -> None:
+        """Take the frames out of the address space and drop the run's references."""
+        for region in self.frames[: self.shown]:
+            self.space.remove(region)
+        self.shown = 0
+        self.ctx.packet = None
+        self.error = None
+
+    def show_frames(self, depth: int) -> None:
+        """Make frames 0..depth (the live ones) reachable through ``ctx.memory``."""
+        want = depth + 1
+        while self.shown > want:
+            self.shown -= 1
+            self.space.remove(self.frames[self.shown])
+        while self.shown < want:
+            self.space.add(self.frames[self.shown])
+            self.shown += 1
+
+    def load_regions(self) -> None:
+        """Refresh the debug checks' region table from the address space (frames excluded)."""
+        rows = []
+        frames = self.frames
+        for region in self.space:
+            if any(region is f for f in frames):
+                continue
+            perms = (PERM_READ if region.readable else 0) | (PERM_WRITE if region.writable else 0)
+            rows.append((region.address, region.end, perms))
+        key = tuple(rows)
+        if key == self._table_key and self.block[Slot.REGIONS]:
+            return
+        flat = [value for row in rows for value in row]
+        if len(flat) > len(self._table):
+            self._table = (ctypes.c_uint64 * len(flat))()
+        self._table[: len(flat)] = flat
+        self._table_key = key
+        self.block[Slot.REGIONS] = ctypes.addressof(self._table)
+        self.block[Slot.NREGIONS] = len(rows)
+
+    # ---- errors --------------------------------------------------------------------------
+    def failure(self, budget: int, block_pcs: dict[tuple[int, int], tuple[int, ...]]):
+        """The exception for the status compiled code left (``Status.OK`` is a bug)."""
+        block = self.block
+        status = block[Slot.STATUS]
+        pc = block[Slot.ERR_PC]
+        a, b, c = block[Slot.ERR_A], block[Slot.ERR_B], block[Slot.ERR_C]
+        if status == Status.HELPER and self.error is not None:
+            return self.error
+        if status == Status.MEMORY:
+            access = "write" if c else "read"
+            try:  # the interpreter's wording when the address space can explain it
+                self.space.resolve(a, b, access, pc)
+            except MemoryAccessError as exc:
+                return exc
+            return MemoryAccessError(
+                f"invalid {access} of {b} bytes at {a:#x}", address=a, size=b, access=access, pc=pc
+            )
+        if status == Status.CALL_DEPTH:
+            return CallDepthError(f"call depth exceeds {MAX_CALL_DEPTH} frames", depth=a, pc=pc)
+        if status == Status.BUDGET:
+            pcs = block_pcs[(b, pc)]
+            return BudgetExceededError(
+                f"instruction budget of {budget} exhausted", budget=budget, pc=pcs[a]
+            )
+        if status == Status.NO_PACKET:
+            return NotSupportedError(
+                "LD_ABS/LD_IND without a packet in the run", feature="ld_abs", pc=pc
+            )
+        return InternalError(f"JIT code stopped with unknown status {status}", pc=pc)
+
+    def close(self) -> None:
+        """Free the stack memory."""
+        for region in self.frames:
+            region.close()
+        self.stack.close()
