@@ -63,6 +63,7 @@ def _object() -> ObjectSpec:
 
 def test_link_appends_callees_in_first_use_order_and_patches_references():
     linked = link(_object(), "main")
+    assert linked.type == ProgType.XDP and linked.name == "main"
     assert linked.functions == (("main", 0), ("helper", 9), ("callback", 13))
     assert linked.maps == ("counts", ".data")
     insns = linked.instructions

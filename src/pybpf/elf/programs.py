@@ -200,7 +200,7 @@ def _reference(
         if ext is None:
             raise func.error(f"reference to unresolved external symbol {sym.name!r}", pc, **where)
         if ext.kind == ExternKind.KCONFIG:
-            return Reference(pc, RefKind.MAP_VALUE, KCONFIG_MAP, ext.offset)
+            return Reference(pc, RefKind.MAP_VALUE, KCONFIG_MAP, ext.offset + addend)
         return Reference(pc, RefKind.KSYM, sym.name)
     if sym.shndx in targets.maps:
         offset = addend if sym.type == STT_SECTION else sym.value

@@ -23,6 +23,7 @@ from typing import TypeVar
 from pybpf.btf import CoreRelo, FuncInfo, LineInfo
 from pybpf.errors import InputError
 from pybpf.isa import Instruction, Pseudo
+from pybpf.progtypes import AttachType, ProgType
 from pybpf.spec.object import ExternKind, ObjectSpec
 from pybpf.spec.program import ProgramSpec, RefKind
 
@@ -39,7 +40,8 @@ class LinkedProgram:
 
     ``functions`` maps each function placed to its first pc (the entry at 0);
     ``maps`` lists the maps that ``MAP_IDX`` immediates index; ``ksyms`` lists the
-    ``(pc, name)`` of instructions that still name a kernel symbol.
+    ``(pc, name)`` of instructions that still name a kernel symbol. ``type``,
+    ``attach_type``, ``flags`` and ``license`` are the entry program's.
     """
 
     name: str
@@ -50,6 +52,10 @@ class LinkedProgram:
     func_info: tuple[FuncInfo, ...] = ()
     line_info: tuple[LineInfo, ...] = ()
     core_relos: tuple[CoreRelo, ...] = ()
+    type: ProgType | None = None
+    attach_type: AttachType | None = None
+    flags: int = 0
+    license: str = ""
 
 
 def _index_by_pc(insns: tuple[Instruction, ...]) -> dict[int, int]:
@@ -154,4 +160,8 @@ def link(obj: ObjectSpec, name: str) -> LinkedProgram:
         func_info=tuple(func_info),
         line_info=tuple(line_info),
         core_relos=tuple(core_relos),
+        type=entry.type,
+        attach_type=entry.attach_type,
+        flags=entry.flags,
+        license=entry.license,
     )
