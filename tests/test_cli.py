@@ -58,11 +58,11 @@ def test_bad_bytecode_is_one_clean_error(tmp_path):
     prog = tmp_path / "bad.bin"
     prog.write_bytes(bytes.fromhex("04100000010000009500000000000000"))
     proc = _pybpf("disasm", "--format", "bin", str(prog))
-    assert proc.returncode == 255
+    assert proc.returncode == 2  # unusable input
     assert proc.stderr.startswith("Error: ") and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
     jproc = _pybpf("-j", "disasm", "--format", "bin", str(prog))
-    assert jproc.returncode == 255 and "error" in json.loads(jproc.stdout)
+    assert jproc.returncode == 2 and "error" in json.loads(jproc.stdout)
 
 
 def test_missing_file_and_bad_option():
@@ -76,7 +76,7 @@ def test_assembly_error_names_the_line(tmp_path):
     src = tmp_path / "bad.s"
     src.write_text("r0 = 1\nr0 = frobnicate r1\nexit\n")
     proc = _pybpf("asm", str(src), "-o", str(tmp_path / "o.bin"))
-    assert proc.returncode == 255 and "line 2" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "line 2" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_runaway_program_stops_with_an_error(tmp_path):

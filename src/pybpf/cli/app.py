@@ -2,7 +2,9 @@
 
 Conventions shared by every subcommand (bpftool's): ``-j/--json`` prints JSON on stdout,
 ``-p/--pretty`` pretty-prints it; a pybpf error prints ``Error: <message>`` on stderr (or
-``{"error": "<message>"}`` on stdout under ``--json``) and exits 255; a usage error exits 2.
+``{"error": "<message>"}`` on stdout under ``--json``) and exits 2 when the input is
+unusable (:class:`~pybpf.errors.InputError`: a malformed object, program or argument, as
+for a usage error) and 255 for any other error (bpftool's -1).
 Nouns follow bpftool (``prog``, ``map``, ``btf``, ``net``, ``link``, ``gen``, ``feature``)
 plus pybpf's own verbs (``disasm``, ``asm``, ``exec``, ``conformance``, ...), each added as
 its capability lands.
@@ -18,11 +20,12 @@ from typing import Any
 import click
 
 from pybpf import __version__
-from pybpf.errors import PybpfError
+from pybpf.errors import InputError, PybpfError
 
-__all__ = ["cli", "main", "Output", "EXIT_ERROR"]
+__all__ = ["cli", "main", "Output", "EXIT_ERROR", "EXIT_INPUT"]
 
 EXIT_ERROR = 255
+EXIT_INPUT = 2
 _STATE: dict[str, Output] = {}  # the current invocation's Output, for the error handler
 
 
@@ -53,9 +56,9 @@ def cli(ctx: click.Context, json_mode: bool, pretty: bool) -> None:
 
 
 def _register() -> None:
-    from pybpf.cli import conformance_cmd, isa_cmd
+    from pybpf.cli import conformance_cmd, isa_cmd, object_cmd
 
-    for module in (isa_cmd, conformance_cmd):
+    for module in (isa_cmd, object_cmd, conformance_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -83,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             click.echo(json.dumps({"error": str(exc)}))
         else:
             click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_ERROR)
+        sys.exit(EXIT_INPUT if isinstance(exc, InputError) else EXIT_ERROR)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:

@@ -26,12 +26,21 @@ _FORMAT = click.Choice(FORMATS)
     help="Input format: raw bytecode, hex text or assembly.",
 )
 @click.option("--opcodes", is_flag=True, help="Show each instruction's raw bytes.")
+@click.option("--program", default=None, help="Only this program of an object file.")
 @click.pass_obj
-def disasm_cmd(out, file: Path, fmt: str, opcodes: bool) -> None:
-    """Disassemble a program in llvm-objdump's syntax."""
+def disasm_cmd(out, file: Path, fmt: str, opcodes: bool, program: str | None) -> None:
+    """Disassemble a program or an object file in llvm-objdump's syntax.
+
+    Object files are listed program by program, with source lines from BTF line_info.
+    """
     from pybpf.isa.disasm import disassemble, format_instruction
     from pybpf.isa.instruction import slot_pcs
 
+    if fmt == "auto" and _is_elf(file):
+        _disasm_object(out, file, program, opcodes)
+        return
+    if program is not None:
+        raise click.UsageError("--program needs an object file")
     insns = read_program(file, fmt=fmt)
     if out.json:
         rows = []
@@ -43,6 +52,36 @@ def disasm_cmd(out, file: Path, fmt: str, opcodes: bool) -> None:
         out.emit_json(rows)
     else:
         click.echo(disassemble(insns, raw=opcodes), nl=False)
+
+
+def _is_elf(file: Path) -> bool:
+    try:
+        with open(file, "rb") as handle:
+            return handle.read(4) == b"\x7fELF"
+    except OSError:
+        return False  # read_program reports the error
+
+
+def _disasm_object(out, file: Path, program: str | None, opcodes: bool) -> None:
+    from pybpf.isa.disasm import format_instruction
+    from pybpf.isa.instruction import slot_pcs
+    from pybpf.objects import Object, listing
+
+    spec = Object.open(file)
+    if not out.json:
+        click.echo(listing(spec, program, raw=opcodes), nl=False)
+        return
+    progs = [spec.program(program)] if program else list(spec.programs.values())
+    out.emit_json([
+        {
+            "name": p.name,
+            "section": p.section,
+            "insns": [
+                {"pc": pc, "disasm": format_instruction(i)} for pc, i in slot_pcs(p.instructions)
+            ],
+        }
+        for p in progs
+    ])
 
 
 @click.command("asm")

@@ -36,7 +36,7 @@ as llvm-objdump does. Every other line assembles back to the same instruction wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from pybpf.errors import DecodeError
 from pybpf.isa.codec import check
@@ -254,20 +254,35 @@ def _raw(insn: Instruction) -> str:
     )
 
 
-def disassemble(insns: Iterable[Instruction], *, pcs: bool = True, raw: bool = False) -> str:
+def disassemble(
+    insns: Iterable[Instruction],
+    *,
+    pcs: bool = True,
+    raw: bool = False,
+    before: Mapping[int, Sequence[str]] | None = None,
+    comments: Mapping[int, str] | None = None,
+) -> str:
     """A listing, one instruction per line, laid out like ``llvm-objdump -d``.
 
     ``pcs`` prefixes each line with its slot number (``"      3:\\t"``); ``raw`` adds the
-    instruction's bytes (``"b7 00 00 00 02 00 00 00\\t"``). The result ends with a newline
-    unless it is empty.
+    instruction's bytes (``"b7 00 00 00 02 00 00 00\\t"``). ``before`` maps a pc to lines
+    printed above its instruction as ``; ...`` comments (source lines, labels);
+    ``comments`` maps a pc to a ``; ...`` comment after it (relocation targets). Comments
+    start with ``;``, so a listing assembles back. The result ends with a newline unless
+    it is empty.
     """
     lines = []
     for pc, insn in slot_pcs(insns):
+        for text in (before or {}).get(pc, ()):
+            lines.append(f"; {text}")
         parts = []
         if pcs:
             parts.append(f"{pc:>8}:")
         if raw:
             parts.append(_raw(insn))
         parts.append(format_instruction(insn))
-        lines.append("\t".join(parts))
+        line = "\t".join(parts)
+        if comments and pc in comments:
+            line += f"\t; {comments[pc]}"
+        lines.append(line)
     return "".join(line + "\n" for line in lines)
