@@ -122,6 +122,38 @@ class Region:
         )
         return region
 
+    @classmethod
+    def from_mmap(
+        cls,
+        mm: mmap.mmap,
+        offset: int = 0,
+        size: int | None = None,
+        *,
+        owned: bool = False,
+        name: str = "",
+        kind: str = "data",
+        readable: bool = True,
+        writable: bool = True,
+    ) -> Region:
+        """A region over ``mm[offset:offset + size]`` (a shared file mapping, for example).
+
+        With ``owned=True`` (whole mapping only) closing the region closes ``mm``. A region
+        that does not own ``mm`` holds a view of it, so ``mm`` cannot be unmapped under it.
+        """
+        size = len(mm) - offset if size is None else size
+        if offset < 0 or size < 0 or offset + size > len(mm):
+            raise InputError(f"range {offset}+{size} is outside a mapping of {len(mm)} bytes")
+        if owned and (offset or size != len(mm)):
+            raise InputError("an owned region must cover the whole mapping")
+        region = cls.__new__(cls)
+        region._mmap = mm if owned else None
+        region._anchor = ctypes.c_char.from_buffer(mm) if owned else None
+        region._owner = None
+        view = memoryview(mm)[offset : offset + size]
+        region.address = ctypes.addressof(ctypes.c_char.from_buffer(mm)) + offset
+        region._setup(size, name, kind, readable, writable, view)
+        return region
+
     # ---- access (trusted: bounds only) ---------------------------------------------------
     def _check(self, offset: int, n: int) -> None:
         if self.closed:

@@ -1,0 +1,301 @@
+"""Ring buffer: RINGBUF maps with Linux's record format, positions and consumer protocol.
+
+Buffer layout (``P`` = the page size, ``S`` = max_entries, a power-of-two multiple of P;
+the same page structure as Linux's ``struct bpf_ringbuf``)::
+
+    page 0     common header (256 bytes)
+    page 1     consumer page: consumer_pos u64 at offset 0 (written by the consumer)
+    page 2     producer page: producer_pos u64 at 0, pending_pos u64 at 8
+    page 3..   data: 2 * S bytes. Linux maps the S data pages twice in a row so a record
+               that wraps is contiguous; here the second S bytes are a mirror: a record
+               written past S is copied to the start when it is committed.
+
+Records are Linux's: an 8-byte header ``u32 len`` (bit 31 BUSY while reserved, bit 30
+DISCARD when discarded) and ``u32 pg_off`` (pages from the map's start to the header,
+how Linux's submit finds its ring buffer; here :func:`ringbuf_of_record` compares the
+address with the live ring buffers' data areas instead, never reading a wild pointer),
+then the data, the whole padded to 8 bytes. Positions only grow; ``pos & (S - 1)`` is
+the offset in the data area.
+
+Producers (programs: :meth:`RingBuf.reserve`, :meth:`RingBuf.commit`,
+:meth:`RingBuf.output`, :meth:`RingBuf.query`) serialise on the map lock, like Linux's
+spinlock; a commit is a lock-free exchange of the header word. The consumer
+(:meth:`RingBuf.consume`, :meth:`RingBuf.poll`) follows libbpf's ``ringbuf_process_ring``;
+it may run in another process that opened the pinned map.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+import weakref
+from collections.abc import Callable
+
+from pybpf.maps.base import Map
+from pybpf.maps.buffer import PAGE_SIZE
+from pybpf.maps.definition import MapDefinition, fail, round8
+from pybpf.maptypes import MapFlag, MapType
+from pybpf.memory import Region, atomics
+
+__all__ = [
+    "RingBuf",
+    "BUSY_BIT",
+    "DISCARD_BIT",
+    "HEADER_SIZE",
+    "RB_NO_WAKEUP",
+    "RB_FORCE_WAKEUP",
+    "RB_AVAIL_DATA",
+    "RB_RING_SIZE",
+    "RB_CONS_POS",
+    "RB_PROD_POS",
+    "ringbuf_of_record",
+]
+
+BUSY_BIT = 1 << 31
+DISCARD_BIT = 1 << 30
+HEADER_SIZE = 8
+MAX_RECORD = 0xFFFFFFFF // 4
+RB_NO_WAKEUP = 1
+RB_FORCE_WAKEUP = 2
+RB_AVAIL_DATA, RB_RING_SIZE, RB_CONS_POS, RB_PROD_POS = 0, 1, 2, 3
+
+_CONSUMER = PAGE_SIZE
+_PRODUCER = 2 * PAGE_SIZE
+_DATA = 3 * PAGE_SIZE
+
+SampleCallback = Callable[[bytes], "int | None"]
+
+
+def ringbuf_of_record(address: int) -> RingBuf | None:
+    """The live ring buffer of this process whose data area holds a record starting at
+    ``address`` (what ``bpf_ringbuf_submit`` receives), or ``None``. Only addresses are
+    compared: nothing is read at a wild pointer."""
+    for rb in list(_LIVE):
+        offset = address - HEADER_SIZE - rb._data_addr
+        if not rb.closed and 0 <= offset <= rb._mask:
+            return rb
+    return None
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+class RingBuf(Map):
+    """RINGBUF (see the module docstring)."""
+
+    TYPES = (MapType.RINGBUF,)
+
+    @classmethod
+    def check(cls, d: MapDefinition, params: dict) -> None:
+        """``ringbuf_map_alloc``'s checks."""
+        n = d.max_entries
+        if (
+            d.flags & ~MapFlag.NUMA_NODE
+            or d.key_size
+            or d.value_size
+            or n <= 0
+            or n & (n - 1)
+            or n % PAGE_SIZE
+        ):
+            raise fail(errno.EINVAL, "invalid ring buffer attributes", "create", d.name)
+
+    @classmethod
+    def buffer_size(cls, d: MapDefinition, params: dict) -> int:
+        return _DATA + 2 * d.max_entries
+
+    def _setup(self, params: dict) -> None:
+        base = self._buf.address
+        self._cons_addr = base + _CONSUMER
+        self._prod_addr = base + _PRODUCER
+        self._pend_addr = base + _PRODUCER + 8
+        self._data_addr = base + _DATA
+        self._mask = self.max_entries - 1
+        self._data = self._buf.view[_DATA : _DATA + 2 * self.max_entries]
+        _LIVE.add(self)
+
+    def _make_regions(self) -> list[Region]:
+        return [
+            Region.from_mmap(
+                self._buf.mm,
+                _DATA,
+                2 * self.max_entries,
+                kind="ringbuf",
+                name=f"{self.name or 'ringbuf'}.data",
+            )
+        ]
+
+    def _close_views(self) -> None:
+        self._data.release()
+
+    def __len__(self) -> int:
+        return 0
+
+    def keys_raw(self) -> list[bytes]:
+        return []
+
+    def lookup_raw(self, key: bytes) -> bytes | None:
+        raise fail(524, "ring buffers have no elements", "lookup", self.name)
+
+    def update_raw(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        raise fail(524, "ring buffers have no elements", "update", self.name)
+
+    def delete_raw(self, key: bytes) -> None:
+        raise fail(524, "ring buffers have no elements", "delete", self.name)
+
+    def get_next_key(self, key: bytes | None) -> bytes | None:
+        raise fail(524, "ring buffers have no keys", "get_next_key", self.name)
+
+    # ---- positions ---------------------------------------------------------------------------
+    @property
+    def consumer_pos(self) -> int:
+        """How far the consumer has read."""
+        return atomics.load_at(self._cons_addr, 8)
+
+    @property
+    def producer_pos(self) -> int:
+        """How far producers have reserved."""
+        return atomics.load_at(self._prod_addr, 8)
+
+    @property
+    def size(self) -> int:
+        """The data area's size (max_entries)."""
+        return self.max_entries
+
+    # ---- producers (programs) ----------------------------------------------------------------
+    def reserve(self, size: int) -> int:
+        """``bpf_ringbuf_reserve``: the address of ``size`` writable bytes, or 0 (no room)."""
+        if size > MAX_RECORD:
+            return 0
+        length = round8(size + HEADER_SIZE)
+        if length > self.max_entries:
+            return 0
+        load, mask = atomics.load_at, self._mask
+        with self.lock:
+            cons = load(self._cons_addr, 8)
+            pend = load(self._pend_addr, 8)
+            prod = load(self._prod_addr, 8)
+            new_prod = prod + length
+            while pend < prod:
+                hdr_len = load(self._data_addr + (pend & mask), 4)
+                if hdr_len & BUSY_BIT:
+                    break
+                pend += round8((hdr_len & ~DISCARD_BIT) + HEADER_SIZE)
+            atomics.store_at(self._pend_addr, 8, pend)
+            if new_prod - cons > mask or new_prod - pend > mask:
+                return 0
+            offset = prod & mask
+            header = self._data_addr + offset
+            atomics.store_at(header, 4, size | BUSY_BIT)
+            atomics.store_at(header + 4, 4, (_DATA + offset) // PAGE_SIZE)
+            atomics.store_at(self._prod_addr, 8, new_prod)
+        return header + HEADER_SIZE
+
+    def commit(self, address: int, discard: bool = False) -> bool:
+        """``bpf_ringbuf_submit`` / ``bpf_ringbuf_discard`` of the record at ``address``;
+        False when no reserved record starts there."""
+        header = address - HEADER_SIZE
+        offset = header - self._data_addr
+        if not 0 <= offset <= self._mask or offset % 8:
+            return False
+        hdr_len = atomics.load_at(header, 4)
+        if not hdr_len & BUSY_BIT:
+            return False
+        size = hdr_len & ~(BUSY_BIT | DISCARD_BIT)
+        end = offset + HEADER_SIZE + size
+        if end > self.max_entries:  # the record wrapped into the mirror: copy it home
+            over = end - self.max_entries
+            self._data[0:over] = self._data[self.max_entries : self.max_entries + over]
+        new_len = hdr_len ^ BUSY_BIT
+        if discard:
+            new_len |= DISCARD_BIT
+        atomics.rmw_at(header, 4, "xchg", new_len)
+        return True
+
+    def output(self, data: bytes, flags: int = 0) -> int:
+        """``bpf_ringbuf_output``: copy ``data`` as one record; 0, -EINVAL or -EAGAIN."""
+        if flags & ~(RB_NO_WAKEUP | RB_FORCE_WAKEUP):
+            return -errno.EINVAL
+        address = self.reserve(len(data))
+        if not address:
+            return -errno.EAGAIN
+        self._write(address - self._data_addr, data)
+        self.commit(address)
+        return 0
+
+    def _write(self, offset: int, data: bytes) -> None:
+        n = len(data)
+        first = min(n, self.max_entries - (offset % self.max_entries))
+        o = offset % self.max_entries
+        self._data[o : o + first] = data[:first]
+        if first < n:
+            self._data[0 : n - first] = data[first:]
+
+    def query(self, flags: int) -> int:
+        """``bpf_ringbuf_query``: available bytes, size, consumer or producer position."""
+        if flags == RB_AVAIL_DATA:
+            return self.producer_pos - self.consumer_pos
+        if flags == RB_RING_SIZE:
+            return self.max_entries
+        if flags == RB_CONS_POS:
+            return self.consumer_pos
+        if flags == RB_PROD_POS:
+            return self.producer_pos
+        return 0
+
+    # ---- the consumer (user space) -----------------------------------------------------------
+    def _read(self, offset: int, n: int) -> bytes:
+        o = offset & self._mask
+        first = min(n, self.max_entries - o)
+        data = bytes(self._data[o : o + first])
+        if first < n:
+            data += bytes(self._data[0 : n - first])
+        return data
+
+    def consume(self, callback: SampleCallback, limit: int | None = None) -> int:
+        """Hand every committed record to ``callback(data)`` in order; returns how many.
+
+        Discarded records are skipped; a record still reserved stops the walk. A callback
+        returning a negative int stops early and that value is returned (libbpf's rule).
+        """
+        self._alive("consume")
+        load, store, mask = atomics.load_at, atomics.store_at, self._mask
+        cons = load(self._cons_addr, 8)
+        count = 0
+        while True:
+            got = False
+            prod = load(self._prod_addr, 8)
+            while cons < prod:
+                hdr_len = load(self._data_addr + (cons & mask), 4)
+                if hdr_len & BUSY_BIT:
+                    return count
+                got = True
+                size = hdr_len & ~DISCARD_BIT
+                start = cons
+                cons += round8(size + HEADER_SIZE)
+                if not hdr_len & DISCARD_BIT:
+                    r = callback(self._read(start + HEADER_SIZE, size))
+                    if isinstance(r, int) and r < 0:
+                        store(self._cons_addr, 8, cons)
+                        return r
+                    count += 1
+                store(self._cons_addr, 8, cons)
+                if limit is not None and count >= limit:
+                    return count
+            if not got:
+                return count
+
+    def poll(self, callback: SampleCallback, timeout: float | None = 0.0) -> int:
+        """Wait up to ``timeout`` seconds (``None``: forever) for records, then consume them.
+
+        Returns how many were handled (0 on timeout)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0001
+        while True:
+            n = self.consume(callback)
+            if n:
+                return n
+            if deadline is not None and time.monotonic() >= deadline:
+                return 0
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            delay = min(delay * 2, 0.01)

@@ -1,0 +1,147 @@
+"""Shared lock: a spin lock in one 64-bit word of shared memory, recovered when its holder died.
+
+Maps keep their lock inside their buffer (design.md), so threads and processes that map
+the same buffer exclude each other. The word holds 0 when free, else the holder's token:
+``pid << 32 | serial`` (``serial`` tells apart the lock objects of one process). Acquiring
+is a compare-and-exchange from 0 to the token (:mod:`pybpf.memory.atomics`), so the lock
+spans processes exactly when the native atomics backend is in use; with the Python backend
+it spans the threads of one process.
+
+While waiting, :meth:`SharedLock.acquire` yields the CPU and, every so often, checks that
+the holder's process still exists. When it does not (the process was killed in the middle
+of an update), the waiter takes the word over with one more compare-and-exchange and calls
+``recover()`` before returning: the map then rebuilds whatever the dead holder left half
+done. A pid reused by an unrelated process hides a dead holder (documented limitation).
+
+Not re-entrant: a holder that acquires again waits for itself forever; callers never call
+out (to programs or user callbacks) while holding the lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from collections.abc import Callable
+
+from pybpf.errors import InputError
+from pybpf.memory import atomics
+
+__all__ = ["SharedLock", "process_alive"]
+
+_SERIALS = itertools.count(1)
+_CHECK_EVERY = 256  # failed attempts between two looks at the holder's process
+
+
+def process_alive(pid: int) -> bool:
+    """True unless process ``pid`` certainly no longer runs (zombies count as dead)."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":
+        return _windows_alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    try:  # Linux: a killed child its parent has not reaped yet is a zombie
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
+        return state not in (b"Z", b"X")
+    except (OSError, ValueError):
+        return True
+
+
+def _windows_alive(pid: int) -> bool:  # pragma: no cover - exercised on Windows only
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+class SharedLock:
+    """The lock word at ``address`` (8-byte aligned, in memory shared by its users).
+
+    ``recover`` is called, with the lock held, after taking the lock over from a dead
+    holder. ``recovered`` counts those takeovers (by this object).
+    """
+
+    __slots__ = ("address", "recover", "token", "recovered", "_pid")
+
+    def __init__(self, address: int, recover: Callable[[], None] | None = None) -> None:
+        if address % 8:
+            raise InputError(f"lock word at {address:#x} is not 8-byte aligned")
+        self.address = address
+        self.recover = recover
+        self._pid = os.getpid()
+        self.token = (self._pid << 32) | (next(_SERIALS) & 0xFFFFFFFF)
+        self.recovered = 0
+
+    def _refresh_token(self) -> None:
+        # After fork() the child is another process: its token must name it.
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid = pid
+            self.token = (pid << 32) | (next(_SERIALS) & 0xFFFFFFFF)
+
+    def acquire(self) -> None:
+        """Take the lock, waiting (and recovering it from a dead holder) as needed."""
+        cas = atomics.cmpxchg_at
+        address = self.address
+        if self._pid != os.getpid():
+            self._refresh_token()
+        token = self.token
+        old = cas(address, 8, 0, token)
+        if old == 0:
+            return
+        attempts = 0
+        while True:
+            attempts += 1
+            if attempts % _CHECK_EVERY == 0 and old and not process_alive(old >> 32):
+                if cas(address, 8, old, token) == old:
+                    self.recovered += 1
+                    if self.recover is not None:
+                        try:
+                            self.recover()
+                        except BaseException:
+                            self.release()
+                            raise
+                    return
+            time.sleep(0 if attempts < 64 else 0.0001)
+            old = cas(address, 8, 0, token)
+            if old == 0:
+                return
+
+    def release(self) -> None:
+        """Give the lock back (a store-release of 0)."""
+        atomics.store_at(self.address, 8, 0)
+
+    def holder(self) -> int:
+        """The token of the current holder (0 when free)."""
+        return atomics.load_at(self.address, 8)
+
+    def __enter__(self) -> SharedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<SharedLock {self.address:#x} holder={self.holder():#x}>"
