@@ -15,8 +15,10 @@ once and :class:`~pybpf.jit.program.JitProgram` raises the kept exception.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 
 from pybpf.errors import HelperError
+from pybpf.isa import Instruction
 from pybpf.jit.layout import Slot, Status
 from pybpf.jit.state import RunState
 from pybpf.runtime import HelperRegistry, helper_failure
@@ -32,12 +34,19 @@ class HelperDispatcher:
     """The ctypes callback compiled code calls for helpers; ``address`` is its entry point.
 
     ``runs`` maps a context block address to the :class:`RunState` running on it (the
-    program adds and removes entries around each run).
+    program adds and removes entries around each run); ``table`` is the program's slot
+    table, used to report a missing ``call``'s helper id as the signed immediate.
     """
 
-    def __init__(self, registry: HelperRegistry, runs: dict[int, RunState]) -> None:
+    def __init__(
+        self,
+        registry: HelperRegistry,
+        runs: dict[int, RunState],
+        table: Sequence[Instruction | None] = (),
+    ) -> None:
         self.registry = registry
         self.runs = runs
+        self.table = table
         self._callback = DISPATCH_TYPE(self._dispatch)  # kept alive as long as the program
         self.address: int = ctypes.cast(self._callback, ctypes.c_void_p).value or 0
 
@@ -52,6 +61,9 @@ class HelperDispatcher:
             ctx.helper_id = helper_id
             fn = self.registry.get(helper_id)
             if fn is None:
+                insn = self.table[pc] if pc < len(self.table) else None
+                if insn is not None and insn.is_call:  # report the signed immediate
+                    helper_id = insn.imm
                 raise HelperError(
                     f"no implementation for helper {helper_id}", helper_id=helper_id, pc=pc
                 )

@@ -125,7 +125,7 @@ class JitProgram:
         self._entry = _ENTRY_TYPE(self._code.address(ENTRY))
         self._access = runtime_address(ACCESS_OK) if self.debug_checks else 0
         self._runs: dict[int, RunState] = {}
-        self._dispatcher = HelperDispatcher(self.helpers, self._runs)
+        self._dispatcher = HelperDispatcher(self.helpers, self._runs, self.cfg.table)
         self._pool: list[RunState] = [RunState(self._dispatcher.address, self._access)]
 
     def _resolve(self, resolver: LddwResolver | None) -> dict[int, int]:
