@@ -1,0 +1,441 @@
+"""Context layouts: each program type's context fields, return range and privilege, as data.
+
+For every program type: the context struct's size and fields (offset, size, whether the
+program may read or write it, and what it means: plain data, the packet start, end or
+metadata pointer, or another kernel pointer), the range a program must return (Linux's
+``check_return_code``; ``None`` when any value goes), and whether the type is
+*privileged* (pointer comparisons and leaks allowed, as for tracing programs). Layouts
+are Linux's UAPI structs (``linux/bpf.h``); eBPF for Windows' ``bind`` and ``xdp`` use its
+own structs (64-bit pointers). ``bpf_sock`` is also the layout of the socket pointers
+helpers such as ``sk_lookup_tcp`` return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from pybpf.progtypes.ids import ProgType
+
+__all__ = [
+    "FieldKind",
+    "Field",
+    "ContextLayout",
+    "ProgramRules",
+    "LAYOUTS",
+    "RULES",
+    "SOCK_LAYOUT",
+    "rules_for",
+]
+
+
+class FieldKind(Enum):
+    """What a context field holds."""
+
+    SCALAR = "scalar"
+    PACKET = "packet"  # start of packet data (``data``)
+    PACKET_END = "packet_end"  # one past the end (``data_end``)
+    PACKET_META = "packet_meta"  # start of metadata (``data_meta``)
+    POINTER = "pointer"  # another kernel pointer (``sk``, ``flow_keys``): never loaded as data
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One context field: ``[offset, offset + size)``."""
+
+    name: str
+    offset: int
+    size: int
+    read: bool = True
+    write: bool = False
+    kind: FieldKind = FieldKind.SCALAR
+
+    @property
+    def end(self) -> int:
+        """One past the field's last byte."""
+        return self.offset + self.size
+
+
+@dataclass(frozen=True, slots=True)
+class ContextLayout:
+    """A context struct. ``fields`` empty means an opaque read-only (or free) byte array."""
+
+    name: str
+    size: int
+    fields: tuple[Field, ...] = ()
+    writable: bool = True  # for opaque layouts: may the program write anywhere
+
+    def field_of(self, kind: FieldKind) -> Field | None:
+        """The field with that meaning, if any."""
+        return next((f for f in self.fields if f.kind == kind), None)
+
+    def _offset(self, kind: FieldKind) -> int:
+        f = self.field_of(kind)
+        return -1 if f is None else f.offset
+
+    @property
+    def data(self) -> int:
+        """Offset of the packet start pointer, or -1."""
+        return self._offset(FieldKind.PACKET)
+
+    @property
+    def end(self) -> int:
+        """Offset of the packet end pointer, or -1."""
+        return self._offset(FieldKind.PACKET_END)
+
+    @property
+    def meta(self) -> int:
+        """Offset of the packet metadata pointer, or -1."""
+        return self._offset(FieldKind.PACKET_META)
+
+    @property
+    def packet_pointer_size(self) -> int:
+        """Size of the packet pointer fields (4 in Linux's ``__sk_buff``/``xdp_md``)."""
+        f = self.field_of(FieldKind.PACKET)
+        return 0 if f is None else f.size
+
+    def pointer_fields(self) -> tuple[Field, ...]:
+        """Fields holding pointers (packet start/end/meta and others)."""
+        return tuple(f for f in self.fields if f.kind != FieldKind.SCALAR)
+
+    def fields_overlapping(self, lo: int, hi: int) -> list[Field]:
+        """Fields sharing a byte with ``[lo, hi)``."""
+        return [f for f in self.fields if f.offset < hi and lo < f.end]
+
+    def may_write(self, lo: int, hi: int) -> bool:
+        """Writing ``[lo, hi)`` is allowed: inside the struct and only writable fields."""
+        if lo < 0 or hi > self.size:
+            return False
+        if not self.fields:
+            return self.writable
+        covered = self.fields_overlapping(lo, hi)
+        if not covered or not all(f.write and f.kind == FieldKind.SCALAR for f in covered):
+            return False
+        return covered[0].offset <= lo and hi <= covered[-1].end
+
+
+def _f(name: str, offset: int, size: int = 4, rw: str = "r", kind: str = "scalar") -> Field:
+    return Field(name, offset, size, "r" in rw, "w" in rw, FieldKind(kind))
+
+
+def _array(name: str, offset: int, count: int, rw: str = "r", size: int = 4) -> list[Field]:
+    return [_f(f"{name}[{i}]", offset + i * size, size, rw) for i in range(count)]
+
+
+_SK_BUFF = ContextLayout(
+    "__sk_buff",
+    192,
+    tuple(
+        [
+            _f("len", 0),
+            _f("pkt_type", 4),
+            _f("mark", 8, rw="rw"),
+            _f("queue_mapping", 12, rw="rw"),
+            _f("protocol", 16),
+            _f("vlan_present", 20),
+            _f("vlan_tci", 24),
+            _f("vlan_proto", 28),
+            _f("priority", 32, rw="rw"),
+            _f("ingress_ifindex", 36),
+            _f("ifindex", 40),
+            _f("tc_index", 44, rw="rw"),
+            *_array("cb", 48, 5, "rw"),
+            _f("hash", 68),
+            _f("tc_classid", 72, rw="rw"),
+            _f("data", 76, kind="packet"),
+            _f("data_end", 80, kind="packet_end"),
+            _f("napi_id", 84),
+            _f("family", 88),
+            _f("remote_ip4", 92),
+            _f("local_ip4", 96),
+            *_array("remote_ip6", 100, 4),
+            *_array("local_ip6", 116, 4),
+            _f("remote_port", 132),
+            _f("local_port", 136),
+            _f("data_meta", 140, kind="packet_meta"),
+            _f("flow_keys", 144, 8, kind="pointer"),
+            _f("tstamp", 152, 8, rw="rw"),
+            _f("wire_len", 160),
+            _f("gso_segs", 164),
+            _f("sk", 168, 8, kind="pointer"),
+            _f("gso_size", 176),
+            _f("tstamp_type", 180, 1),
+            _f("hwtstamp", 184, 8),
+        ]
+    ),
+)
+
+_XDP_MD = ContextLayout(
+    "xdp_md",
+    24,
+    (
+        _f("data", 0, kind="packet"),
+        _f("data_end", 4, kind="packet_end"),
+        _f("data_meta", 8, kind="packet_meta"),
+        _f("ingress_ifindex", 12),
+        _f("rx_queue_index", 16),
+        _f("egress_ifindex", 20),
+    ),
+)
+
+SOCK_LAYOUT = ContextLayout(
+    "bpf_sock",
+    80,
+    (
+        _f("bound_dev_if", 0, rw="rw"),
+        _f("family", 4),
+        _f("type", 8),
+        _f("protocol", 12),
+        _f("mark", 16, rw="rw"),
+        _f("priority", 20, rw="rw"),
+        _f("src_ip4", 24),
+        *_array("src_ip6", 28, 4),
+        _f("src_port", 44),
+        _f("dst_port", 48, 2),
+        _f("dst_ip4", 52),
+        *_array("dst_ip6", 56, 4),
+        _f("state", 72),
+        _f("rx_queue_mapping", 76),
+    ),
+)
+
+_SOCK_ADDR = ContextLayout(
+    "bpf_sock_addr",
+    72,
+    (
+        _f("user_family", 0),
+        _f("user_ip4", 4, rw="rw"),
+        *_array("user_ip6", 8, 4, "rw"),
+        _f("user_port", 24, rw="rw"),
+        _f("family", 28),
+        _f("type", 32),
+        _f("protocol", 36),
+        _f("msg_src_ip4", 40, rw="rw"),
+        *_array("msg_src_ip6", 44, 4, "rw"),
+        _f("sk", 64, 8, kind="pointer"),
+    ),
+)
+
+_SOCK_OPS_NAMES = (
+    "family remote_ip4 local_ip4 remote_ip6[0] remote_ip6[1] remote_ip6[2] remote_ip6[3] "
+    "local_ip6[0] local_ip6[1] local_ip6[2] local_ip6[3] remote_port local_port is_fullsock "
+    "snd_cwnd srtt_us bpf_sock_ops_cb_flags state rtt_min snd_ssthresh rcv_nxt snd_nxt snd_una "
+    "mss_cache ecn_flags rate_delivered rate_interval_us packets_out retrans_out total_retrans "
+    "segs_in data_segs_in segs_out data_segs_out lost_out sacked_out sk_txhash"
+).split()
+_SOCK_OPS = ContextLayout(
+    "bpf_sock_ops",
+    224,
+    tuple(
+        [
+            _f("op", 0),
+            *_array("args", 4, 4, "rw"),
+            *[_f(name, 20 + 4 * i) for i, name in enumerate(_SOCK_OPS_NAMES)],
+            _f("bytes_received", 168, 8),
+            _f("bytes_acked", 176, 8),
+            _f("sk", 184, 8, kind="pointer"),
+            _f("skb_data", 192, 8, kind="packet"),
+            _f("skb_data_end", 200, 8, kind="packet_end"),
+            _f("skb_len", 208),
+            _f("skb_tcp_flags", 212),
+            _f("skb_hwtstamp", 216, 8),
+        ]
+    ),
+)
+
+_SK_MSG_MD = ContextLayout(
+    "sk_msg_md",
+    80,
+    (
+        _f("data", 0, 8, kind="packet"),
+        _f("data_end", 8, 8, kind="packet_end"),
+        _f("family", 16),
+        _f("remote_ip4", 20),
+        _f("local_ip4", 24),
+        *_array("remote_ip6", 28, 4),
+        *_array("local_ip6", 44, 4),
+        _f("remote_port", 60),
+        _f("local_port", 64),
+        _f("size", 68),
+        _f("sk", 72, 8, kind="pointer"),
+    ),
+)
+
+_SK_REUSEPORT = ContextLayout(
+    "sk_reuseport_md",
+    56,
+    (
+        _f("data", 0, 8, kind="packet"),
+        _f("data_end", 8, 8, kind="packet_end"),
+        _f("len", 16),
+        _f("eth_protocol", 20),
+        _f("ip_protocol", 24),
+        _f("bind_inany", 28),
+        _f("hash", 32),
+        _f("sk", 40, 8, kind="pointer"),
+        _f("migrating_sk", 48, 8, kind="pointer"),
+    ),
+)
+
+_SOCKOPT = ContextLayout(
+    "bpf_sockopt",
+    40,
+    (
+        _f("sk", 0, 8, kind="pointer"),
+        _f("optval", 8, 8, kind="packet"),
+        _f("optval_end", 16, 8, kind="packet_end"),
+        _f("level", 24, rw="rw"),
+        _f("optname", 28, rw="rw"),
+        _f("optlen", 32, rw="rw"),
+        _f("retval", 36, rw="rw"),
+    ),
+)
+
+_SK_LOOKUP = ContextLayout(
+    "bpf_sk_lookup",
+    72,
+    (
+        _f("sk", 0, 8, kind="pointer"),
+        _f("family", 8),
+        _f("protocol", 12),
+        _f("remote_ip4", 16),
+        *_array("remote_ip6", 20, 4),
+        _f("remote_port", 36),
+        _f("local_ip4", 40),
+        *_array("local_ip6", 44, 4),
+        _f("local_port", 60),
+        _f("ingress_ifindex", 64),
+    ),
+)
+
+_CGROUP_DEV = ContextLayout(
+    "bpf_cgroup_dev_ctx", 12, (_f("access_type", 0), _f("major", 4), _f("minor", 8))
+)
+_SYSCTL = ContextLayout("bpf_sysctl", 8, (_f("write", 0), _f("file_pos", 4, rw="rw")))
+_LIRC = ContextLayout("lirc_mode2_sample", 4, (_f("sample", 0),))
+_NF_CTX = ContextLayout(
+    "bpf_nf_ctx", 16, (_f("state", 0, 8, kind="pointer"), _f("skb", 8, 8, kind="pointer"))
+)
+# Tracing contexts: opaque, read-only byte arrays (sizes as PREVAIL bounds them).
+_PT_REGS = ContextLayout("pt_regs", (3 + 63 + 8 + 2) * 8, writable=False)
+_TRACEPOINT = ContextLayout("tracepoint", 2048, writable=False)
+_PERF_EVENT = ContextLayout("bpf_perf_event_data", 3 * 8 + (3 + 63 + 8 + 2) * 8, writable=False)
+_RAW_TP = ContextLayout("bpf_raw_tracepoint_args", 12 * 8, writable=False)
+_RAW_TP_WRITABLE = ContextLayout("bpf_raw_tracepoint_args", 12 * 8, writable=True)
+_TRACING = ContextLayout("tracing_args", 12 * 8, writable=False)
+_SYSCALL = ContextLayout("syscall_ctx", 65535, writable=True)
+
+# eBPF for Windows (64-bit pointers).
+_BIND_MD = ContextLayout(
+    "bind_md",
+    56,
+    (
+        _f("app_id_start", 0, 8, kind="packet"),
+        _f("app_id_end", 8, 8, kind="packet_end"),
+        _f("process_id", 16, 8),
+        *[_f(f"socket_address[{i}]", 24 + i, 1, rw="rw") for i in range(16)],
+        _f("socket_address_length", 40, 1),
+        _f("operation", 44),
+        _f("protocol", 48, 1),
+    ),
+)
+_WIN_XDP_MD = ContextLayout(
+    "xdp_md_t",
+    32,
+    (
+        _f("data", 0, 8, kind="packet"),
+        _f("data_end", 8, 8, kind="packet_end"),
+        _f("data_meta", 16, 8, kind="packet_meta"),
+        _f("ingress_ifindex", 24),
+    ),
+)
+
+LAYOUTS: dict[str, ContextLayout] = {
+    layout.name: layout
+    for layout in (
+        _SK_BUFF,
+        _XDP_MD,
+        SOCK_LAYOUT,
+        _SOCK_ADDR,
+        _SOCK_OPS,
+        _SK_MSG_MD,
+        _SK_REUSEPORT,
+        _SOCKOPT,
+        _SK_LOOKUP,
+        _CGROUP_DEV,
+        _SYSCTL,
+        _LIRC,
+        _NF_CTX,
+        _PT_REGS,
+        _TRACEPOINT,
+        _PERF_EVENT,
+        _RAW_TP,
+        _TRACING,
+        _SYSCALL,
+        _BIND_MD,
+        _WIN_XDP_MD,
+    )
+}
+"""Every layout by struct name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramRules:
+    """What the verifier enforces for one program type."""
+
+    prog_type: ProgType
+    context: ContextLayout
+    return_range: tuple[int, int] | None = None
+    privileged: bool = False
+
+
+def _rules(t: ProgType, ctx: ContextLayout, ret=None, privileged: bool = False) -> ProgramRules:
+    return ProgramRules(t, ctx, ret, privileged)
+
+
+_T = ProgType
+RULES: dict[ProgType, ProgramRules] = {
+    r.prog_type: r
+    for r in (
+        _rules(_T.SOCKET_FILTER, _SK_BUFF),
+        _rules(_T.SCHED_CLS, _SK_BUFF),
+        _rules(_T.SCHED_ACT, _SK_BUFF),
+        _rules(_T.CGROUP_SKB, _SK_BUFF, (0, 3)),
+        _rules(_T.LWT_IN, _SK_BUFF),
+        _rules(_T.LWT_OUT, _SK_BUFF),
+        _rules(_T.LWT_XMIT, _SK_BUFF),
+        _rules(_T.LWT_SEG6LOCAL, _SK_BUFF),
+        _rules(_T.SK_SKB, _SK_BUFF),
+        _rules(_T.FLOW_DISSECTOR, _SK_BUFF),
+        _rules(_T.XDP, _XDP_MD),
+        _rules(_T.KPROBE, _PT_REGS, privileged=True),
+        _rules(_T.TRACEPOINT, _TRACEPOINT),
+        _rules(_T.PERF_EVENT, _PERF_EVENT),
+        _rules(_T.RAW_TRACEPOINT, _RAW_TP, privileged=True),
+        _rules(_T.RAW_TRACEPOINT_WRITABLE, _RAW_TP_WRITABLE, privileged=True),
+        _rules(_T.TRACING, _TRACING, privileged=True),
+        _rules(_T.LSM, _TRACING, privileged=True),
+        _rules(_T.STRUCT_OPS, _TRACING, privileged=True),
+        _rules(_T.EXT, _TRACING, privileged=True),
+        _rules(_T.SYSCALL, _SYSCALL, privileged=True),
+        _rules(_T.CGROUP_SOCK, SOCK_LAYOUT, (0, 1)),
+        _rules(_T.CGROUP_SOCK_ADDR, _SOCK_ADDR, (0, 1)),
+        _rules(_T.SOCK_OPS, _SOCK_OPS, (0, 1)),
+        _rules(_T.SK_MSG, _SK_MSG_MD),
+        _rules(_T.SK_REUSEPORT, _SK_REUSEPORT),
+        _rules(_T.CGROUP_SOCKOPT, _SOCKOPT, (0, 1)),
+        _rules(_T.SK_LOOKUP, _SK_LOOKUP, (0, 1)),
+        _rules(_T.CGROUP_DEVICE, _CGROUP_DEV, (0, 1)),
+        _rules(_T.CGROUP_SYSCTL, _SYSCTL, (0, 1)),
+        _rules(_T.LIRC_MODE2, _LIRC),
+        _rules(_T.NETFILTER, _NF_CTX, (0, 1)),
+        _rules(_T.BIND, _BIND_MD),
+        _rules(_T.WINDOWS_XDP, _WIN_XDP_MD),
+    )
+}
+"""The rules of every program type pybpf can verify, by type."""
+
+
+def rules_for(prog_type: ProgType) -> ProgramRules | None:
+    """The rules of a program type, or ``None`` when pybpf has no context layout for it."""
+    return RULES.get(prog_type)

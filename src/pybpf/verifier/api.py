@@ -1,0 +1,174 @@
+"""Verification entry point: a program (IR, instructions, bytes or a linked spec) in, a Result out.
+
+:func:`verify` lowers the program, builds its CFG, runs the fixpoint from the entry state
+of its program type (``r1`` the context, ``r10`` the stack, packet bounds unknown) and
+checks every assertion on the final invariants. :func:`analyze` does the same from a
+given entry state (the PREVAIL test harness uses it with its ``pre`` constraints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pybpf.errors import VerifierError
+from pybpf.isa import Instruction, decode
+from pybpf.progtypes import ProgType
+from pybpf.verifier import assertions as A
+from pybpf.verifier import ir
+from pybpf.verifier.cfg import Label, build_cfg
+from pybpf.verifier.checker import check
+from pybpf.verifier.domains.stack import TOTAL_STACK
+from pybpf.verifier.domains.state import State
+from pybpf.verifier.domains.types import T
+from pybpf.verifier.fixpoint import Analysis, counter_name
+from pybpf.verifier.lower import lower
+from pybpf.verifier.memory import assign_pointer
+from pybpf.verifier.program import MapDescriptor, Options, ProgramInfo
+from pybpf.verifier.result import Diagnostic, Result, describe_register
+
+__all__ = ["verify", "analyze", "entry_state"]
+
+_REG_FIELDS = (
+    "reg",
+    "r1",
+    "r2",
+    "mem",
+    "val",
+    "ptr",
+    "num",
+    "access_reg",
+    "map_fd_reg",
+    "width_reg",
+)
+
+
+def entry_state(info: ProgramInfo) -> State:
+    """The state at a program's first instruction."""
+    s = State()
+    for r in range(11):
+        s.havoc(f"r{r}", int(T.UNINIT))
+    s.havoc("r1", int(T.CTX))
+    s.zone.set("r1.ctx_offset", 0, 0)
+    assign_pointer(s, "r1", False)
+    s.havoc("r10", int(T.STACK))
+    s.zone.set("r10.stack_offset", TOTAL_STACK, TOTAL_STACK)
+    assign_pointer(s, "r10", False)
+    s.zone.set("packet_size", 0, info.options.max_packet_size - 1)
+    if info.context.meta >= 0:
+        s.zone.set("meta_offset", -4098, 0)
+    else:
+        s.zone.set("meta_offset", 0, 0)
+    return s
+
+
+def _values(a: A.Assertion, state: State) -> str:
+    regs: list[int] = []
+    for name in _REG_FIELDS:
+        value = getattr(a, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value not in regs:
+            regs.append(value)
+    return ", ".join(f"r{r} = {describe_register(state, r)}" for r in regs)
+
+
+def _diagnostic(label: Label, message: str, a: A.Assertion | None, state: State) -> Diagnostic:
+    text = f"{message} ({a})" if a is not None else message
+    return Diagnostic(str(label), label.pc, text, _values(a, state) if a is not None else "")
+
+
+def analyze(
+    program: Sequence[tuple[int, ir.IrInstruction]],
+    info: ProgramInfo,
+    entry: State,
+    keep_invariants: bool = False,
+) -> Result:
+    """Verify IR ``program`` from ``entry``; every failed assertion becomes a diagnostic."""
+    result = Result(instructions=len(program))
+    try:
+        cfg = build_cfg(program, info.options.max_frames, info.options.must_exit)
+    except VerifierError as err:
+        label = getattr(err, "label", None) or (str(err.pc) if err.pc is not None else "0")
+        result.errors.append(Diagnostic(label, err.pc, err.message))
+        return result
+    analysis = Analysis(cfg, info, entry).run()
+    for label in analysis.reachable():
+        pre = analysis.pre[label]
+        state = pre
+        if label in analysis.counters:
+            state = pre.copy()
+            state.zone.shift(counter_name(label), 1)
+        for a in analysis.assertions[label]:
+            reason = check(a, state, info)
+            if reason is not None:
+                result.errors.append(_diagnostic(label, reason, a, state))
+                break
+    bounds: list[int] = []
+    for head in analysis.counters:
+        pre = analysis.pre.get(head)
+        if pre is None or pre.bottom:
+            continue
+        state = pre.copy()
+        state.zone.shift(counter_name(head), 1)
+        a = A.BoundedLoopCount(str(head), info.options.loop_limit)
+        reason = check(a, state, info)
+        if reason is not None:
+            diag = Diagnostic(f"{head} (counter)", head.pc, f"{reason} ({a})")
+            result.errors.append(diag)
+        else:
+            bounds.append(int(state.zone.bounds(counter_name(head))[1]))
+    if bounds:
+        result.loop_bound = max(bounds)
+    if keep_invariants:
+        result.invariants = {str(label): s for label, s in analysis.pre.items()}
+    return result
+
+
+def _resolve_indexes(
+    program: list[tuple[int, ir.IrInstruction]],
+) -> list[tuple[int, ir.IrInstruction]]:
+    out: list[tuple[int, ir.IrInstruction]] = []
+    for pc, ins in program:
+        if isinstance(ins, ir.LoadMapByIndex):
+            ins = (
+                ir.LoadMapValue(ins.dst, ins.index, ins.offset)
+                if ins.value
+                else ir.LoadMapFd(ins.dst, ins.index)
+            )
+        out.append((pc, ins))
+    return out
+
+
+def verify(
+    program: Sequence[Instruction] | bytes | Any,
+    prog_type: ProgType | None = None,
+    *,
+    maps: Mapping[int, MapDescriptor] | Sequence[MapDescriptor] | None = None,
+    options: Options | None = None,
+    info: ProgramInfo | None = None,
+    name: str | None = None,
+    section: str | None = None,
+) -> Result:
+    """Verify a program; the :class:`Result` says accept or reject and why.
+
+    ``program`` is a list of instructions, raw bytecode, or a linked program (anything
+    with ``instructions`` and ``type``, such as :class:`pybpf.spec.LinkedProgram`).
+    ``maps`` describe the maps by fd or, for linked programs, by index (``MAP_IDX``).
+    ``prog_type`` defaults to the linked program's type, else a socket filter.
+    """
+    if isinstance(program, (bytes, bytearray, memoryview)):
+        insns: Sequence[Instruction] = decode(bytes(program))
+    elif hasattr(program, "instructions"):
+        insns = program.instructions
+        prog_type = prog_type or getattr(program, "type", None)
+        name = name or getattr(program, "name", None)
+    else:
+        insns = program
+    if isinstance(maps, Sequence):
+        maps = {i: m for i, m in enumerate(maps)}
+    if info is None:
+        info = ProgramInfo.for_type(prog_type or ProgType.SOCKET_FILTER, maps, options)
+    lowered = _resolve_indexes(lower(insns))
+    result = analyze(lowered, info, entry_state(info))
+    result.program = name
+    result.section = section
+    return result

@@ -1,0 +1,153 @@
+"""Calls: how helper calls, ``callx``, bpf-to-bpf calls and returns change the state.
+
+A helper call writes the memory its contract says it writes (stack bytes become numbers),
+leaves ``r0`` as the contract's return kind (a map value pointer, possibly null, whose
+region size is the map's value size; a socket; ring-buffer memory; a number) and makes
+``r1``-``r5`` unreadable. A call that may move packet data invalidates every packet
+pointer. A bpf-to-bpf call saves ``r6``-``r9`` under the callee's frame prefix and moves
+``r10`` down one frame; the callee's ``exit`` restores them, moves ``r10`` back and
+forgets the callee's stack.
+"""
+
+from __future__ import annotations
+
+from pybpf.verifier import ir
+from pybpf.verifier.contracts import ArgKind, Contract, RetKind, contract_for
+from pybpf.verifier.domains.interval import INF
+from pybpf.verifier.domains.stack import FRAME_SIZE, TOTAL_STACK
+from pybpf.verifier.domains.state import State
+from pybpf.verifier.domains.types import ALL, T
+from pybpf.verifier.memory import assign_pointer, recompute_numeric_size
+from pybpf.verifier.program import ProgramInfo
+
+__all__ = ["transform", "forget_packet_pointers"]
+
+
+def forget_packet_pointers(s: State) -> None:
+    """Every location that may hold a packet pointer becomes unusable; packet bounds reset."""
+    for loc in [loc for loc, t in s.types.items() if t & T.PACKET]:
+        s.havoc(loc, ALL)
+    for r in range(11):
+        if f"r{r}" not in s.types:
+            s.havoc(f"r{r}", ALL)
+    s.zone.forget("packet_size")
+    s.zone.set("packet_size", 0, 65534)
+
+
+def _write_stack(s: State, reg: str, size_lo: int | float, size_hi: int | float) -> None:
+    """A helper filled ``[reg, reg + size)`` of the stack with numbers."""
+    if not s.may_be(reg, int(T.STACK)):
+        return
+    lo, hi = s.zone.bounds(f"{reg}.stack_offset")
+    if lo == -INF or hi == INF or size_hi == INF:
+        return
+    start, end = max(int(lo), 0), min(int(hi + size_hi), TOTAL_STACK)
+    s.kill_cells(start, end)
+    if s.type_of(reg) == T.STACK:
+        s.stack.set_numeric(int(hi), min(int(lo + size_lo), TOTAL_STACK))
+
+
+def _map_of(s: State, contract: Contract, info: ProgramInfo):
+    for arg in contract.args:
+        if arg.kind == ArgKind.MAP_FD:
+            lo, hi = s.zone.bounds(f"r{arg.reg}.map_fd")
+            return info.map(int(lo)) if lo == hi else info.default_map
+    return None
+
+
+def _helper(s: State, contract: Contract, info: ProgramInfo) -> None:
+    desc = _map_of(s, contract, info)
+    for arg in contract.args:
+        reg = f"r{arg.reg}"
+        if arg.kind == ArgKind.MEM and arg.writes:
+            size = s.zone.bounds(f"r{arg.size_reg}.svalue")
+            _write_stack(s, reg, size[0], size[1])
+        elif arg.kind == ArgKind.FIXED_MEM and arg.writes:
+            _write_stack(s, reg, arg.size, arg.size)
+        elif arg.kind == ArgKind.MAP_VALUE_OUT and desc is not None:
+            _write_stack(s, reg, desc.value_size, desc.value_size)
+    alloc = None
+    if contract.alloc_size_reg is not None:
+        alloc = s.zone.bounds(f"r{contract.alloc_size_reg}.uvalue")
+    r0 = "r0"
+    ret = contract.ret
+    if ret == RetKind.NUMBER:
+        s.havoc(r0, int(T.NUM))
+    elif (
+        ret == RetKind.MAP_VALUE
+        and desc is not None
+        and desc.holds_maps
+        and desc.inner_map_fd is not None
+    ):
+        s.havoc(r0, int(T.MAP_FD))
+        s.zone.set("r0.map_fd", desc.inner_map_fd, desc.inner_map_fd)
+        assign_pointer(s, r0, contract.ret_nullable)
+    elif ret == RetKind.MAP_VALUE:
+        s.havoc(r0, int(T.SHARED))
+        s.zone.set("r0.shared_offset", 0, 0)
+        if desc is not None and not desc.holds_maps:
+            s.zone.set("r0.shared_region_size", desc.value_size, desc.value_size)
+        assign_pointer(s, r0, contract.ret_nullable)
+    elif ret == RetKind.ALLOC_MEM:
+        s.havoc(r0, int(T.ALLOC_MEM))
+        s.zone.set("r0.alloc_mem_offset", 0, 0)
+        if alloc is not None:
+            s.zone.set("r0.alloc_mem_size", *alloc)
+        assign_pointer(s, r0, contract.ret_nullable)
+    else:
+        kind = T.SOCKET if ret == RetKind.SOCKET else T.BTF_ID
+        s.havoc(r0, int(kind))
+        s.zone.set("r0.socket_offset" if kind == T.SOCKET else "r0.btf_id_offset", 0, 0)
+        assign_pointer(s, r0, contract.ret_nullable)
+    for r in range(1, 6):
+        s.havoc(f"r{r}", int(T.UNINIT))
+    if contract.changes_packet:
+        forget_packet_pointers(s)
+
+
+def _move_r10(s: State, delta: int) -> None:
+    s.zone.shift("r10.stack_offset", delta)
+    recompute_numeric_size(s, "r10")
+
+
+def _call_local(s: State, prefix: str) -> None:
+    for r in range(6, 10):
+        s.copy_loc(f"r{r}@{prefix}", f"r{r}")
+    _move_r10(s, -FRAME_SIZE)
+
+
+def _return(s: State, prefix: str) -> None:
+    top = s.zone.interval("r10.stack_offset").singleton()
+    if top is not None:
+        start = max(top - FRAME_SIZE, 0)
+        s.kill_cells(start, top)
+        s.stack.clear_numeric(start, top)
+    for r in range(6, 10):
+        saved = f"r{r}@{prefix}"
+        s.copy_loc(f"r{r}", saved)
+        s.havoc(saved)
+    _move_r10(s, FRAME_SIZE)
+    for r in range(1, 6):
+        s.havoc(f"r{r}", int(T.UNINIT))
+
+
+def transform(s: State, ins: ir.IrInstruction, info: ProgramInfo, frame: str) -> State:
+    """The state after a call or an exit (``frame``: the node's call-frame prefix)."""
+    if isinstance(ins, ir.Call):
+        contract = contract_for(ins.func, info)
+        if contract is None:
+            s.set_bottom()
+        else:
+            _helper(s, contract, info)
+    elif isinstance(ins, ir.Callx):
+        func = s.zone.interval(f"r{ins.reg}.svalue").singleton()
+        contract = None if func is None else contract_for(func, info)
+        if contract is None:
+            s.set_bottom()
+        else:
+            _helper(s, contract, info)
+    elif isinstance(ins, ir.CallLocal):
+        _call_local(s, frame)
+    elif isinstance(ins, ir.Exit) and frame:
+        _return(s, frame)
+    return s

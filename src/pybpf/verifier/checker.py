@@ -1,0 +1,309 @@
+"""Checker: whether an assertion holds in an abstract state, and if not, why (in words).
+
+:func:`check` returns ``None`` when the assertion is proven for every concrete state the
+abstract state describes, else the reason, e.g. ``"Upper bound must be at most
+packet_size"``. Bounds are decided with the zone's difference bounds, so ``r3 + 8 <=
+data_end`` learnt at a branch proves a later 8-byte access.
+"""
+
+from __future__ import annotations
+
+from pybpf.progtypes.contexts import SOCK_LAYOUT, FieldKind
+from pybpf.verifier import assertions as A
+from pybpf.verifier.domains.interval import INF
+from pybpf.verifier.domains.stack import TOTAL_STACK
+from pybpf.verifier.domains.state import State
+from pybpf.verifier.domains.types import OFFSET_KIND, Group, T, single
+from pybpf.verifier.program import ProgramInfo
+
+__all__ = ["check"]
+
+
+class _Fail(Exception):
+    pass
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise _Fail(message)
+
+
+def _le(s: State, x: str | None, y: str | None, k: int | float) -> bool:
+    """``x - y <= k`` holds (``None`` is 0)."""
+    return s.zone.diff(x, y) <= k
+
+
+def _width_max(s: State, a: A.ValidAccess) -> int | float:
+    if a.width_reg is None:
+        return a.width
+    return s.zone.bounds(f"r{a.width_reg}.svalue")[1]
+
+
+def _check_stack(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
+    off = f"r{a.reg}.stack_offset"
+    wmax = _width_max(s, a)
+    # lb = off + offset >= r10.stack_offset - frame  <=>  r10.so - off <= offset + frame
+    _require(
+        _le(s, "r10.stack_offset", off, a.offset + info.options.subprogram_stack_size),
+        "Lower bound must be at least r10.stack_offset - subprogram_stack_size",
+    )
+    _require(
+        _le(s, off, None, TOTAL_STACK - a.offset - wmax),
+        "Upper bound must be at most total_stack_size",
+    )
+    if a.access != "read":
+        return
+    lo, hi = s.zone.bounds(off)
+    if lo != -INF and hi + wmax <= TOTAL_STACK:
+        if s.stack.all_numeric(int(lo) + a.offset, int(hi + a.offset + wmax)):
+            return
+    if a.offset >= 0 and wmax != INF:
+        numeric = s.zone.bounds(f"r{a.reg}.stack_numeric_size")[0]
+        if numeric >= a.offset + wmax:
+            return
+    raise _Fail("Stack content is not numeric")
+
+
+def _check_ctx(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
+    layout = info.context
+    off = f"r{a.reg}.ctx_offset"
+    wmax = _width_max(s, a)
+    lo, hi = s.zone.bounds(off)
+    if a.access == "write":
+        if layout.fields:
+            first, last = lo + a.offset, hi + a.offset + wmax
+            for f in layout.pointer_fields():
+                _require(
+                    not (first < f.end and f.offset < last), "Cannot write to context pointer field"
+                )
+        else:
+            _require(layout.writable, "Cannot write to a read-only context")
+    _require(lo + a.offset >= 0, "Lower bound must be at least 0")
+    _require(hi + a.offset + wmax <= layout.size, f"Upper bound must be at most {layout.size}")
+
+
+def _check_packet(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
+    off = f"r{a.reg}.packet_offset"
+    _require(_le(s, "meta_offset", off, a.offset), "Lower bound must be at least meta_offset")
+    if a.access == "compare":
+        limit = info.options.max_packet_size
+        _require(_le(s, off, None, limit - a.offset), f"Upper bound must be at most {limit}")
+        return
+    wmax = _width_max(s, a)
+    _require(
+        _le(s, off, "packet_size", -a.offset - wmax), "Upper bound must be at most packet_size"
+    )
+
+
+def _check_region(s: State, a: A.ValidAccess, offset_kind: str, size_kind: str) -> None:
+    off = f"r{a.reg}.{offset_kind}"
+    size = f"r{a.reg}.{size_kind}"
+    _require(_le(s, None, off, a.offset), "Lower bound must be at least 0")
+    wmax = _width_max(s, a)
+    _require(_le(s, off, size, -a.offset - wmax), f"Upper bound must be at most {size}")
+    if a.access != "compare" and not a.or_null:
+        _require(s.zone.bounds(f"r{a.reg}.uvalue")[0] > 0, "Possible null access")
+
+
+def _check_socket(s: State, a: A.ValidAccess) -> None:
+    lo, hi = s.zone.bounds(f"r{a.reg}.socket_offset")
+    start = lo + a.offset if lo == hi else None
+    width = a.width
+    ok = start is not None and a.access == "read" and a.width_reg is None and width in (1, 2, 4)
+    if ok:
+        assert start is not None
+        start = int(start)
+        ok = start % width == 0 and not 8 <= start < 24  # sock_common hides type..priority
+        fields = SOCK_LAYOUT.fields_overlapping(start, start + width)
+        ok = ok and len(fields) == 1 and fields[0].offset <= start
+        if ok:
+            f = fields[0]
+            field_size = 2 if f.name == "dst_port" and width != 4 else f.size
+            narrow = f.name not in ("bound_dev_if", "mark", "priority")
+            ok = start + width <= f.offset + field_size and (width == f.size or narrow)
+    _require(ok, "Invalid socket access")
+    _require(s.zone.bounds(f"r{a.reg}.uvalue")[0] > 0, "Possible null access")
+
+
+def _valid_access(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
+    compare = a.access == "compare"
+    for bit in T:
+        t = int(bit)
+        if not s.type_of(f"r{a.reg}") & t:
+            continue
+        if t == T.STACK:
+            _check_stack(s, a, info)
+        elif t == T.CTX:
+            _check_ctx(s, a, info)
+        elif t == T.PACKET:
+            _check_packet(s, a, info)
+        elif t == T.SHARED:
+            _check_region(s, a, "shared_offset", "shared_region_size")
+        elif t == T.ALLOC_MEM:
+            _check_region(s, a, "alloc_mem_offset", "alloc_mem_size")
+        elif t == T.NUM:
+            if compare:
+                continue
+            _require(a.or_null, "Only pointers can be dereferenced")
+            _require(s.zone.bounds(f"r{a.reg}.svalue") == (0, 0), "Non-null number")
+        elif t in (T.MAP_FD, T.MAP_FD_PROGRAMS):
+            _require(compare, "FDs cannot be dereferenced directly")
+        elif t == T.SOCKET:
+            if not compare:
+                _check_socket(s, a)
+        elif t == T.BTF_ID:
+            _require(compare, "Unsupported pointer type for memory access")
+        elif t == T.FUNC:
+            _require(compare, "Function pointers cannot be dereferenced")
+        else:
+            raise _Fail("Invalid type")
+
+
+def _map_key_value(s: State, a: A.ValidMapKeyValue, info: ProgramInfo) -> None:
+    lo, hi = s.zone.bounds(f"r{a.map_fd_reg}.map_fd")
+    desc = info.map(int(lo)) if lo == hi else info.default_map
+    _require(desc is not None, "Map key size is not singleton")
+    assert desc is not None
+    width = desc.key_size if a.key else desc.value_size
+    reg = f"r{a.access_reg}"
+    for bit in (T.STACK, T.PACKET, T.SHARED):
+        if not s.type_of(reg) & bit:
+            continue
+        if bit == T.STACK:
+            off = f"{reg}.stack_offset"
+            olo, ohi = s.zone.bounds(off)
+            if a.write:
+                _require(
+                    _le(s, "r10.stack_offset", off, info.options.subprogram_stack_size),
+                    "Lower bound must be at least r10.stack_offset - subprogram_stack_size",
+                )
+                _require(ohi + width <= TOTAL_STACK, "Upper bound must be at most total_stack_size")
+                continue
+            if (
+                olo == -INF
+                or ohi + width > TOTAL_STACK
+                or not s.stack.all_numeric(int(olo), int(ohi + width))
+            ):
+                left = str(int(olo)) if olo != -INF else "-oo"
+                right = str(int(ohi + width)) if ohi != INF else "oo"
+                raise _Fail(f"Illegal map update with a non-numerical value [{left}-{right})")
+        elif bit == T.PACKET:
+            off = f"{reg}.packet_offset"
+            _require(_le(s, "meta_offset", off, 0), "Lower bound must be at least meta_offset")
+            _require(_le(s, off, "packet_size", -width), "Upper bound must be at most packet_size")
+        else:
+            off = f"{reg}.shared_offset"
+            size = f"{reg}.shared_region_size"
+            _require(_le(s, None, off, 0), "Lower bound must be at least 0")
+            _require(_le(s, off, size, -width), f"Upper bound must be at most {size}")
+            _require(s.zone.bounds(f"{reg}.uvalue")[0] > 0, "Possible null access")
+    if s.type_of(reg) & ~int(T.STACK | T.PACKET | T.SHARED):
+        raise _Fail("Only stack, packet, or shared can be used as a parameter")
+
+
+def _comparable(s: State, a: A.Comparable, info: ProgramInfo) -> None:
+    t1, t2 = s.type_of(f"r{a.r1}"), s.type_of(f"r{a.r2}")
+    if t1 == t2 and single(t1) is not None:
+        if t1 == T.NUM:
+            return
+        _require(
+            bool(t1 & (Group.SINGLETON_PTR | Group.MAP_FD)),
+            "Cannot subtract pointers to non-singleton regions",
+        )
+        _valid_access(s, A.ValidAccess(a.r1), info)
+        _valid_access(s, A.ValidAccess(a.r2), info)
+        return
+    _require(t2 == T.NUM, "Cannot subtract pointers to different regions")
+
+
+def _func(s: State, a: A.FuncConstraint, info: ProgramInfo) -> None:
+    from pybpf.verifier.assertions import assertions_for
+    from pybpf.verifier.contracts import contract_for
+    from pybpf.verifier.ir import Call
+
+    lo, hi = s.zone.bounds(f"r{a.reg}.svalue")
+    _require(
+        lo == hi and -(1 << 31) <= lo < (1 << 31),
+        "callx helper function id is not a valid singleton",
+    )
+    func = int(lo)
+    _require(contract_for(func, info) is not None, f"invalid helper function id {func}")
+    for sub in assertions_for(Call(func), info, 1):
+        reason = check(sub, s, info)
+        if reason is not None:
+            raise _Fail(reason)
+
+
+def _check(a: A.Assertion, s: State, info: ProgramInfo) -> None:
+    if isinstance(a, A.TypeConstraint):
+        _require(s.has_type(f"r{a.reg}", a.group), "Invalid type")
+    elif isinstance(a, A.ValidAccess):
+        _valid_access(s, a, info)
+    elif isinstance(a, A.ValidStore):
+        if s.type_of(f"r{a.mem}") & ~int(T.STACK):
+            _require(
+                s.has_type(f"r{a.val}", Group.NUMBER),
+                "Only numbers can be stored to externally-visible regions",
+            )
+    elif isinstance(a, A.Addable):
+        if s.type_of(f"r{a.ptr}") & Group.PTR_OR_NUM & ~int(T.NUM):
+            _require(s.has_type(f"r{a.num}", Group.NUMBER), "Only numbers can be added to pointers")
+    elif isinstance(a, A.Comparable):
+        _comparable(s, a, info)
+    elif isinstance(a, A.ValidDivisor):
+        reg = f"r{a.reg}"
+        _require(s.has_type(reg, Group.NUMBER), "Only numbers can be used as divisors")
+        if not info.options.allow_division_by_zero:
+            sv, uv = s.values(reg)
+            if not a.is64:
+                from pybpf.verifier.domains.arith import low32
+
+                sv, uv = low32(sv, uv)
+            view = sv if a.is_signed else uv
+            _require(not view.contains(0), "Possible division by zero")
+    elif isinstance(a, A.ValidSize):
+        lo = s.zone.bounds(f"r{a.reg}.svalue")[0]
+        _require(lo >= 0 if a.can_be_zero else lo > 0, "Invalid size")
+    elif isinstance(a, A.ValidMapKeyValue):
+        _map_key_value(s, a, info)
+    elif isinstance(a, A.ZeroCtxOffset):
+        reg = f"r{a.reg}"
+        if a.or_null and s.type_of(reg) == T.NUM:
+            _require(s.zone.bounds(f"{reg}.svalue") == (0, 0), "Nonzero context offset")
+            return
+        _require(s.zone.bounds(f"{reg}.ctx_offset") == (0, 0), "Nonzero context offset")
+    elif isinstance(a, A.FuncConstraint):
+        _func(s, a, info)
+    elif isinstance(a, A.ValidHelper):
+        raise _Fail(f"invalid helper function id {a.func}")
+    elif isinstance(a, A.ValidReturn):
+        lo, hi = s.zone.bounds("r0.svalue")
+        _require(a.lo <= lo and hi <= a.hi, "Invalid return value")
+    elif isinstance(a, A.BoundedLoopCount):
+        _require(s.zone.bounds(f"pc[{a.head}]")[1] <= a.limit, "Loop counter is too large")
+    elif isinstance(a, A.NonNullArithmetic):
+        reg = f"r{a.reg}"
+        nullable = int(T.SHARED | T.ALLOC_MEM | T.SOCKET | T.BTF_ID)
+        if s.type_of(reg) & nullable:
+            _require(
+                s.zone.bounds(f"{reg}.uvalue")[0] > 0,
+                "Pointer arithmetic on a possibly null pointer",
+            )
+    elif isinstance(a, A.Unsupported):
+        raise _Fail(a.reason)
+    else:  # pragma: no cover - every assertion kind is handled above
+        raise _Fail(f"unknown assertion {a!r}")
+
+
+def check(assertion: A.Assertion, state: State, info: ProgramInfo) -> str | None:
+    """``None`` when ``assertion`` holds in ``state`` (or it is unreachable), else the reason."""
+    if state.bottom:
+        return None
+    try:
+        _check(assertion, state, info)
+    except _Fail as fail:
+        return str(fail)
+    return None
+
+
+__all__ += ["OFFSET_KIND", "FieldKind"]

@@ -1,0 +1,252 @@
+"""State: the product domain (types x zone x stack) with type-aware join, widening and inclusion.
+
+A location (``"r1"``, a stack cell ``"s[504...511]"``, a saved register ``"r6@0/5"``) has a
+type set and, for each type it may have, numeric variables named ``"<loc>.<kind>"`` in
+the zone. Variables of kinds the type set rules out are always forgotten, so joining a
+state where ``r1`` is a packet pointer with one where it is a number keeps the packet
+offset (it only matters on the packet side): before the zone join, a variable meaningful
+on one side only is copied to the other side as an interval. Inclusion likewise ignores
+constraints on variables that are meaningless on the smaller side.
+"""
+
+from __future__ import annotations
+
+from pybpf.verifier.domains.arith import Pair, reconcile
+from pybpf.verifier.domains.interval import S64, U64, Interval
+from pybpf.verifier.domains.stack import Stack, cell_name
+from pybpf.verifier.domains.types import ALL, KINDS, VALUE_KINDS, T, kinds_of
+from pybpf.verifier.domains.zone import Zone
+
+__all__ = ["State", "ALL_KINDS"]
+
+ALL_KINDS = VALUE_KINDS + tuple(k for kinds in KINDS.values() for k in kinds)
+_KINDS_CACHE: dict[int, frozenset[str]] = {}
+
+
+def _kinds(types: int) -> frozenset[str]:
+    cached = _KINDS_CACHE.get(types)
+    if cached is None:
+        cached = _KINDS_CACHE[types] = frozenset(kinds_of(types))
+    return cached
+
+
+class State:
+    """One abstract state; ``bottom`` means unreachable."""
+
+    __slots__ = ("types", "zone", "stack", "bottom")
+
+    def __init__(self) -> None:
+        self.types: dict[str, int] = {}
+        self.zone = Zone()
+        self.stack = Stack()
+        self.bottom = False
+
+    @staticmethod
+    def make_bottom() -> State:
+        """The unreachable state."""
+        s = State()
+        s.bottom = True
+        return s
+
+    def copy(self) -> State:
+        """An independent copy."""
+        s = State.__new__(State)
+        s.types = dict(self.types)
+        s.zone = self.zone.copy()
+        s.stack = self.stack.copy()
+        s.bottom = self.bottom
+        return s
+
+    def set_bottom(self) -> None:
+        """Make this state unreachable."""
+        self.bottom = True
+
+    # ---- types ---------------------------------------------------------------------------
+    def type_of(self, loc: str) -> int:
+        """The type set of a location (all types, uninitialised included, when unknown)."""
+        return self.types.get(loc, ALL)
+
+    def set_type(self, loc: str, types: int) -> None:
+        """Set a location's types, forgetting the variables of types it can no longer have."""
+        old = self.types.get(loc, ALL)
+        if types == ALL:
+            self.types.pop(loc, None)
+        else:
+            self.types[loc] = types
+        for kind in _kinds(old) - _kinds(types):
+            self.zone.forget(f"{loc}.{kind}")
+
+    def restrict_type(self, loc: str, types: int) -> bool:
+        """Keep only ``types``; ``False`` (and bottom) when none is left."""
+        new = self.type_of(loc) & types
+        if not new:
+            self.bottom = True
+            return False
+        self.set_type(loc, new)
+        return True
+
+    def has_type(self, loc: str, group: int) -> bool:
+        """Every possible type of ``loc`` is in ``group``."""
+        return self.type_of(loc) & ~group == 0
+
+    def may_be(self, loc: str, types: int) -> bool:
+        """Some possible type of ``loc`` is in ``types``."""
+        return bool(self.type_of(loc) & types)
+
+    def split(self, loc: str) -> list[tuple[int, State]]:
+        """One copy per possible type of ``loc``, restricted to that type."""
+        out = []
+        t = self.type_of(loc)
+        for bit in T:
+            if t & bit:
+                s = self.copy()
+                s.set_type(loc, int(bit))
+                out.append((int(bit), s))
+        return out
+
+    # ---- numbers -------------------------------------------------------------------------
+    def values(self, loc: str) -> Pair:
+        """The (signed, unsigned) views of a location's value, each within its word range."""
+        z = self.zone
+        s = z.interval(f"{loc}.svalue").meet(S64) or S64
+        u = z.interval(f"{loc}.uvalue").meet(U64) or U64
+        return reconcile(s, u) or (s, u)
+
+    def set_values(self, loc: str, s: Interval, u: Interval) -> bool:
+        """Assign both views (relations forgotten) and reconcile them."""
+        sv, uv = f"{loc}.svalue", f"{loc}.uvalue"
+        self.zone.set(sv, s.lo, s.hi)
+        self.zone.set(uv, u.lo, u.hi)
+        return self.normalize(loc)
+
+    def normalize(self, loc: str) -> bool:
+        """Narrow a location's signed and unsigned views by each other; ``False`` if empty.
+
+        When the value is known non-negative the two views are the same number and the
+        equality is recorded in the zone, so a test on one view refines the other.
+        """
+        z = self.zone
+        sv, uv = f"{loc}.svalue", f"{loc}.uvalue"
+        s0, u0 = z.interval(sv), z.interval(uv)
+        both = reconcile(s0, u0)
+        if both is None:
+            self.bottom = True
+            return False
+        s, u = both
+        if not (z.meet_interval(sv, s.lo, s.hi) and z.meet_interval(uv, u.lo, u.hi)):
+            self.bottom = True
+            return False
+        if s.lo >= 0 and (z.diff(sv, uv) > 0 or z.diff(uv, sv) > 0):
+            if not z.add_eq(sv, uv):
+                self.bottom = True
+                return False
+        return True
+
+    def var(self, loc: str, kind: str) -> str:
+        """The zone variable of a location's kind."""
+        return f"{loc}.{kind}"
+
+    def forget_kinds(self, loc: str, kinds: tuple[str, ...] | frozenset[str]) -> None:
+        """Forget some variables of a location."""
+        for kind in kinds:
+            self.zone.forget(f"{loc}.{kind}")
+
+    def havoc(self, loc: str, types: int = ALL) -> None:
+        """Make a location unknown: any of ``types``, no numeric facts."""
+        for kind in ALL_KINDS:
+            self.zone.forget(f"{loc}.{kind}")
+        if types == ALL:
+            self.types.pop(loc, None)
+        else:
+            self.types[loc] = types
+
+    def copy_loc(self, dst: str, src: str) -> None:
+        """``dst := src``: same types and every variable, relations kept."""
+        if dst == src:
+            return
+        t = self.type_of(src)
+        self.havoc(dst, t)
+        for kind in _kinds(t):
+            sv = f"{src}.{kind}"
+            if self.zone.constrains(sv):
+                self.zone.assign(f"{dst}.{kind}", sv)
+
+    # ---- stack cells ---------------------------------------------------------------------
+    def kill_cells(self, lo: int, hi: int) -> None:
+        """Stop tracking every cell that shares a byte with ``[lo, hi)``."""
+        for offset in self.stack.overlapping(lo, hi):
+            width = self.stack.cells.pop(offset)
+            self.havoc(cell_name(offset, width))
+
+    # ---- lattice ---------------------------------------------------------------------------
+    def _align(self, other: State) -> tuple[Zone, Zone, dict[str, int]]:
+        """Zone copies where each side-only variable is copied over, and the joined types."""
+        za, zb = self.zone.copy(), other.zone.copy()
+        types: dict[str, int] = {}
+        for loc in set(self.types) | set(other.types):
+            ta, tb = self.type_of(loc), other.type_of(loc)
+            if ta | tb != ALL:
+                types[loc] = ta | tb
+            if ta == tb:
+                continue
+            ka, kb = _kinds(ta), _kinds(tb)
+            for kind in ka - kb:
+                v = f"{loc}.{kind}"
+                zb.set(v, *za.bounds(v))
+            for kind in kb - ka:
+                v = f"{loc}.{kind}"
+                za.set(v, *zb.bounds(v))
+        return za, zb, types
+
+    def join(self, other: State) -> State:
+        """The least upper bound."""
+        if self.bottom:
+            return other.copy()
+        if other.bottom:
+            return self.copy()
+        za, zb, types = self._align(other)
+        res = State()
+        res.zone = za.join(zb)
+        res.types = types
+        res.stack, dropped = self.stack.join(other.stack)
+        for name in dropped:
+            res.havoc(name)
+        return res
+
+    def widen(self, new: State) -> State:
+        """Widening of ``self`` (the older state) by ``new``."""
+        if self.bottom:
+            return new.copy()
+        if new.bottom:
+            return self.copy()
+        za, zb, types = self._align(new)
+        res = State()
+        res.zone = za.widen(zb)
+        res.types = types
+        res.stack, dropped = self.stack.join(new.stack)
+        for name in dropped:
+            res.havoc(name)
+        return res
+
+    def leq(self, other: State) -> bool:
+        """Inclusion ``self <= other``."""
+        if self.bottom:
+            return True
+        if other.bottom:
+            return False
+        ignore: set[str] = set()
+        for loc in set(self.types) | set(other.types):
+            ta = self.type_of(loc)
+            if ta & ~other.type_of(loc):
+                return False
+            if loc in self.types:
+                meaningful = _kinds(ta)
+                ignore.update(f"{loc}.{k}" for k in ALL_KINDS if k not in meaningful)
+        if not self.stack.leq(other.stack):
+            return False
+        return self.zone.leq(other.zone, ignore)
+
+    def __repr__(self) -> str:
+        if self.bottom:
+            return "State(_|_)"
+        return f"State(types={self.types}, {self.zone!r}, {self.stack!r})"

@@ -1,0 +1,131 @@
+"""Fixpoint: the abstract interpretation of a CFG in weak topological order.
+
+Each node's pre-state is the join of its predecessors' post-states. A node whose assertions
+do not all hold gets an unreachable post-state (the analysis does not continue past an
+error on that path). At a loop head the first iterations join, later ones widen; once the
+head's state is stable (a post-fixpoint), a few descending steps recompute the loop from
+the smaller state the body produced, and each step is kept only if it is again a
+post-fixpoint, so the final states always form an inductive invariant. With termination
+checking on, each loop head increments its own counter ``pc[head]``.
+"""
+
+from __future__ import annotations
+
+from pybpf.verifier.assertions import Assertion, assertions_for
+from pybpf.verifier.cfg import Cfg, Label
+from pybpf.verifier.checker import check
+from pybpf.verifier.domains.state import State
+from pybpf.verifier.program import ProgramInfo
+from pybpf.verifier.transformer import transform
+from pybpf.verifier.wto import Cycle, cycle_heads, weak_topological_order
+
+__all__ = ["Analysis", "counter_name", "frame_key"]
+
+
+def counter_name(head: Label) -> str:
+    """The zone variable counting visits of a loop head."""
+    return f"pc[{head}]"
+
+
+def frame_key(label: Label, callee: bool = False) -> str:
+    """The saved-register prefix of a node's frame (``callee``: of the frame it calls)."""
+    frame = label.frame + ((label.pc,) if callee else ())
+    return "/".join(str(f) for f in frame)
+
+
+class Analysis:
+    """Runs the fixpoint and keeps each node's pre- and post-state."""
+
+    def __init__(self, cfg: Cfg, info: ProgramInfo, entry: State) -> None:
+        from pybpf.verifier.ir import CallLocal
+
+        self.cfg = cfg
+        self.info = info
+        self.order = weak_topological_order(cfg.entry, lambda v: cfg.succ[v])
+        self.heads = cycle_heads(self.order)
+        self.counters = set(self.heads) if info.options.termination else set()
+        self.assertions: dict[Label, list[Assertion]] = {}
+        self.frames: dict[Label, str] = {}
+        for label, ins in cfg.instructions.items():
+            self.assertions[label] = assertions_for(ins, info, label.depth)
+            self.frames[label] = frame_key(label, isinstance(ins, CallLocal))
+        self.entry = entry.copy()
+        for head in self.counters:
+            self.entry.zone.set(counter_name(head), 0, 0)
+        self.pre: dict[Label, State] = {}
+        self.post: dict[Label, State] = {}
+
+    # ---- one node ------------------------------------------------------------------------
+    def _pre_of(self, label: Label) -> State:
+        if label == self.cfg.entry:
+            return self.entry
+        out: State | None = None
+        for p in self.cfg.pred[label]:
+            post = self.post.get(p)
+            if post is None or post.bottom:
+                continue
+            out = post if out is None else out.join(post)
+        return out if out is not None else State.make_bottom()
+
+    def step(self, label: Label, pre: State) -> State:
+        """The post-state of a node (unreachable when one of its assertions fails)."""
+        if pre.bottom:
+            return pre
+        state = pre
+        if label in self.counters:
+            state = pre.copy()
+            state.zone.shift(counter_name(label), 1)
+        for a in self.assertions[label]:
+            if check(a, state, self.info) is not None:
+                return State.make_bottom()
+        return transform(self.cfg.instructions[label], state, self.info, self.frames[label])
+
+    def _visit(self, label: Label, pre: State) -> None:
+        self.pre[label] = pre
+        self.post[label] = self.step(label, pre)
+
+    # ---- components ----------------------------------------------------------------------
+    def _component(self, item: Label | Cycle) -> None:
+        if isinstance(item, Cycle):
+            self._cycle(item)
+        else:
+            self._visit(item, self._pre_of(item))
+
+    def _body(self, cycle: Cycle, head_pre: State) -> State:
+        """Run the loop once from ``head_pre``; the head's new pre-state."""
+        self._visit(cycle.head, head_pre)
+        for item in cycle.components:
+            self._component(item)
+        return self._pre_of(cycle.head)
+
+    def _cycle(self, cycle: Cycle) -> None:
+        options = self.info.options
+        inv = self._pre_of(cycle.head)
+        iteration = 0
+        while True:
+            new = self._body(cycle, inv)
+            if new.leq(inv):
+                break
+            iteration += 1
+            inv = inv.join(new) if iteration < options.widening_delay else inv.widen(new)
+        # Descending steps: ``new`` (the body's output from ``inv``) is below ``inv``.
+        for _ in range(options.descending_steps):
+            if inv.leq(new):
+                break
+            again = self._body(cycle, new)
+            if not again.leq(new):
+                self._body(cycle, inv)  # not inductive: keep the widened invariant
+                break
+            inv, new = new, again
+
+    def run(self) -> Analysis:
+        """Compute every node's states."""
+        for item in self.order:
+            self._component(item)
+        return self
+
+    def reachable(self) -> list[Label]:
+        """Nodes with a reachable pre-state, in label order."""
+        return sorted(
+            (label for label, s in self.pre.items() if not s.bottom and label.pc >= 0),
+        )

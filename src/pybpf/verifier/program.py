@@ -1,0 +1,107 @@
+"""Program info: what the analysis knows about a program besides its code (options, maps, context).
+
+:class:`Options` are the analysis switches (termination checking, division by zero, ...);
+:class:`MapDescriptor` describes one map a program refers to by fd (or by index);
+:class:`ProgramInfo` joins them with the program type's context layout, return range and
+privilege from :mod:`pybpf.progtypes.contexts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pybpf.maptypes import MapType
+from pybpf.progtypes import ProgType
+from pybpf.progtypes.contexts import ContextLayout, rules_for
+
+__all__ = ["Options", "MapDescriptor", "ProgramInfo"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Analysis switches.
+
+    ``termination``: prove every loop bounded (at most ``loop_limit`` iterations).
+    ``allow_division_by_zero``: BPF defines ``x / 0 == 0``; when false a possible zero
+    divisor is an error. ``strict``: also check array-map indexes. ``must_exit`` false
+    lets the program end by running off its last instruction (PREVAIL's test programs).
+    """
+
+    termination: bool = False
+    allow_division_by_zero: bool = True
+    strict: bool = False
+    loop_limit: int = 100_000
+    max_packet_size: int = 65535
+    subprogram_stack_size: int = 512
+    max_frames: int = 8
+    widening_delay: int = 2
+    descending_steps: int = 2
+    must_exit: bool = True
+
+
+_MAP_OF_PROGRAMS = (MapType.PROG_ARRAY,)
+_MAP_OF_MAPS = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
+
+
+@dataclass(frozen=True)
+class MapDescriptor:
+    """A map as the verifier sees it."""
+
+    fd: int
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    inner_map_fd: int | None = None
+    name: str = ""
+
+    @property
+    def holds_programs(self) -> bool:
+        """A program array (tail calls)."""
+        return self.type in _MAP_OF_PROGRAMS
+
+    @property
+    def holds_maps(self) -> bool:
+        """A map of maps (lookups return inner maps)."""
+        return self.type in _MAP_OF_MAPS
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    """A program's context, privilege, return range, maps and analysis options."""
+
+    context: ContextLayout
+    privileged: bool = False
+    return_range: tuple[int, int] | None = None
+    maps: Mapping[int, MapDescriptor] = field(default_factory=dict)
+    maps_by_index: tuple[MapDescriptor, ...] = ()
+    default_map: MapDescriptor | None = None
+    prog_type: ProgType | None = None
+    options: Options = field(default_factory=Options)
+
+    @staticmethod
+    def for_type(
+        prog_type: ProgType,
+        maps: Mapping[int, MapDescriptor] | None = None,
+        options: Options | None = None,
+        maps_by_index: tuple[MapDescriptor, ...] = (),
+    ) -> ProgramInfo:
+        """The info of a program of ``prog_type`` (``KeyError`` if pybpf has no layout)."""
+        rules = rules_for(prog_type)
+        if rules is None:
+            raise KeyError(prog_type)
+        return ProgramInfo(
+            context=rules.context,
+            privileged=rules.privileged,
+            return_range=rules.return_range,
+            maps=dict(maps or {}),
+            maps_by_index=maps_by_index,
+            prog_type=prog_type,
+            options=options or Options(),
+        )
+
+    def map(self, fd: int) -> MapDescriptor | None:
+        """The map with that fd (or the default map), if known."""
+        found = self.maps.get(fd)
+        return found if found is not None else self.default_map
