@@ -218,17 +218,10 @@ class RingBuf(Map):
         address = self.reserve(len(data))
         if not address:
             return -errno.EAGAIN
-        self._write(address - self._data_addr, data)
+        offset = address - self._data_addr  # contiguous: the mirror takes any overflow
+        self._data[offset : offset + len(data)] = data
         self.commit(address)
         return 0
-
-    def _write(self, offset: int, data: bytes) -> None:
-        n = len(data)
-        first = min(n, self.max_entries - (offset % self.max_entries))
-        o = offset % self.max_entries
-        self._data[o : o + first] = data[:first]
-        if first < n:
-            self._data[0 : n - first] = data[first:]
 
     def query(self, flags: int) -> int:
         """``bpf_ringbuf_query``: available bytes, size, consumer or producer position."""
