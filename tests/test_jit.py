@@ -453,7 +453,7 @@ def test_keyboard_interrupt_in_a_helper_propagates():
     with JitProgram([I.call(7), EXIT], helpers={7: interrupted}) as jit:
         with pytest.raises(KeyboardInterrupt):
             jit.run()
-        assert jit.run.__self__._runs == {}
+        jit.close()  # refused if the interrupted run had left its state in use
 
 
 def test_callx_and_trace_printk_reading_the_stack():
@@ -713,3 +713,20 @@ def test_cli_exec_with_the_jit_engine(tmp_path):
         assert proc.returncode == 0, proc.stderr
         out.append(proc.stdout)
     assert out[0] == out[1] and str(0x0302 << 3) in out[1]
+
+
+def test_run_repeat_runs_in_a_native_loop():
+    prog = [I.mov(0, 0), I.add(0, "r1"), I.ldx(8, 3, 1, 0), I.add(3, 1), I.stx(8, 1, 0, 3),
+            I.ldx(8, 4, 10, -8), I.add(0, "r4"), I.st(8, 10, -8, 7), EXIT]  # fmt: skip
+    with Region(8, kind="input") as region, JitProgram(prog) as jit:
+        space = AddressSpace([region])
+        r0, ns = jit.run_repeat((region.address,), memory=space, repeat=1000)
+        assert r0 == jit.run((region.address,), memory=space) == region.address  # fresh frames
+        assert ns > 0 and int.from_bytes(region.read(0, 8), "little") == 1001  # shared memory
+        with pytest.raises(InputError):
+            jit.run_repeat(repeat=0)
+    with JitProgram([I.mov(0, 0), I.ja(-1), EXIT], debug_checks=True, budget=50) as jit:
+        with pytest.raises(BudgetExceededError):
+            jit.run_repeat(repeat=3)  # every run gets the whole budget, and the first fails
+    with JitProgram([I.call(7), EXIT], helpers={7: lambda ctx, *r: r[0] + 1}) as jit:
+        assert jit.run_repeat((41,), repeat=10)[0] == 42

@@ -33,8 +33,8 @@ DISPATCH_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, *([_U64] * 8))
 class HelperDispatcher:
     """The ctypes callback compiled code calls for helpers; ``address`` is its entry point.
 
-    ``runs`` maps a context block address to the :class:`RunState` running on it (the
-    program adds and removes entries around each run); ``table`` is the program's slot
+    ``runs`` maps a context block address to its :class:`RunState` (the program adds
+    every state it creates); ``table`` is the program's slot
     table, used to report a missing ``call``'s helper id as the signed immediate.
     """
 

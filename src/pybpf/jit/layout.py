@@ -44,6 +44,13 @@ class Slot(IntEnum):
     HAS_PACKET = 12  # 1 when the run has a packet
     DISPATCH = 13  # address of the helper dispatcher (a ctypes callback)
     ACCESS = 14  # address of the shared debug-mode access check (pybpf_access_ok)
+    ARG1 = 15  # r1..r5 at entry (one slot each: passing them through ctypes costs more)
+    ARG2 = 16
+    ARG3 = 17
+    ARG4 = 18
+    ARG5 = 19
+    MAY_GOTO_INIT = 20  # copied to MAY_GOTO by the entry function at the start of each run
+    BUDGET_INIT = 21  # copied to BUDGET likewise (the entry also clears STATUS)
 
 
 FIELDS = len(Slot)

@@ -1,14 +1,16 @@
 """Lower: eBPF instructions to LLVM IR with ``llvmlite.ir`` (no LLVM library is loaded here).
 
 :func:`lower_program` turns a checked :class:`~pybpf.jit.blocks.ControlFlow` into an
-``ir.Module`` with one exported function, :data:`ENTRY`::
+``ir.Module`` exporting :data:`ENTRY`::
 
-    i64 pybpf_entry(i64* ctx, i64 r1, i64 r2, i64 r3, i64 r4, i64 r5)
+    i64 pybpf_entry(i64* ctx)     ; r1..r5 come from the block's ARG slots
 
-``ctx`` is the run's context block (:mod:`pybpf.jit.layout`). Each eBPF function becomes
-an internal LLVM function ``i64 (ctx, depth, r1..r5)`` with its own registers and its own
-zeroed 512-byte frame (frame ``depth`` of the context's stack block; r10 is its end), so
-r6-r9 survive local calls by construction.
+and :data:`REPEAT`, which runs the entry many times in a native loop (for timing, as
+BPF_PROG_TEST_RUN's ``repeat``). ``ctx`` is the run's context block
+(:mod:`pybpf.jit.layout`). Each eBPF function becomes an internal LLVM function
+``i64 (ctx, depth, r1..r5)`` with its own registers and its own zeroed 512-byte frame
+(frame ``depth`` of the context's stack block; r10 is its end), so r6-r9 survive local
+calls by construction.
 
 eBPF's defined semantics are spelled out so that no LLVM undefined behaviour or poison
 can appear: shift counts are masked (63 / 31); divisors are made non-zero (and, for signed
@@ -45,9 +47,10 @@ try:  # the JIT is optional: without llvmlite, lower_program raises NotSupported
 except ImportError:  # pragma: no cover - exercised only where llvmlite is missing
     ir = None  # type: ignore[assignment]
 
-__all__ = ["lower_program", "runtime_module", "ENTRY", "ACCESS_OK"]
+__all__ = ["lower_program", "runtime_module", "ENTRY", "REPEAT", "ACCESS_OK"]
 
 ENTRY = "pybpf_entry"
+REPEAT = "pybpf_repeat"
 ACCESS_OK = "pybpf_access_ok"
 
 M64 = (1 << 64) - 1
@@ -659,12 +662,51 @@ def lower_program(
     for function in cfg.functions.values():
         _FunctionLowering(mod, function).lower()
     i64 = _int(64)
-    entry = ir.Function(mod.module, ir.FunctionType(i64, [mod.ctx_type] + [i64] * 5), name=ENTRY)
+    entry = ir.Function(mod.module, ir.FunctionType(i64, [mod.ctx_type]), name=ENTRY)
     entry.attributes.add("nounwind")
+    entry.attributes.add("noinline")  # the repeat loop must really call it every time
     b = ir.IRBuilder(entry.append_basic_block("entry"))
-    ctx, *args = entry.args
-    b.ret(b.call(mod.functions[0], [ctx, _const(64, 0)] + list(args)))
+    (ctx,) = entry.args
+
+    def slot(index):
+        return b.gep(ctx, [_const(64, index)])
+
+    b.store(_const(64, 0), slot(Slot.STATUS))
+    b.store(b.load(slot(Slot.MAY_GOTO_INIT)), slot(Slot.MAY_GOTO))
+    b.store(b.load(slot(Slot.BUDGET_INIT)), slot(Slot.BUDGET))
+    args = [b.load(slot(Slot.ARG1 + i)) for i in range(5)]
+    b.ret(b.call(mod.functions[0], [ctx, _const(64, 0)] + args))
+    _build_repeat(mod, entry)
     return mod.module
+
+
+def _build_repeat(mod: _Module, entry) -> None:
+    """``i64 pybpf_repeat(ctx, n)``: run the entry ``n`` times (n >= 1).
+
+    Each run starts afresh (the entry resets the status and the budgets); the loop stops
+    at the first run that leaves a non-zero status. Returns the last run's r0
+    (BPF_PROG_TEST_RUN's repeat loop, in native code).
+    """
+    i64 = _int(64)
+    fn = ir.Function(mod.module, ir.FunctionType(i64, [mod.ctx_type, i64]), name=REPEAT)
+    fn.attributes.add("nounwind")
+    ctx, n = fn.args
+    start = fn.append_basic_block("start")
+    loop = fn.append_basic_block("loop")
+    done = fn.append_basic_block("done")
+    b = ir.IRBuilder(start)
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(i64)
+    i.add_incoming(_const(64, 0), start)
+    r0 = b.call(entry, [ctx])
+    status = b.load(b.gep(ctx, [_const(64, Slot.STATUS)]))
+    following = b.add(i, _const(64, 1))
+    i.add_incoming(following, loop)
+    more = b.and_(b.icmp_unsigned("==", status, _const(64, 0)), b.icmp_unsigned("<", following, n))
+    b.cbranch(more, loop, done)
+    b.position_at_end(done)
+    b.ret(r0)
 
 
 def runtime_module():

@@ -18,6 +18,7 @@ are bounded by the instruction budget, so unverified code runs safely.
 from __future__ import annotations
 
 import ctypes
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from pybpf.config import settings
@@ -27,7 +28,7 @@ from pybpf.isa.opcodes import FRAME_POINTER
 from pybpf.jit.blocks import ControlFlow, analyse
 from pybpf.jit.calls import HelperDispatcher
 from pybpf.jit.compile import NativeCode, compile_module, runtime_address, unavailable_reason
-from pybpf.jit.lower import ACCESS_OK, ENTRY, lower_program
+from pybpf.jit.lower import ACCESS_OK, ENTRY, REPEAT, lower_program
 from pybpf.jit.registers import check_defined
 from pybpf.jit.state import RunState
 from pybpf.memory import AddressSpace, Region
@@ -39,7 +40,10 @@ CONFORMANCE_ENTRY_REGISTERS = (1, 2, 10)
 LddwResolver = Callable[[Instruction, int], int]
 
 _U64 = ctypes.c_uint64
-_ENTRY_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, _U64, _U64, _U64, _U64, _U64)
+# One argument each: ctypes converts every argument on every call, so r1..r5 travel in the
+# context block instead. CFUNCTYPE releases the GIL while native code runs.
+_ENTRY_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p)
+_REPEAT_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, _U64)
 _M64 = (1 << 64) - 1
 _NO_BUDGET = (1 << 63) - 1
 
@@ -123,10 +127,11 @@ class JitProgram:
         self._code: NativeCode | None = compile_module(module, opt_level=opt_level)
         self.compile_seconds = self._code.compile_seconds
         self._entry = _ENTRY_TYPE(self._code.address(ENTRY))
+        self._repeat = _REPEAT_TYPE(self._code.address(REPEAT))
         self._access = runtime_address(ACCESS_OK) if self.debug_checks else 0
-        self._runs: dict[int, RunState] = {}
-        self._dispatcher = HelperDispatcher(self.helpers, self._runs, self.cfg.table)
-        self._pool: list[RunState] = [RunState(self._dispatcher.address, self._access)]
+        self._states: dict[int, RunState] = {}  # every state, by context block address
+        self._dispatcher = HelperDispatcher(self.helpers, self._states, self.cfg.table)
+        self._pool: list[RunState] = [self._new_state()]
 
     def _resolve(self, resolver: LddwResolver | None) -> dict[int, int]:
         values: dict[int, int] = {}
@@ -161,42 +166,67 @@ class JitProgram:
         :class:`~pybpf.errors.CallDepthError`, :class:`~pybpf.errors.HelperError` or what a
         helper raised (all with ``pc``).
         """
+        return self._call(args, memory, packet, cpu, 0)[0]
+
+    def run_repeat(
+        self,
+        args: Sequence[int] = (),
+        *,
+        memory: AddressSpace | None = None,
+        packet: Region | bytes | None = None,
+        cpu: int = 0,
+        repeat: int = 1,
+    ) -> tuple[int, float]:
+        """Run ``repeat`` times in a native loop; returns (last r0, mean ns per run).
+
+        BPF_PROG_TEST_RUN's ``repeat``: one Python-to-native transition for all runs, each
+        run starting afresh (stack, may_goto and instruction budgets); memory is shared, so
+        a program that writes it sees its own earlier writes. Stops at the first error,
+        raised as :meth:`run` raises it.
+        """
+        if not isinstance(repeat, int) or repeat < 1:
+            raise InputError(f"repeat must be a positive integer, not {repeat!r}")
+        return self._call(args, memory, packet, cpu, repeat)
+
+    def _call(self, args, memory, packet, cpu, repeat: int) -> tuple[int, float]:
         if self._code is None:
             raise InputError("the JIT program is closed")
-        args = tuple(args)
-        if len(args) > 5:
-            raise InputError(f"at most 5 arguments (r1-r5), got {len(args)}")
-        if not all(isinstance(a, int) for a in args):
-            raise InputError(f"arguments must be integers, got {args!r}")
-        regs = [a & _M64 for a in args] + [0] * (5 - len(args))
-        space = memory if memory is not None else AddressSpace()
-        owned_packet = None
-        if isinstance(packet, (bytes, bytearray, memoryview)):
-            owned_packet = packet = Region.from_bytes(packet, kind="packet", writable=False)
         try:
             state = self._pool.pop()
         except IndexError:
-            state = RunState(self._dispatcher.address, self._access)
-        self._runs[state.address] = state
+            state = self._new_state()
+        owned_packet = None
+        if packet is not None and not isinstance(packet, Region):
+            owned_packet = packet = Region.from_bytes(packet, kind="packet", writable=False)
         try:
             state.begin(
-                space,
+                memory if memory is not None else AddressSpace(),
+                args if type(args) is tuple else tuple(args),
                 packet=packet,
                 cpu=cpu,
                 trace=self.trace,
                 budget=self.budget if self.debug_checks else _NO_BUDGET,
                 debug=self.debug_checks,
             )
-            r0 = self._entry(state.address, *regs)
-            if state.block[0]:
+            if repeat:
+                start = time.perf_counter_ns()
+                r0 = self._repeat(state.address, repeat)
+                elapsed = (time.perf_counter_ns() - start) / repeat
+            else:
+                r0, elapsed = self._entry(state.address), 0.0
+            if state.words[0]:
                 raise state.failure(self.budget, self._block_pcs)
-            return r0
+            return r0, elapsed
         finally:
             state.end()
-            del self._runs[state.address]
             self._pool.append(state)
             if owned_packet is not None:
                 owned_packet.close()
+
+    def _new_state(self) -> RunState:
+        state = RunState(self._dispatcher.address, self._access)
+        self._states[state.address] = state
+        return state
 
     # ---- inspection and lifetime ------------------------------------------------------------
     def assembly(self) -> str:
@@ -209,13 +239,14 @@ class JitProgram:
         """Free the machine code and the pooled run states (idempotent)."""
         if self._code is None:
             return
-        if self._runs:
+        if len(self._pool) != len(self._states):
             raise InputError("cannot close a JIT program while it runs")
         code, self._code = self._code, None
         code.close()
         for state in self._pool:
             state.close()
         self._pool.clear()
+        self._states.clear()
 
     def __enter__(self) -> JitProgram:
         return self

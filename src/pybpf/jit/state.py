@@ -20,6 +20,7 @@ import ctypes
 from pybpf.errors import (
     BudgetExceededError,
     CallDepthError,
+    InputError,
     InternalError,
     MemoryAccessError,
     NotSupportedError,
@@ -41,6 +42,13 @@ __all__ = ["RunState", "MAY_GOTO_LOOPS"]
 
 MAY_GOTO_LOOPS = 8 * 1024 * 1024  # Linux's BPF_MAX_LOOPS: may_goto iterations per run
 _Block = ctypes.c_uint64 * FIELDS
+# Plain ints for the hot path (IntEnum attribute lookups cost more than the stores).
+_STATUS = int(Slot.STATUS)
+_PACKET, _PACKET_SIZE = int(Slot.PACKET), int(Slot.PACKET_SIZE)
+_HAS_PACKET, _REGIONS, _NREGIONS = int(Slot.HAS_PACKET), int(Slot.REGIONS), int(Slot.NREGIONS)
+_ARG1, _BUDGET_INIT, _MAY_GOTO_INIT = int(Slot.ARG1), int(Slot.BUDGET_INIT), int(Slot.MAY_GOTO_INIT)
+_NO_ARGS = (0, 0, 0, 0, 0)
+_M64 = (1 << 64) - 1
 
 
 class RunState:
@@ -49,6 +57,7 @@ class RunState:
     def __init__(self, dispatch_address: int, access_address: int) -> None:
         self.block = _Block()
         self.address = ctypes.addressof(self.block)
+        self.words = memoryview(self.block).cast("B").cast("Q")  # faster than the array
         self.stack = Region(STACK_BYTES, kind="stack", name="jit stack")
         self.frames = [
             Region.wrap(
@@ -65,6 +74,9 @@ class RunState:
         self.ctx = ExecutionContext(self.space)
         self._default_trace = self.ctx.trace
         self.error: BaseException | None = None
+        self._args: tuple = ()  # r1..r5 of the last run (the ARG slots start at 0)
+        self._budget = -1
+        self._may_goto = -1
         self.debug = False
         self._table = (ctypes.c_uint64 * REGION_FIELDS)()
         self._table_key: tuple = ()
@@ -76,6 +88,7 @@ class RunState:
     def begin(
         self,
         space: AddressSpace,
+        args: tuple,
         *,
         packet: Region | None,
         cpu: int,
@@ -83,34 +96,51 @@ class RunState:
         budget: int,
         debug: bool,
     ) -> None:
-        """Prepare the context block and the helper context for a run in ``space``."""
-        block = self.block
-        block[Slot.STATUS] = 0
-        block[Slot.MAY_GOTO] = MAY_GOTO_LOOPS
-        block[Slot.BUDGET] = budget
-        if packet is not None:
-            block[Slot.PACKET] = packet.address
-            block[Slot.PACKET_SIZE] = packet.size
-            block[Slot.HAS_PACKET] = 1
-        else:
-            block[Slot.HAS_PACKET] = 0
-        self.space = space
-        self.debug = debug
+        """Prepare the context block and the helper context for a run in ``space``.
+
+        Only what differs from this state's previous run is written (the entry function
+        itself clears the status and restarts the budgets).
+        """
+        words = self.words
+        if args != self._args:
+            if len(args) > 5:
+                raise InputError(f"at most 5 arguments (r1-r5), got {len(args)}")
+            for i, value in enumerate(args + _NO_ARGS[len(args) :], _ARG1):
+                if not isinstance(value, int):
+                    raise InputError(f"arguments must be integers, got {args!r}")
+                words[i] = value & _M64
+            self._args = args
+        if budget != self._budget:
+            words[_BUDGET_INIT] = self._budget = budget
+        if MAY_GOTO_LOOPS != self._may_goto:
+            words[_MAY_GOTO_INIT] = self._may_goto = MAY_GOTO_LOOPS
         ctx = self.ctx
-        ctx.memory = space
-        ctx.packet = packet
-        ctx.cpu = cpu
-        ctx.trace = trace if trace is not None else self._default_trace
-        self.error = None
+        if packet is not None:
+            words[_PACKET] = packet.address
+            words[_PACKET_SIZE] = packet.size
+            words[_HAS_PACKET] = 1
+            ctx.packet = packet
+        elif words[_HAS_PACKET]:
+            words[_HAS_PACKET] = 0
+        if self.space is not space:
+            self.space = ctx.memory = space
+        if ctx.cpu != cpu:
+            ctx.cpu = cpu
+        trace = trace if trace is not None else self._default_trace
+        if ctx.trace is not trace:
+            ctx.trace = trace
+        self.debug = debug
         if debug:
             self.load_regions()
 
     def end(self) -> None:
         """Take the frames out of the address space and drop the run's references."""
-        for region in self.frames[: self.shown]:
-            self.space.remove(region)
-        self.shown = 0
-        self.ctx.packet = None
+        if self.shown:
+            for region in self.frames[: self.shown]:
+                self.space.remove(region)
+            self.shown = 0
+        if self.ctx.packet is not None:
+            self.ctx.packet = None
         self.error = None
 
     def show_frames(self, depth: int) -> None:
@@ -133,23 +163,23 @@ class RunState:
             perms = (PERM_READ if region.readable else 0) | (PERM_WRITE if region.writable else 0)
             rows.append((region.address, region.end, perms))
         key = tuple(rows)
-        if key == self._table_key and self.block[Slot.REGIONS]:
+        if key == self._table_key and self.words[_REGIONS]:
             return
         flat = [value for row in rows for value in row]
         if len(flat) > len(self._table):
             self._table = (ctypes.c_uint64 * len(flat))()
         self._table[: len(flat)] = flat
         self._table_key = key
-        self.block[Slot.REGIONS] = ctypes.addressof(self._table)
-        self.block[Slot.NREGIONS] = len(rows)
+        self.words[_REGIONS] = ctypes.addressof(self._table)
+        self.words[_NREGIONS] = len(rows)
 
     # ---- errors --------------------------------------------------------------------------
     def failure(self, budget: int, block_pcs: dict[tuple[int, int], tuple[int, ...]]):
         """The exception for the status compiled code left (``Status.OK`` is a bug)."""
-        block = self.block
-        status = block[Slot.STATUS]
-        pc = block[Slot.ERR_PC]
-        a, b, c = block[Slot.ERR_A], block[Slot.ERR_B], block[Slot.ERR_C]
+        words = self.words
+        status = words[_STATUS]
+        pc = words[Slot.ERR_PC]
+        a, b, c = words[Slot.ERR_A], words[Slot.ERR_B], words[Slot.ERR_C]
         if status == Status.HELPER and self.error is not None:
             return self.error
         if status == Status.MEMORY:
