@@ -50,7 +50,7 @@ CREATE_ERRORS = [
     (dict(type=T.HASH, key_size=0, value_size=8, max_entries=4), errno.EINVAL),
     (dict(type=T.HASH, key_size=4, value_size=0, max_entries=4), errno.EINVAL),
     (dict(type=T.HASH, key_size=4, value_size=8, max_entries=0), errno.EINVAL),
-    (dict(type=T.HASH, key_size=513, value_size=8, max_entries=4), errno.E2BIG),
+    (dict(type=T.HASH, key_size=1 << 22, value_size=8, max_entries=4), errno.E2BIG),
     (dict(type=T.HASH, key_size=4, value_size=8, max_entries=4, flags=0x400), errno.EINVAL),
     (dict(type=T.HASH, key_size=4, value_size=8, max_entries=4, flags=2), errno.EINVAL),
     (dict(type=T.LRU_HASH, key_size=4, value_size=8, max_entries=4, flags=1), 524),

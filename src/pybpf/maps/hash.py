@@ -52,7 +52,6 @@ from pybpf.maps.definition import (
     BPF_F_LOCK,
     BPF_NOEXIST,
     KMALLOC_MAX_SIZE,
-    MAX_BPF_STACK,
     PCPU_MIN_UNIT_SIZE,
     MapDefinition,
     fail,
@@ -135,10 +134,8 @@ class HashMap(Map):
             raise fail(_ENOTSUPP, "LRU maps are always preallocated", "create", name)
         if d.max_entries == 0 or d.key_size == 0 or d.value_size == 0:
             raise fail(errno.EINVAL, "sizes and max_entries must be nonzero", "create", name)
-        if d.key_size > MAX_BPF_STACK:
-            raise fail(errno.E2BIG, "key larger than the BPF stack", "create", name)
-        if d.value_size >= KMALLOC_MAX_SIZE - MAX_BPF_STACK - _HTAB_ELEM:
-            raise fail(errno.E2BIG, "value too large", "create", name)
+        if d.key_size + d.value_size >= KMALLOC_MAX_SIZE - _HTAB_ELEM:
+            raise fail(errno.E2BIG, "key and value too large", "create", name)
         if percpu and round8(d.value_size) > PCPU_MIN_UNIT_SIZE:
             raise fail(errno.E2BIG, "per-CPU value too large", "create", name)
         if d.max_entries > 1 << 31:
