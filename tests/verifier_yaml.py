@@ -226,6 +226,7 @@ def state_from_constraints(constraints: list[str]) -> State:
     """The abstract state PREVAIL builds from ``pre`` (unmentioned registers are unknown)."""
     s = State()
     values: list[tuple[str, str]] = []
+    equal: list[tuple[str, str]] = []
     for c in constraints:
         c = c.strip()
         if m := re.fullmatch(r"s\[(\d+)\.\.\.(\d+)\]\.type=(\w+)", c):
@@ -234,7 +235,8 @@ def state_from_constraints(constraints: list[str]) -> State:
                 s.stack.set_numeric(lo, hi + 1)
             continue
         if m := re.fullmatch(r"(r\d+)\.type *= *(r\d+)\.type", c):
-            continue  # type equalities are not tracked
+            equal.append((m.group(1), m.group(2)))
+            continue
         if m := re.fullmatch(r"(r\d+)\.type *in *\{(.*)\}", c):
             types = 0
             for name in m.group(2).split(","):
@@ -245,6 +247,11 @@ def state_from_constraints(constraints: list[str]) -> State:
             s.set_type(m.group(1), parse_type(m.group(2)) & s.type_of(m.group(1)))
             continue
         values.append((c, ""))
+    for a, b in equal:
+        both = s.type_of(a) & s.type_of(b)
+        s.set_type(a, both)
+        s.set_type(b, both)
+        s.teq[a] = s.teq[b] = hash((a, b))
     for c, _ in values:
         if m := re.fullmatch(r"(.+?)-(.+?)<=(-?\d+)", c):
             s.zone.add_le(_var(m.group(1)), _var(m.group(2)), int(m.group(3)))

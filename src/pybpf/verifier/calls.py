@@ -140,7 +140,7 @@ def transform(s: State, ins: ir.IrInstruction, info: ProgramInfo, frame: str) ->
         else:
             _helper(s, contract, info)
     elif isinstance(ins, ir.Callx):
-        func = s.zone.interval(f"r{ins.reg}.svalue").singleton()
+        func = s.zone.interval(f"r{ins.reg}.uvalue").singleton()
         contract = None if func is None else contract_for(func, info)
         if contract is None:
             s.set_bottom()

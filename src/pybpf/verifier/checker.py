@@ -118,7 +118,7 @@ def _check_socket(s: State, a: A.ValidAccess) -> None:
         ok = ok and len(fields) == 1 and fields[0].offset <= start
         if ok:
             f = fields[0]
-            field_size = 2 if f.name == "dst_port" and width != 4 else f.size
+            field_size = (4 if width == 4 else 2) if f.name == "dst_port" else f.size
             narrow = f.name not in ("bound_dev_if", "mark", "priority")
             ok = start + width <= f.offset + field_size and (width == f.size or narrow)
     _require(ok, "Invalid socket access")
@@ -202,12 +202,14 @@ def _map_key_value(s: State, a: A.ValidMapKeyValue, info: ProgramInfo) -> None:
 
 
 def _comparable(s: State, a: A.Comparable, info: ProgramInfo) -> None:
-    t1, t2 = s.type_of(f"r{a.r1}"), s.type_of(f"r{a.r2}")
-    if t1 == t2 and single(t1) is not None:
-        if t1 == T.NUM:
+    r1, r2 = f"r{a.r1}", f"r{a.r2}"
+    t2 = s.type_of(r2)
+    if s.same_type(r1, r2):
+        pointers = s.type_of(r1) & ~int(T.NUM)
+        if not pointers:
             return
         _require(
-            bool(t1 & (Group.SINGLETON_PTR | Group.MAP_FD)),
+            pointers & ~Group.SINGLETON_PTR == 0 or pointers == Group.MAP_FD,
             "Cannot subtract pointers to non-singleton regions",
         )
         _valid_access(s, A.ValidAccess(a.r1), info)
@@ -221,9 +223,9 @@ def _func(s: State, a: A.FuncConstraint, info: ProgramInfo) -> None:
     from pybpf.verifier.contracts import contract_for
     from pybpf.verifier.ir import Call
 
-    lo, hi = s.zone.bounds(f"r{a.reg}.svalue")
+    lo, hi = s.zone.bounds(f"r{a.reg}.uvalue")
     _require(
-        lo == hi and -(1 << 31) <= lo < (1 << 31),
+        lo == hi and lo < (1 << 31),
         "callx helper function id is not a valid singleton",
     )
     func = int(lo)
@@ -259,8 +261,7 @@ def _check(a: A.Assertion, s: State, info: ProgramInfo) -> None:
                 from pybpf.verifier.domains.arith import low32
 
                 sv, uv = low32(sv, uv)
-            view = sv if a.is_signed else uv
-            _require(not view.contains(0), "Possible division by zero")
+            _require(not (sv.contains(0) and uv.contains(0)), "Possible division by zero")
     elif isinstance(a, A.ValidSize):
         lo = s.zone.bounds(f"r{a.reg}.svalue")[0]
         _require(lo >= 0 if a.can_be_zero else lo > 0, "Invalid size")

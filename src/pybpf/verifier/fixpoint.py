@@ -21,6 +21,8 @@ from pybpf.verifier.wto import Cycle, cycle_heads, weak_topological_order
 
 __all__ = ["Analysis", "counter_name", "frame_key"]
 
+_SOFT_WIDENINGS = 24  # then widen straight to infinity, which always terminates
+
 
 def counter_name(head: Label) -> str:
     """The zone variable counting visits of a loop head."""
@@ -107,7 +109,10 @@ class Analysis:
             if new.leq(inv):
                 break
             iteration += 1
-            inv = inv.join(new) if iteration < options.widening_delay else inv.widen(new)
+            if iteration < options.widening_delay:
+                inv = inv.join(new)
+            else:
+                inv = inv.widen(new, hard=iteration > _SOFT_WIDENINGS)
         # Descending steps: ``new`` (the body's output from ``inv``) is below ``inv``.
         for _ in range(options.descending_steps):
             if inv.leq(new):

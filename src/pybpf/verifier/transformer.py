@@ -17,7 +17,7 @@ from pybpf.verifier.domains.interval import S64, Interval
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import OFFSET_KIND, T
 from pybpf.verifier.program import ProgramInfo
-from pybpf.verifier.values import assume_numbers, const_pair, set_const, shift_value
+from pybpf.verifier.values import _exclude, assume_numbers, const_pair, set_const, shift_value
 
 __all__ = ["transform"]
 
@@ -37,6 +37,8 @@ _ARITH = {
     ir.BinOp.ARSH: "arsh",
 }
 _MOVSX = {ir.BinOp.MOVSX8: 8, ir.BinOp.MOVSX16: 16, ir.BinOp.MOVSX32: 32}
+# Unsigned comparisons with 0 only say whether a pointer is null (its abstract address is 0).
+_NULL_TESTS = (ir.CondOp.EQ, ir.CondOp.NE, ir.CondOp.LT, ir.CondOp.LE, ir.CondOp.GT, ir.CondOp.GE)
 _POINTERS = int(T.CTX | T.STACK | T.PACKET | T.SHARED | T.SOCKET | T.BTF_ID | T.ALLOC_MEM)
 
 
@@ -160,11 +162,21 @@ def _add_sub(s: State, ins: ir.Bin) -> State:
             elif td != T.NUM and ts == T.NUM:
                 sv = part.values(src)[0]
                 lo, hi = (sv.lo, sv.hi) if sign > 0 else (-sv.hi, -sv.lo)
+                base = part.zone.interval(f"{dst}.{OFFSET_KIND.get(td)}").singleton()
                 _add_const_ptr(part, dst, td, lo, hi)
+                if sign > 0 and base is not None and td in OFFSET_KIND and sv.lo >= 0:
+                    # constant offset + number: the offset is that number shifted
+                    part.zone.assign(f"{dst}.{OFFSET_KIND[td]}", f"{src}.svalue", base)
             elif td == T.NUM and sign > 0:
                 sv = part.values(dst)[0]
+                tmp = "r11"
+                part.copy_loc(tmp, dst)
                 part.copy_loc(dst, src)
+                base = part.zone.interval(f"{src}.{OFFSET_KIND.get(ts)}").singleton()
                 _add_const_ptr(part, dst, ts, sv.lo, sv.hi)
+                if base is not None and ts in OFFSET_KIND and sv.lo >= 0:
+                    part.zone.assign(f"{dst}.{OFFSET_KIND[ts]}", f"{tmp}.svalue", base)
+                part.havoc(tmp)
             elif td == ts and sign < 0 and td in OFFSET_KIND:
                 _pointer_difference(part, dst, src, OFFSET_KIND[td])
             else:
@@ -237,7 +249,7 @@ def _assume(s: State, cond: ir.Condition) -> State:
                 assume_numbers(part, cond, imm, None)
             elif t == T.UNINIT:
                 part.set_bottom()
-            elif imm == 0 and cond.is64 and cond.op in (ir.CondOp.EQ, ir.CondOp.NE):
+            elif imm == 0 and cond.is64 and cond.op in _NULL_TESTS:
                 assume_numbers(part, cond, 0, None)  # a null test on the pointer's address
             parts.append(part)
         return _join(parts)
@@ -246,9 +258,15 @@ def _assume(s: State, cond: ir.Condition) -> State:
     if tl == tr == T.NUM:
         assume_numbers(s, cond, None, right)
         return s
-    if tl == tr and tl in (T.CTX, T.STACK, T.PACKET) and cond.is64:
-        _assume_offsets(s, cond, OFFSET_KIND[tl])
-        return s
+    if s.same_type(left, right):
+        parts = []
+        for t, part in s.split(left):
+            if t == T.NUM:
+                assume_numbers(part, cond, None, right)
+            elif t in (T.CTX, T.STACK, T.PACKET) and cond.is64:
+                _assume_offsets(part, cond, OFFSET_KIND[t])
+            parts.append(part)
+        return _join(parts)
     if tr == T.NUM:
         parts = []
         for t, part in s.split(left):
@@ -268,6 +286,11 @@ def _assume_offsets(s: State, cond: ir.Condition, kind: str) -> None:
         ok = z.add_eq(a, b)
     elif op == ir.CondOp.NE:
         ok = not (z.diff(a, b) <= 0 and z.diff(b, a) <= 0)
+        x, y = z.interval(a).singleton(), z.interval(b).singleton()
+        if ok and y is not None:
+            ok = _exclude(s, a, y)
+        elif ok and x is not None:
+            ok = _exclude(s, b, x)
     elif op in (ir.CondOp.LT, ir.CondOp.SLT):
         ok = z.add_le(a, b, -1)
     elif op in (ir.CondOp.LE, ir.CondOp.SLE):

@@ -7,9 +7,15 @@ state where ``r1`` is a packet pointer with one where it is a number keeps the p
 offset (it only matters on the packet side): before the zone join, a variable meaningful
 on one side only is copied to the other side as an interval. Inclusion likewise ignores
 constraints on variables that are meaningless on the smaller side.
+
+Locations known to hold the same type (one was copied from the other, on every path) share
+a *type class* (``teq``), so after joining "both numbers" with "both ctx pointers" the two
+registers are still known to have the same type, which subtracting or comparing them needs.
 """
 
 from __future__ import annotations
+
+from itertools import count
 
 from pybpf.verifier.domains.arith import Pair, reconcile
 from pybpf.verifier.domains.interval import S64, U64, Interval
@@ -21,6 +27,7 @@ __all__ = ["State", "ALL_KINDS"]
 
 ALL_KINDS = VALUE_KINDS + tuple(k for kinds in KINDS.values() for k in kinds)
 _KINDS_CACHE: dict[int, frozenset[str]] = {}
+_CLASS_IDS = count(1)
 
 
 def _kinds(types: int) -> frozenset[str]:
@@ -33,13 +40,14 @@ def _kinds(types: int) -> frozenset[str]:
 class State:
     """One abstract state; ``bottom`` means unreachable."""
 
-    __slots__ = ("types", "zone", "stack", "bottom")
+    __slots__ = ("types", "zone", "stack", "bottom", "teq")
 
     def __init__(self) -> None:
         self.types: dict[str, int] = {}
         self.zone = Zone()
         self.stack = Stack()
         self.bottom = False
+        self.teq: dict[str, int] = {}
 
     @staticmethod
     def make_bottom() -> State:
@@ -55,6 +63,7 @@ class State:
         s.zone = self.zone.copy()
         s.stack = self.stack.copy()
         s.bottom = self.bottom
+        s.teq = dict(self.teq)
         return s
 
     def set_bottom(self) -> None:
@@ -67,7 +76,11 @@ class State:
         return self.types.get(loc, ALL)
 
     def set_type(self, loc: str, types: int) -> None:
-        """Set a location's types, forgetting the variables of types it can no longer have."""
+        """Give a location (a new value's) types, forgetting variables of the types it lost."""
+        self.teq.pop(loc, None)
+        self._set_types(loc, types)
+
+    def _set_types(self, loc: str, types: int) -> None:
         old = self.types.get(loc, ALL)
         if types == ALL:
             self.types.pop(loc, None)
@@ -78,12 +91,30 @@ class State:
 
     def restrict_type(self, loc: str, types: int) -> bool:
         """Keep only ``types``; ``False`` (and bottom) when none is left."""
-        new = self.type_of(loc) & types
-        if not new:
-            self.bottom = True
-            return False
-        self.set_type(loc, new)
+        for member in self.type_class(loc):
+            new = self.type_of(member) & types
+            if not new:
+                self.bottom = True
+                return False
+            self._set_types(member, new)
         return True
+
+    def type_class(self, loc: str) -> list[str]:
+        """``loc`` and every location known to have the same type."""
+        cid = self.teq.get(loc)
+        if cid is None:
+            return [loc]
+        return [m for m, c in self.teq.items() if c == cid]
+
+    def same_type(self, a: str, b: str) -> bool:
+        """``a`` and ``b`` certainly have the same type."""
+        ta = self.type_of(a)
+        if ta != self.type_of(b):
+            return False
+        if ta & (ta - 1) == 0:
+            return True
+        cid = self.teq.get(a)
+        return cid is not None and self.teq.get(b) == cid
 
     def has_type(self, loc: str, group: int) -> bool:
         """Every possible type of ``loc`` is in ``group``."""
@@ -100,8 +131,8 @@ class State:
         for bit in T:
             if t & bit:
                 s = self.copy()
-                s.set_type(loc, int(bit))
-                out.append((int(bit), s))
+                if s.restrict_type(loc, int(bit)):
+                    out.append((int(bit), s))
         return out
 
     # ---- numbers -------------------------------------------------------------------------
@@ -153,6 +184,7 @@ class State:
 
     def havoc(self, loc: str, types: int = ALL) -> None:
         """Make a location unknown: any of ``types``, no numeric facts."""
+        self.teq.pop(loc, None)
         for kind in ALL_KINDS:
             self.zone.forget(f"{loc}.{kind}")
         if types == ALL:
@@ -166,6 +198,11 @@ class State:
             return
         t = self.type_of(src)
         self.havoc(dst, t)
+        if t & (t - 1):  # several possible types: remember they are the same
+            cid = self.teq.get(src)
+            if cid is None:
+                cid = self.teq[src] = next(_CLASS_IDS)
+            self.teq[dst] = cid
         for kind in _kinds(t):
             sv = f"{src}.{kind}"
             if self.zone.constrains(sv):
@@ -208,25 +245,48 @@ class State:
         res = State()
         res.zone = za.join(zb)
         res.types = types
+        res.teq = self._join_classes(other)
         res.stack, dropped = self.stack.join(other.stack)
         for name in dropped:
             res.havoc(name)
         return res
 
-    def widen(self, new: State) -> State:
-        """Widening of ``self`` (the older state) by ``new``."""
+    def widen(self, new: State, hard: bool = False) -> State:
+        """Widening of ``self`` (the older state) by ``new`` (``hard``: no thresholds)."""
         if self.bottom:
             return new.copy()
         if new.bottom:
             return self.copy()
         za, zb, types = self._align(new)
         res = State()
-        res.zone = za.widen(zb)
+        res.zone = za.widen(zb, hard)
         res.types = types
+        res.teq = self._join_classes(new)
         res.stack, dropped = self.stack.join(new.stack)
         for name in dropped:
             res.havoc(name)
         return res
+
+    def _join_classes(self, other: State) -> dict[str, int]:
+        """Type classes holding on both sides (a singleton type counts as its own class)."""
+        pairs: dict[tuple, list[str]] = {}
+        for loc in set(self.types) | set(other.types):
+            ta, tb = self.type_of(loc), other.type_of(loc)
+            joined = ta | tb
+            if joined & (joined - 1) == 0 or joined == ALL:
+                continue
+            ka = self.teq.get(loc, ("t", ta) if ta & (ta - 1) == 0 else None)
+            kb = other.teq.get(loc, ("t", tb) if tb & (tb - 1) == 0 else None)
+            if ka is None or kb is None:
+                continue
+            pairs.setdefault((ka, kb), []).append(loc)
+        out: dict[str, int] = {}
+        for members in pairs.values():
+            if len(members) > 1:
+                cid = next(_CLASS_IDS)
+                for m in members:
+                    out[m] = cid
+        return out
 
     def leq(self, other: State) -> bool:
         """Inclusion ``self <= other``."""
@@ -244,6 +304,10 @@ class State:
                 ignore.update(f"{loc}.{k}" for k in ALL_KINDS if k not in meaningful)
         if not self.stack.leq(other.stack):
             return False
+        for loc, cid in other.teq.items():
+            for member, c in other.teq.items():
+                if c == cid and member > loc and not self.same_type(loc, member):
+                    return False
         return self.zone.leq(other.zone, ignore)
 
     def __repr__(self) -> str:

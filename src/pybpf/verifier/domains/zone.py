@@ -298,10 +298,23 @@ class Zone:
     def join(self, other: Zone) -> Zone:
         """The least upper bound (exact for closed operands)."""
         res = Zone()
+        changed: list[tuple[str, tuple, tuple]] = []
         for x, (lo1, hi1) in self.iv.items():
             b = other.iv.get(x)
             if b is not None:
                 res.iv[x] = (min(lo1, b[0]), max(hi1, b[1]))
+                if b != (lo1, hi1):
+                    changed.append((x, (lo1, hi1), b))
+        # Differences the intervals imply on both sides (x = y = 0 on one side and x = y = 1
+        # on the other: x - y = 0 on both) hold after the join but no longer follow from the
+        # joined intervals: keep them as relations. Only variables whose intervals differ
+        # can lose such a fact.
+        for x, (_, hx1), (_, hx2) in changed:
+            for y, (ly1, _), (ly2, _) in changed:
+                if x != y:
+                    k = max(hx1 - ly1, hx2 - ly2)
+                    if k != INF:
+                        res._store(x, y, k)
         for x, out in self.succ.items():
             for y, k1 in out.items():
                 k2 = other.diff(x, y)
@@ -317,22 +330,54 @@ class Zone:
                     res._store(x, y, k1 if k1 > k2 else k2)
         return res
 
-    def widen(self, new: Zone) -> Zone:
-        """Widening with thresholds: unstable bounds jump to the next threshold or infinity."""
+    def widen(self, new: Zone, hard: bool = False) -> Zone:
+        """Widening: unstable bounds jump to the next threshold (or infinity if ``hard``).
+
+        Stable differences are kept, and (unless ``hard``) bounds that jumped are then
+        tightened again by them, so ``r0 - r1 <= 0`` with ``r1 <= 100`` still bounds ``r0``.
+        """
         res = Zone()
+        jumped = []
         for x, (lo1, hi1) in self.iv.items():
             b = new.iv.get(x)
             if b is None:
                 continue
             lo2, hi2 = b
-            lo = lo1 if lo2 >= lo1 else _threshold_below(lo2)
-            hi = hi1 if hi2 <= hi1 else _threshold_above(hi2)
+            lo = lo1 if lo2 >= lo1 else (-INF if hard else _threshold_below(lo2))
+            hi = hi1 if hi2 <= hi1 else (INF if hard else _threshold_above(hi2))
+            if (lo, hi) != (lo1, hi1):
+                jumped.append(x)
             if lo != -INF or hi != INF:
                 res.iv[x] = (lo, hi)
         for x, out in self.succ.items():
             for y, k1 in out.items():
                 if new.diff(x, y) <= k1:
                     res._store(x, y, k1)
+        if hard:
+            return res
+        # A difference the old intervals implied (x <= 1, y >= 1: x - y <= 0) is lost when
+        # x's bound jumps; keep it as a relation when the new state still satisfies it.
+        for x in jumped:
+            for y in self.iv:
+                if y == x:
+                    continue
+                k = self.diff(x, y)
+                if k != INF and new.diff(x, y) <= k:
+                    res._store(x, y, k)
+                k = self.diff(y, x)
+                if k != INF and new.diff(y, x) <= k:
+                    res._store(y, x, k)
+        for _ in range(len(jumped) + 1):
+            changed = False
+            for x in jumped:
+                before = res.iv.get(x, _TOP)
+                for y, k in res.succ.get(x, {}).items():
+                    res._tighten_ub(x, res.iv.get(y, _TOP)[1] + k)
+                for z, k in res.pred.get(x, {}).items():
+                    res._tighten_lb(x, res.iv.get(z, _TOP)[0] - k)
+                changed = changed or res.iv.get(x, _TOP) != before
+            if not changed:
+                break
         return res
 
     def meet(self, other: Zone) -> Zone | None:
