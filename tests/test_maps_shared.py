@@ -324,6 +324,7 @@ def test_random_kills_leave_a_consistent_map():
             child.join(30)
             with open_pinned("churn", d) as reopened:
                 check_consistent(reopened, 24)
+        check_consistent(m, 24)  # the creator's own mapping agrees
 
 
 @needs_fork
