@@ -92,8 +92,7 @@ _REG = r"([rw])(\d+)"
 _NUM = r"(-?(?:0x[0-9a-fA-F]+|\d+))"
 _BINOPS = {op.value: op for op in ir.BinOp}
 _CONDOPS = {op.value: op for op in ir.CondOp}
-_ATOMIC = {"+=": ir.AtomicOp.ADD, "|=": ir.AtomicOp.OR, "&=": ir.AtomicOp.AND, "^=": ir.AtomicOp.XOR,
-           "x=": ir.AtomicOp.XCHG, "cx=": ir.AtomicOp.CMPXCHG}
+_ATOMIC = {op.value: op for op in ir.AtomicOp}
 _UNOPS = {f"{k}{b}": ir.UnOp[f"{k.upper()}{b}"] for k in ("be", "le", "swap") for b in (16, 32, 64)}
 
 
@@ -152,7 +151,7 @@ def parse_line(line: str, labels: dict[str, int]) -> ir.IrInstruction:
         return ir.Call(_num(m.group(1)))
     if m := re.fullmatch(r"callx r(\d+)", text):
         return ir.Callx(int(m.group(1)))
-    if m := re.fullmatch(rf"lock (\*\([^)]*\)\([^)]*\)) (\S+) r(\d+)( fetch)?", text):
+    if m := re.fullmatch(r"lock (\*\([^)]*\)\([^)]*\)) (\S+) r(\d+)( fetch)?", text):
         base, offset, _, width = _access(m.group(1))
         op = _ATOMIC[m.group(2)]
         fetch = bool(m.group(4)) or op in (ir.AtomicOp.XCHG, ir.AtomicOp.CMPXCHG)
@@ -160,7 +159,7 @@ def parse_line(line: str, labels: dict[str, int]) -> ir.IrInstruction:
     if m := re.fullmatch(r"(\*\([^)]*\)\([^)]*\)) *= *(\S+)", text):
         base, offset, _, width = _access(m.group(1))
         return ir.Mem(base, offset, width, _operand(m.group(2)), False)
-    if m := re.fullmatch(rf"r0 = \*\(u(8|16|32) \*\)skb\[(.+)\]", text):
+    if m := re.fullmatch(r"r0 = \*\(u(8|16|32) \*\)skb\[(.+)\]", text):
         width = int(m.group(1)) // 8
         where = m.group(2).strip()
         if re.fullmatch(r"r\d+", where):
@@ -209,7 +208,8 @@ def _interval(text: str) -> tuple[int | float, int | float]:
     text = text.strip()
     if text.startswith("["):
         lo, hi = (t.strip() for t in text[1:-1].split(","))
-        return (-float("inf") if lo == "-oo" else int(lo)), (float("inf") if hi == "+oo" else int(hi))
+        low = -float("inf") if lo == "-oo" else int(lo)
+        return low, (float("inf") if hi == "+oo" else int(hi))
     return int(text), int(text)
 
 

@@ -164,8 +164,8 @@ def build_cfg(
     """The CFG of a program given as ``(pc, instruction)`` pairs (entry at the first pc).
 
     With ``must_exit`` false, running off the last instruction ends the program (PREVAIL's
-    test programs rely on it). Raises :class:`~pybpf.errors.VerifierError` for control flow out of the program,
-    recursion, or too deep calls.
+    test programs rely on it). Raises :class:`~pybpf.errors.VerifierError` for control flow
+    out of the program, recursion, or too deep calls.
     """
     if not program:
         raise VerifierError("empty program")

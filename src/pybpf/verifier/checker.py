@@ -13,7 +13,7 @@ from pybpf.verifier import assertions as A
 from pybpf.verifier.domains.interval import INF
 from pybpf.verifier.domains.stack import TOTAL_STACK
 from pybpf.verifier.domains.state import State
-from pybpf.verifier.domains.types import OFFSET_KIND, Group, T, single
+from pybpf.verifier.domains.types import OFFSET_KIND, Group, T
 from pybpf.verifier.program import ProgramInfo
 
 __all__ = ["check"]
