@@ -51,6 +51,10 @@ class Slot(IntEnum):
     ARG5 = 19
     MAY_GOTO_INIT = 20  # copied to MAY_GOTO by the entry function at the start of each run
     BUDGET_INIT = 21  # copied to BUDGET likewise (the entry also clears STATUS)
+    RCACHE_BASE = 22  # debug checks: the region the last read check found (base, size);
+    RCACHE_SIZE = 23  # size 0 matches nothing. Reset whenever the region table changes.
+    WCACHE_BASE = 24  # the same for writes
+    WCACHE_SIZE = 25
 
 
 FIELDS = len(Slot)

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 
 from pybpf.errors import InternalError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
-from pybpf.isa.opcodes import MAX_CALL_DEPTH, STACK_SIZE
+from pybpf.isa.opcodes import FRAME_POINTER, MAX_CALL_DEPTH, STACK_SIZE
 from pybpf.jit.blocks import Block, ControlFlow, Function, call_target, jump_target
 from pybpf.jit.layout import PERM_READ, PERM_WRITE, REGION_FIELDS, Slot, Status
 
@@ -123,9 +123,10 @@ def _build_access_ok(module, ctx_type):
     programs call it through the context block's ``ACCESS`` slot.
 
     An access is allowed when it lies inside one live frame (frames 0..depth of the stack
-    block: read/write), or inside one row of the region table granting ``need``. When it
-    is not, the error (``Status.MEMORY``, pc, address, size, access) is recorded in the
-    context block and 0 is returned.
+    block: read/write), or inside one row of the region table granting ``need``; such a
+    row becomes the read or write cache that programs test inline first. When it is not,
+    the error (``Status.MEMORY``, pc, address, size, access) is recorded in the context
+    block and 0 is returned.
     """
     i64, i1 = _int(64), _int(1)
     fn = ir.Function(
@@ -171,7 +172,14 @@ def _build_access_ok(module, ctx_type):
     inside = b.and_(b.icmp_unsigned("<=", base, addr), fits)
     b.cbranch(inside, perms_bb, next_bb)
     b.position_at_end(perms_bb)
-    b.cbranch(b.icmp_unsigned("==", b.and_(perms, need), need), found_bb, fail_bb)
+    granted = fn.append_basic_block("granted")
+    b.cbranch(b.icmp_unsigned("==", b.and_(perms, need), need), granted, fail_bb)
+    b.position_at_end(granted)
+    writing = b.icmp_unsigned("==", need, _const(64, PERM_WRITE))
+    cache = b.select(writing, _const(64, Slot.WCACHE_BASE), _const(64, Slot.RCACHE_BASE))
+    b.store(base, b.gep(ctx, [cache]))
+    b.store(b.sub(end, base), b.gep(ctx, [b.add(cache, _const(64, 1))]))
+    b.branch(found_bb)
     b.position_at_end(next_bb)
     i.add_incoming(b.add(i, _const(64, 1)), next_bb)
     b.branch(loop_bb)
@@ -196,8 +204,11 @@ class _FunctionLowering:
         self.fn = mod.functions[function.entry]
         self.table = mod.cfg.table
         self.ctx, self.depth, *args = self.fn.args
-        entry_bb = self.fn.append_basic_block("entry")
+        self.entry_bb = entry_bb = self.fn.append_basic_block("entry")
         self.b = b = ir.IRBuilder(entry_bb)
+        self.head = ir.IRBuilder(entry_bb)  # adds slot pointers to the entry block
+        self.slot_ptrs: dict[int, object] = {}
+        self.known: dict[int, object] = {}  # register -> its value, valid where we are
         i64 = _int(64)
         self.regs = [b.alloca(i64, name=f"r{i}") for i in range(10)]
         for i, reg in enumerate(self.regs):
@@ -205,15 +216,16 @@ class _FunctionLowering:
         stack = self.load_slot(Slot.STACK)
         frame = b.add(stack, b.mul(self.depth, _const(64, STACK_SIZE)))
         self.r10 = b.add(frame, _const(64, STACK_SIZE), name="r10")
-        b.call(
-            mod.memset,
-            [
-                b.inttoptr(frame, _int(8).as_pointer()),
-                _const(8, 0),
-                _const(64, STACK_SIZE),
-                _const(1, 0),
-            ],
-        )
+        if self.uses_frame():  # zeroed, as the interpreter's frames are
+            b.call(
+                mod.memset,
+                [
+                    b.inttoptr(frame, _int(8).as_pointer()),
+                    _const(8, 0),
+                    _const(64, STACK_SIZE),
+                    _const(1, 0),
+                ],
+            )
         self.blocks = {
             blk.start: self.fn.append_basic_block(f"pc{blk.start}") for blk in function.blocks
         }
@@ -223,9 +235,34 @@ class _FunctionLowering:
         b.position_at_end(self.unwind)
         b.ret(_const(64, 0))
 
+    def uses_frame(self) -> bool:
+        """False when no instruction of this function names r10: then nothing can reach
+        its frame (a callee only sees a frame its caller passes a pointer to)."""
+        for block in self.function.blocks:
+            for pc in block.pcs:
+                insn = self.table[pc]
+                assert insn is not None
+                if insn.is_callx:
+                    if insn.callx_register == FRAME_POINTER:
+                        return True
+                elif insn.is_call or insn.is_lddw:
+                    continue  # src is a call kind or pseudo source, not a register
+                elif FRAME_POINTER in (insn.dst, insn.src):
+                    return True
+        return False
+
     # ---- small builders ------------------------------------------------------------------
     def slot(self, slot: Slot):
-        return self.b.gep(self.ctx, [_const(64, slot)])
+        """A pointer to a context slot, computed once in the entry block."""
+        ptr = self.slot_ptrs.get(slot)
+        if ptr is None:
+            if self.b.block is self.entry_bb:  # two builders in one block would clash
+                builder = self.b
+            else:
+                builder = self.head
+                builder.position_before(self.entry_bb.terminator)
+            ptr = self.slot_ptrs[slot] = builder.gep(self.ctx, [_const(64, slot)])
+        return ptr
 
     def load_slot(self, slot: Slot):
         return self.b.load(self.slot(slot))
@@ -238,12 +275,16 @@ class _FunctionLowering:
     def get(self, reg: int):
         if reg == 10:
             return self.r10
-        return self.b.load(self.regs[reg])
+        value = self.known.get(reg)
+        if value is None:
+            value = self.known[reg] = self.b.load(self.regs[reg])
+        return value
 
     def set(self, reg: int, value) -> None:
         if reg == 10:  # blocks.analyse refuses writes to r10
             raise InternalError("write to r10 reached lowering")
         self.b.store(value, self.regs[reg])
+        self.known[reg] = value
 
     def split(self, fail_cond, name: str = "ok"):
         """Branch on ``fail_cond``: returns with the builder in the failing block.
@@ -277,6 +318,7 @@ class _FunctionLowering:
     def lower(self) -> None:
         for block in self.function.blocks:
             self.b.position_at_end(self.blocks[block.start])
+            self.known = {}  # values from other blocks need not dominate this one
             if self.mod.debug:
                 self.charge(block)
             for pc in block.pcs:
@@ -493,17 +535,33 @@ class _FunctionLowering:
     def pointer(self, address, bits: int):
         return self.b.inttoptr(address, _int(bits).as_pointer())
 
-    def access(self, address, nbytes: int, need: int, pc: int) -> None:
-        """Debug mode: stop with ``Status.MEMORY`` unless the access is allowed."""
+    def access(self, address, nbytes: int, need: int, pc: int, base: int, off: int) -> None:
+        """Debug mode: stop with ``Status.MEMORY`` unless the access is allowed.
+
+        ``r10 + off`` is checked here, at compile time: r10 never changes, so an access
+        inside the current frame needs no code (nor does any access without debug checks).
+        """
         if not self.mod.debug:
             return
+        if base == FRAME_POINTER and -STACK_SIZE <= off and off + nbytes <= 0:
+            return
         b = self.b
+        cache = Slot.WCACHE_BASE if need == PERM_WRITE else Slot.RCACHE_BASE
+        offset = b.sub(address, self.load_slot(cache))
+        size = self.load_slot(cache + 1)
+        hit = b.and_(  # offset < size first: then offset + nbytes cannot wrap
+            b.icmp_unsigned("<", offset, size),
+            b.icmp_unsigned("<=", b.add(offset, _const(64, nbytes)), size),
+        )
+        ok = self.fn.append_basic_block("access")
+        slow = self.fn.append_basic_block("access.slow")
+        b.cbranch(hit, ok, slow)
+        b.position_at_end(slow)
         check = b.inttoptr(self.load_slot(Slot.ACCESS), self.mod.access_type.as_pointer())
         allowed = b.call(
             check,
             [self.ctx, address, _const(64, nbytes), _const(64, need), self.depth, _const(64, pc)],
         )
-        ok = self.fn.append_basic_block("access")
         b.cbranch(allowed, ok, self.unwind)
         b.position_at_end(ok)
 
@@ -511,7 +569,7 @@ class _FunctionLowering:
         b = self.b
         bits = _BITS[insn.size]
         address = self.address(insn.src, insn.off)
-        self.access(address, bits // 8, PERM_READ, pc)
+        self.access(address, bits // 8, PERM_READ, pc, insn.src, insn.off)
         value = b.load(self.pointer(address, bits), align=1)
         if bits < 64:
             extend = b.sext if insn.is_sign_extending_load else b.zext
@@ -522,7 +580,7 @@ class _FunctionLowering:
         b = self.b
         bits = _BITS[insn.size]
         address = self.address(insn.dst, insn.off)
-        self.access(address, bits // 8, PERM_WRITE, pc)
+        self.access(address, bits // 8, PERM_WRITE, pc, insn.dst, insn.off)
         if insn.cls == Class.ST:
             value = _const(bits, insn.imm)
         else:
@@ -539,10 +597,10 @@ class _FunctionLowering:
         address = self.address(base, insn.off)
         nbytes = bits // 8
         if op == AtomicOp.LOAD_ACQ:
-            self.access(address, nbytes, PERM_READ, pc)
+            self.access(address, nbytes, PERM_READ, pc, base, insn.off)
         else:  # read-modify-write and store-release: write, then read permission
-            self.access(address, nbytes, PERM_WRITE, pc)
-            self.access(address, nbytes, PERM_READ, pc)
+            self.access(address, nbytes, PERM_WRITE, pc, base, insn.off)
+            self.access(address, nbytes, PERM_READ, pc, base, insn.off)
         ptr = self.pointer(address, bits)
         if not self.mod.debug or nbytes == 1:
             result = self.atomic_op(insn, ptr, bits, atomic=True)
@@ -550,13 +608,17 @@ class _FunctionLowering:
             misaligned = b.icmp_unsigned(
                 "!=", b.and_(address, _const(64, nbytes - 1)), _const(64, 0)
             )
+            before = dict(self.known)  # values loaded in one branch must stay there
             with b.if_else(misaligned) as (plain, native):
                 with plain:
+                    self.known = dict(before)
                     plain_result = self.atomic_op(insn, ptr, bits, atomic=False)
                     plain_bb = b.block
                 with native:
+                    self.known = dict(before)
                     native_result = self.atomic_op(insn, ptr, bits, atomic=True)
                     native_bb = b.block
+            self.known = before
             result = None
             if plain_result is not None:
                 result = b.phi(_int(64))

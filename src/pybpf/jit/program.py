@@ -80,7 +80,8 @@ class JitProgram:
 
     Load errors are those of :func:`pybpf.jit.blocks.analyse`;
     :class:`~pybpf.errors.NotSupportedError` (``feature="jit"``) when llvmlite is missing.
-    ``compile_seconds`` is the time LLVM took; :meth:`assembly` shows the native code.
+    ``compile_seconds`` is the time from instructions to native code (checks, lowering,
+    LLVM), ``llvm_seconds`` LLVM's share; :meth:`assembly` shows the native code.
     Close with :meth:`close` (or use as a context manager) to free the machine code.
     """
 
@@ -111,6 +112,7 @@ class JitProgram:
         if self.budget <= 0:
             raise InputError(f"instruction budget must be positive, not {budget}")
         self.trace = trace
+        started = time.perf_counter()
         self.cfg: ControlFlow = analyse(
             self.insns,
             allow_pseudo_lddw=lddw_resolver is not None,
@@ -125,7 +127,8 @@ class JitProgram:
         }
         module = lower_program(self.cfg, lddw_values=lddw_values, debug_checks=self.debug_checks)
         self._code: NativeCode | None = compile_module(module, opt_level=opt_level)
-        self.compile_seconds = self._code.compile_seconds
+        self.compile_seconds = time.perf_counter() - started
+        self.llvm_seconds = self._code.compile_seconds
         self._entry = _ENTRY_TYPE(self._code.address(ENTRY))
         self._repeat = _REPEAT_TYPE(self._code.address(REPEAT))
         self._access = runtime_address(ACCESS_OK) if self.debug_checks else 0

@@ -170,8 +170,10 @@ class RunState:
             self._table = (ctypes.c_uint64 * len(flat))()
         self._table[: len(flat)] = flat
         self._table_key = key
-        self.words[_REGIONS] = ctypes.addressof(self._table)
-        self.words[_NREGIONS] = len(rows)
+        words = self.words
+        words[_REGIONS] = ctypes.addressof(self._table)
+        words[_NREGIONS] = len(rows)
+        words[Slot.RCACHE_SIZE] = words[Slot.WCACHE_SIZE] = 0  # the cached rows may be gone
 
     # ---- errors --------------------------------------------------------------------------
     def failure(self, budget: int, block_pcs: dict[tuple[int, int], tuple[int, ...]]):

@@ -1,0 +1,156 @@
+"""JIT benchmarks: pybpf's LLVM JIT against the interpreter, the kernel JIT and native C.
+
+Run ``python benchmarks/jit.py [--repeat N] [--json]``. For each program of
+``benchmarks/run.py`` (same bytecode, same 64-byte packet) it prints ns per run of:
+
+- ``interp``: the interpreter, one Python call per run;
+- ``jit``: the JIT's native repeat loop (``JitProgram.run_repeat``), no memory checks,
+  as a verified program runs; ``jit_dbg``: the same with debug checks compiled in;
+- ``jit_call``: one ``JitProgram.run`` from Python (the Python-to-native cost included);
+- ``kernel``: the kernel JIT through BPF_PROG_TEST_RUN with the same repeat count
+  (``duration``; needs root and ``bpf()``), and ``native``: C at ``cc -O2``;
+
+plus the compile time at O2 (ms) and ratios to the kernel. A last line gives the
+compile time of a 100-instruction program. ``sum_loop``'s trip count is a constant, so
+LLVM turns it into a closed form; the other programs depend on their input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+
+import run as bench  # benchmarks/run.py: the programs, the kernel and native runners
+
+from pybpf.isa import AluOp, Instruction, JmpOp, assemble
+from pybpf.isa.opcodes import Class, Source, alu_opcode, jmp_opcode
+from pybpf.jit import JitProgram, available, llvm_version, unavailable_reason
+from pybpf.memory import AddressSpace, Region
+
+
+def bench_jit(name: str, repeat: int, *, debug_checks: bool = False) -> dict[str, float]:
+    """ns per run in the native loop and per Python call, compile ms, and the result."""
+    insns = assemble(bench.PYBPF_PROLOGUE + bench.PROGRAMS[name])
+    with Region.from_bytes(bench.PACKET, kind="packet") as region:
+        space = AddressSpace([region])
+        args = (region.address, region.size)
+        with JitProgram(insns, entry_registers=(1, 2, 10), debug_checks=debug_checks) as prog:
+            result = prog.run(args, memory=space)
+            loop_ns = min(prog.run_repeat(args, memory=space, repeat=repeat)[1] for _ in range(5))
+            calls, start = 0, time.perf_counter()
+            while calls < 1000 or time.perf_counter() - start < 0.2:
+                prog.run(args, memory=space)
+                calls += 1
+            call_ns = (time.perf_counter() - start) / calls * 1e9
+            compile_ms = prog.compile_seconds * 1e3
+    return {"ns": loop_ns, "call_ns": call_ns, "compile_ms": compile_ms, "result": result}
+
+
+def synthetic_program(n: int = 100, seed: int = 1) -> list[Instruction]:
+    """``n`` instructions of ALU work, stack traffic and forward branches (fixed seed)."""
+    rng = random.Random(seed)
+    prog = [Instruction(alu_opcode(Class.ALU64, AluOp.MOV, Source.K), r, imm=r) for r in range(10)]
+    ops = [AluOp.ADD, AluOp.SUB, AluOp.MUL, AluOp.XOR, AluOp.OR, AluOp.LSH, AluOp.DIV, AluOp.MOD]
+    while len(prog) < n - 1:
+        kind = rng.random()
+        dst, src = rng.randrange(10), rng.randrange(10)
+        if kind < 0.6:
+            cls = rng.choice([Class.ALU64, Class.ALU])
+            prog.append(Instruction(alu_opcode(cls, rng.choice(ops), Source.X), dst, src))
+        elif kind < 0.8:
+            off = -8 * rng.randrange(1, 64)
+            prog.append(Instruction(0x7B, 10, src, off))  # *(u64 *)(r10 + off) = src
+            prog.append(Instruction(0x79, dst, 10, off))  # dst = *(u64 *)(r10 + off)
+        else:
+            skip = rng.randrange(1, 4)
+            if len(prog) + skip + 1 < n - 1:
+                code = jmp_opcode(Class.JMP, rng.choice([JmpOp.JGT, JmpOp.JEQ]), Source.X)
+                prog.append(Instruction(code, dst, src, skip))
+    exit_ = Instruction(jmp_opcode(Class.JMP, JmpOp.EXIT, Source.K))
+    return prog[: n - 1] + [exit_]
+
+
+def compile_figure(n: int = 100) -> dict[str, float]:
+    """Median compile ms of an ``n``-instruction program at O2, unchecked and checked."""
+    prog = synthetic_program(n)
+    out = {}
+    for label, debug in (("compile_ms", False), ("compile_dbg_ms", True)):
+        times = []
+        for _ in range(7):
+            with JitProgram(prog, debug_checks=debug) as jit:
+                times.append(jit.compile_seconds * 1e3)
+        out[label] = round(statistics.median(times), 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every benchmark and print a table (or JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10000, help="repeat count (JIT, kernel)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not available():
+        print(f"the JIT is unavailable: {unavailable_reason()}", file=sys.stderr)
+        return 1
+    kernel_skip = bench.kernel_unavailable()
+    native = bench.build_native()
+    rows = []
+    for name in bench.PROGRAMS:
+        row: dict[str, object] = {"program": name}
+        jit = bench_jit(name, args.repeat)
+        dbg = bench_jit(name, args.repeat, debug_checks=True)
+        assert jit["result"] == dbg["result"] == bench.EXPECTED[name], (name, jit, dbg)
+        interp_ns, result = bench.bench_interpreter(name, budget_s=0.3)
+        assert result == bench.EXPECTED[name], (name, result)
+        row["interp_ns"] = round(interp_ns, 1)
+        row["jit_ns"] = round(jit["ns"], 2)
+        row["jit_dbg_ns"] = round(dbg["ns"], 2)
+        row["jit_call_ns"] = round(jit["call_ns"])
+        row["compile_ms"] = round(jit["compile_ms"], 2)
+        row["interp/jit"] = round(interp_ns / max(jit["ns"], 0.01))
+        if kernel_skip is None:
+            kns, kres = bench.bench_kernel(name, args.repeat)
+            assert kres == bench.EXPECTED[name] & 0xFFFFFFFF, (name, kres)
+            row["kernel_ns"] = kns
+            row["jit/kernel"] = round(jit["ns"] / max(kns, 1.0), 2)
+            row["jit_dbg/kernel"] = round(dbg["ns"] / max(kns, 1.0), 2)
+        if not isinstance(native, str):
+            nns, nres = bench.bench_native(native, name)
+            assert nres == bench.EXPECTED[name], (name, nres)
+            row["native_ns"] = round(nns, 2)
+        rows.append(row)
+    figure = compile_figure()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "llvm": llvm_version(),
+                    "rows": rows,
+                    "compile_100_insns": figure,
+                    "kernel_skipped": kernel_skip,
+                    "native_skipped": native if isinstance(native, str) else None,
+                }
+            )
+        )
+        return 0
+    if kernel_skip:
+        print(f"kernel: skipped ({kernel_skip})")
+    if isinstance(native, str):
+        print(f"native: skipped ({native})")
+    cols = list(dict.fromkeys(k for row in rows for k in row))
+    print("  ".join(f"{c:>14}" for c in cols))
+    for row in rows:
+        print("  ".join(f"{row.get(c, '-')!s:>14}" for c in cols))
+    print(
+        f"compile at O2 (LLVM {llvm_version()}), 100-instruction program: "
+        f"{figure['compile_ms']} ms, {figure['compile_dbg_ms']} ms with debug checks"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
