@@ -108,9 +108,11 @@ class Result:
         if self.accepted:
             return
         first = self.errors[0]
+        text = f"{first.message} ({first.values})" if first.values else first.message
         raise VerifierError(
-            str(first),
+            text,
             report=self.report(),
+            label=first.label,
             pc=first.pc,
             line=first.line,
             program=self.program,

@@ -1,0 +1,253 @@
+"""verify(): accepted programs, one rejected program per assertion kind, diagnostics, CFG and WTO.
+
+Programs are written in llvm-objdump assembly (``pybpf.isa.assemble``); map references and
+local calls are built as raw instructions. Each rejection is checked by the error's
+attributes (pc, label, the failed assertion's reason), not by the whole message text.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pybpf.errors import VerifierError
+from pybpf.isa import Instruction, assemble
+from pybpf.maptypes import MapType
+from pybpf.progtypes import ProgType
+from pybpf.progtypes.contexts import RULES, FieldKind, rules_for
+from pybpf.verifier import MapDescriptor, Options, ir, verify
+from pybpf.verifier.cfg import build_cfg
+from pybpf.verifier.lower import lower
+from pybpf.verifier.wto import Cycle, weak_topological_order
+
+MAP = MapDescriptor(fd=0, type=int(MapType.HASH), key_size=4, value_size=8, max_entries=16)
+
+GUARD = """
+r2 = *(u32 *)(r1 + 0)
+r3 = *(u32 *)(r1 + 4)
+r4 = r2
+r4 += 14
+if r4 > r3 goto +{skip}
+"""
+
+
+def _xdp(text: str, **kw):
+    return verify(assemble(text), ProgType.XDP, **kw)
+
+
+def _lookup(after: str) -> list[Instruction]:
+    """key = 0 on the stack, r0 = map_lookup_elem(map 0, &key), then ``after``."""
+    head = assemble("*(u32 *)(r10 - 4) = 0\nr2 = r10\nr2 += -4")
+    tail = assemble("call 1\n" + after)
+    return head + [Instruction(code=0x18, dst=1, src=1, imm=0)] + tail
+
+
+def _reject(result, reason: str, pc: int | None = None):
+    assert not result.accepted, result.report()
+    first = result.errors[0]
+    assert reason in first.message, first
+    if pc is not None:
+        assert first.pc == pc, first
+    return first
+
+
+# ---- accepted programs -------------------------------------------------------------------
+def test_bounds_checked_packet_read_is_accepted():
+    r = _xdp(GUARD.format(skip=2) + "r0 = *(u8 *)(r2 + 13)\nexit\nr0 = 2\nexit")
+    assert r.accepted, r.report()
+    assert r.verdict == "accept" and r.instructions == 9
+
+
+def test_stack_round_trip_and_spill_are_accepted():
+    r = _xdp("*(u64 *)(r10 - 8) = r1\nr6 = *(u64 *)(r10 - 8)\nr0 = *(u32 *)(r6 + 12)\nexit")
+    assert r.accepted, r.report()
+
+
+def test_checked_map_value_is_accepted():
+    r = verify(
+        _lookup("if r0 == 0 goto +2\nr0 = *(u64 *)(r0 + 0)\nexit\nr0 = 0\nexit"),
+        ProgType.XDP,
+        maps={0: MAP},
+    )
+    assert r.accepted, r.report()
+
+
+def test_bounded_loop_terminates_with_its_bound():
+    text = "r0 = 0\nr0 += 1\nif r0 < 10 goto -2\nexit"
+    r = _xdp(text, options=Options(termination=True))
+    assert r.accepted, r.report()
+    assert r.loop_bound == 10
+
+
+def test_local_call_is_inlined():
+    insns = [Instruction(code=0x85, src=1, imm=1)] + assemble("exit\nr0 = 7\nexit")
+    r = verify(insns, ProgType.XDP)
+    assert r.accepted, r.report()
+
+
+# ---- one rejection per assertion kind ----------------------------------------------------
+def test_packet_read_past_the_checked_end_is_rejected():
+    r = _xdp(GUARD.format(skip=2) + "r0 = *(u16 *)(r2 + 13)\nexit\nr0 = 2\nexit")
+    first = _reject(r, "Upper bound must be at most packet_size", pc=5)
+    assert "packet+0" in first.values
+
+
+def test_unchecked_packet_read_is_rejected():
+    _reject(_xdp("r2 = *(u32 *)(r1 + 0)\nr0 = *(u8 *)(r2 + 0)\nexit"), "packet_size", pc=1)
+
+
+def test_uninitialised_register_is_rejected():
+    _reject(_xdp("r0 = r5\nexit"), "Invalid type", pc=1)
+
+
+def test_uninitialised_stack_is_rejected():
+    r = _xdp("r2 = r10\nr2 += -8\nr0 = *(u64 *)(r2 + 0)\nexit")
+    _reject(r, "Stack content is not numeric", pc=2)
+
+
+def test_stack_out_of_the_frame_is_rejected():
+    _reject(_xdp("*(u64 *)(r10 - 520) = 0\nr0 = 0\nexit"), "Lower bound", pc=0)
+
+
+def test_null_map_value_is_rejected():
+    r = verify(_lookup("r0 = *(u64 *)(r0 + 0)\nexit"), ProgType.XDP, maps={0: MAP})
+    _reject(r, "Possible null access")
+
+
+def test_map_value_overrun_is_rejected():
+    text = "if r0 == 0 goto +2\nr0 = *(u64 *)(r0 + 4)\nexit\nr0 = 0\nexit"
+    r = verify(_lookup(text), ProgType.XDP, maps={0: MAP})
+    _reject(r, "Upper bound must be at most r0.shared_region_size")
+
+
+def test_helper_argument_of_the_wrong_type_is_rejected():
+    r = _xdp("r2 = r10\nr2 += -4\n*(u32 *)(r10 - 4) = 0\nr1 = 0\ncall 1\nr0 = 0\nexit")
+    _reject(r, "Invalid type", pc=4)
+
+
+def test_pointer_leak_into_a_map_is_rejected():
+    text = "if r0 == 0 goto +2\n*(u64 *)(r0 + 0) = r10\nexit\nr0 = 0\nexit"
+    r = verify(_lookup(text), ProgType.XDP, maps={0: MAP})
+    _reject(r, "Only numbers can be stored")
+
+
+def test_returning_a_pointer_is_rejected():
+    _reject(_xdp("r0 = r1\nexit"), "Invalid type", pc=1)
+
+
+def test_division_by_zero_is_rejected_only_when_forbidden():
+    text = "r0 = 10\nr1 = *(u32 *)(r1 + 12)\nr0 /= r1\nexit"
+    assert _xdp(text).accepted
+    _reject(_xdp(text, options=Options(allow_division_by_zero=False)), "division by zero", pc=2)
+
+
+def test_unbounded_loop_is_rejected_when_termination_is_checked():
+    text = "r0 = 0\nr0 += 2\nif r0 != 9 goto -2\nexit"
+    assert _xdp(text).accepted
+    _reject(_xdp(text, options=Options(termination=True)), "Loop counter is too large")
+
+
+def test_writing_the_packet_pointer_field_is_rejected():
+    _reject(_xdp("r2 = 0\n*(u32 *)(r1 + 0) = r2\nr0 = 0\nexit"), "context pointer field", pc=1)
+
+
+def test_arithmetic_on_a_maybe_null_pointer_is_rejected():
+    r = verify(_lookup("r0 += 4\nr0 = 0\nexit"), ProgType.XDP, maps={0: MAP})
+    _reject(r, "possibly null")
+
+
+def test_unknown_helper_is_rejected():
+    _reject(_xdp("call 100000\nr0 = 0\nexit"), "invalid helper function id", pc=0)
+
+
+def test_return_value_outside_the_program_types_range_is_rejected():
+    assert verify(assemble("r0 = 1\nexit"), ProgType.CGROUP_SKB).accepted
+    _reject(verify(assemble("r0 = 5\nexit"), ProgType.CGROUP_SKB), "Invalid return value")
+
+
+def test_recursion_and_bad_jumps_are_rejected():
+    recursive = [Instruction(code=0x85, src=1, imm=-1)] + assemble("exit")
+    _reject(verify(recursive, ProgType.XDP), "illegal recursion")
+    _reject(_xdp("r0 = 0\nif r0 > 0 goto +5\nexit"), "invalid control flow")
+    _reject(_xdp("r0 = 0"), "falls off the end")
+
+
+def test_packet_pointers_die_when_the_packet_may_move():
+    body = "r6 = r2\nr2 = 0\ncall 44\nr0 = *(u8 *)(r6 + 0)\nexit\nr0 = 0\nexit"
+    text = GUARD.format(skip=5) + body
+    _reject(_xdp(text), "Invalid type")
+
+
+# ---- diagnostics -------------------------------------------------------------------------
+def test_rejection_raises_verifier_error_with_location():
+    r = _xdp(GUARD.format(skip=2) + "r0 = *(u16 *)(r2 + 13)\nexit\nr0 = 2\nexit", name="drop")
+    with pytest.raises(VerifierError) as info:
+        r.raise_for_errors()
+    err = info.value
+    assert err.pc == 5 and err.label == "5" and err.program == "drop"
+    assert "FAIL" in err.report
+    assert r.to_json()["errors"][0]["pc"] == 5
+    assert r.to_json()["verdict"] == "reject"
+
+
+def test_accepting_does_not_raise_and_bytes_are_accepted():
+    from pybpf.isa import encode
+
+    r = verify(encode(assemble("r0 = 0\nexit")), ProgType.SOCKET_FILTER)
+    r.raise_for_errors()
+    assert r.report() == "PASS"
+
+
+# ---- CFG and WTO -------------------------------------------------------------------------
+def test_cfg_has_assume_edges_and_inlined_frames():
+    insns = [Instruction(code=0x85, src=1, imm=2)] + assemble(
+        "exit\nexit\nr0 = 0\nif r0 > 1 goto +1\nexit\nexit"
+    )
+    cfg = build_cfg(lower(insns))
+    labels = {str(label) for label in cfg.labels()}
+    assert {"0", "0/3", "0/4:5", "0/4:6", "entry", "exit"} <= labels
+    edge = next(lbl for lbl in cfg.labels() if str(lbl) == "0/4:6")
+    assert isinstance(cfg.instructions[edge], ir.Assume)
+    assert cfg.instructions[edge].cond.op == ir.CondOp.GT
+
+
+def test_wto_nests_loops():
+    graph = {0: [1], 1: [2], 2: [3, 1], 3: [4, 1], 4: []}
+    order = weak_topological_order(0, lambda v: graph[v])
+    assert order[0] == 0 and order[-1] == 4
+    cycle = order[1]
+    assert isinstance(cycle, Cycle) and cycle.head == 1
+    assert cycle.components == [2, 3]
+
+
+def test_wto_handles_long_programs_without_recursion_limits():
+    n = 5000
+    graph = {i: [i + 1] for i in range(n)}
+    graph[n] = [0]
+    order = weak_topological_order(0, lambda v: graph[v])
+    assert isinstance(order[0], Cycle) and len(order[0].components) == n
+
+
+# ---- context layouts ---------------------------------------------------------------------
+def test_context_layouts_match_linux():
+    skb = rules_for(ProgType.SCHED_CLS).context
+    assert (skb.size, skb.data, skb.end, skb.meta) == (192, 76, 80, 140)
+    xdp = rules_for(ProgType.XDP).context
+    assert (xdp.size, xdp.data, xdp.end, xdp.meta) == (24, 0, 4, 8)
+    assert rules_for(ProgType.CGROUP_SOCK_ADDR).context.size == 72
+    assert rules_for(ProgType.SOCK_OPS).context.size == 224
+    assert rules_for(ProgType.KPROBE).privileged
+    assert not rules_for(ProgType.XDP).privileged
+    assert rules_for(ProgType.CGROUP_SOCK).return_range == (0, 1)
+    bind = rules_for(ProgType.BIND).context
+    assert bind.packet_pointer_size == 8 and bind.field_of(FieldKind.PACKET_END).offset == 8
+
+
+def test_every_layout_is_consistent():
+    for rules in RULES.values():
+        layout = rules.context
+        ends = [f.end for f in layout.fields]
+        assert all(e <= layout.size for e in ends), layout.name
+        offsets = [f.offset for f in layout.fields]
+        assert offsets == sorted(offsets), layout.name
+        for a, b in zip(layout.fields, layout.fields[1:], strict=False):
+            assert a.end <= b.offset, (layout.name, a.name, b.name)
