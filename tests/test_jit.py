@@ -422,6 +422,8 @@ def test_helper_arguments_result_and_context():
     assert check_same(prog, helpers={1000: helper})[:2] == ("ok", (M64 + 6) & M64)
     assert seen[0] == seen[1] == (1, 2, 3, 4, 5, 6, 1000)
     assert check_same([I.call(1000), EXIT], helpers={1000: lambda ctx, *r: None})[:2] == ("ok", 0)
+    with JitProgram([I.call(8), EXIT]) as jit:  # bpf_get_smp_processor_id sees run(cpu=)
+        assert jit.run(cpu=3) == 3 and jit.run() == 0
 
 
 def test_failing_helpers_stop_the_run_like_the_interpreter():

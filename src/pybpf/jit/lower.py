@@ -25,11 +25,16 @@ Helper calls and ``callx`` go through the dispatcher whose address is in the con
 block; local calls check the depth limit first. After every call the status slot is
 checked and a non-zero status returns at once, so an error unwinds every frame.
 
-With ``debug_checks`` every load, store and atomic first calls ``pybpf_access_ok``
-(live frames, then the region table; compiled once per process from
-:func:`runtime_module` and reached through the context block) and stops with
-``Status.MEMORY`` when it fails, misaligned atomics take a plain (non-atomic) path, and
-each block charges its length to the instruction budget.
+With ``debug_checks`` every load, store and atomic is checked as the interpreter checks
+it: ``r10 + constant`` at compile time (r10 never changes); any other address first
+against the region the last check of the same kind found (read and write caches in the
+context block), then by calling ``pybpf_access_ok`` (live frames, then the region table;
+compiled once per process from :func:`runtime_module`), stopping with
+``Status.MEMORY`` when it fails. Misaligned atomics take a plain (non-atomic) path, and
+each block charges its length to the instruction budget before it runs.
+
+A function's frame is zeroed on entry only when the function names r10: otherwise
+nothing can reach it.
 """
 
 from __future__ import annotations

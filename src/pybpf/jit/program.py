@@ -71,7 +71,10 @@ class JitProgram:
     - ``debug_checks``: compile memory checks and the instruction budget in (for
       unverified programs);
     - ``budget``: instructions one run may execute under ``debug_checks`` (default from
-      settings; without debug checks runs are not bounded, as verified programs end);
+      settings; without debug checks runs are not bounded, as verified programs end).
+      Each basic block is charged on entry: a run that runs out stops with the
+      interpreter's error and pc, but the instructions of that last block before the pc
+      (which the interpreter would still run) do not run;
     - ``lddw_resolver``: ``fn(insn, pc) -> u64`` for ``lddw`` with a pseudo source, called
       once per instruction at compile time;
     - ``legacy_packet``: accept ``LD_ABS``/``LD_IND`` (runs then need ``packet=``);
