@@ -91,7 +91,7 @@ def _compiled(operation):
     return Interpreter(prog, entry_registers=(1, 2, 10)), JitProgram(prog, entry_registers=(1, 2))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(operation=operations, a=u64s, b=u64s)
 def test_register_operands(operation, a, b):
     interp, jit = _compiled(operation)
@@ -115,7 +115,7 @@ def constant_batches(draw):
     return prog + [I.mov(0, "r5"), EXIT]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(prog=constant_batches())
 def test_constant_operands_folded_at_compile_time(prog):
     interp, jit = same(prog, bytes(96), entry_registers=(1, 10), debug_checks=False)
@@ -242,7 +242,7 @@ def _run_both(prog, mem, *, debug_checks=True):
                 debug_checks=debug_checks)  # fmt: skip
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prog=structured_programs(), mem=st.binary(min_size=MEM, max_size=MEM))
 def test_structured_programs(prog, mem):
     interp, jit = _run_both(prog, mem)
@@ -277,7 +277,7 @@ def arbitrary_programs(draw):
     return fixed
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prog=arbitrary_programs(), args=st.tuples(u64s, u64s))
 def test_arbitrary_programs_the_interpreter_accepts(prog, args):
     # r10 must not leak into values: the two engines' stack addresses differ.
