@@ -106,12 +106,21 @@ def test_definition_and_attributes():
 
 
 # ---- hash ---------------------------------------------------------------------------------
-@pytest.fixture(params=["anonymous", "file"])
+@pytest.fixture(
+    params=[("anonymous", "auto"), ("file", "auto"), ("anonymous", "python")],
+    ids=["anonymous", "file", "python-atomics"],
+)
 def hmap(request):
-    with create_map(
-        type=T.HASH, key_size=4, value_size=8, max_entries=4, backing=request.param
-    ) as m:
-        yield m
+    backing, backend = request.param
+    previous = atomics.backend()
+    atomics.set_backend(backend)  # "python": no native lookups, Python locks
+    try:
+        with create_map(
+            type=T.HASH, key_size=4, value_size=8, max_entries=4, backing=backing
+        ) as m:
+            yield m
+    finally:
+        atomics.set_backend(previous)
 
 
 def test_hash_flags_and_errnos(hmap):

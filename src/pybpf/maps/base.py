@@ -77,6 +77,9 @@ class Map:
         self.percpu = definition.percpu
         self.handle = buffer.address
         self.lock = SharedLock(buffer.address + LOCK_OFFSET, recover=self._recover_locked)
+        self._wronly = bool(definition.flags & MapFlag.WRONLY)
+        self._rdonly = bool(definition.flags & MapFlag.RDONLY)
+        self._header = buffer.view[: LOCK_OFFSET + 8 + 64].cast("I")  # frozen at u32 #26
         self.key_codec: Codec = BYTES
         self.value_codec: Codec = BYTES
         self._fault: Any = None  # tests: called with a step name inside mutations
@@ -137,11 +140,11 @@ class Map:
 
     # ---- user-space permission checks ------------------------------------------------------
     def _can_read(self, op: str) -> None:
-        if self.flags & MapFlag.WRONLY:
+        if self._wronly:
             raise fail(errno.EPERM, "map is write-only for user space", op, self.name)
 
     def _can_write(self, op: str) -> None:
-        if self.flags & MapFlag.RDONLY or self._buf.frozen:
+        if self._rdonly or self._header[26]:  # BPF_F_RDONLY, or frozen (header offset 104)
             raise fail(errno.EPERM, "map is read-only for user space", op, self.name)
 
     def _check_key(self, key: bytes) -> bytes:
@@ -399,6 +402,7 @@ class Map:
             return
         self.closed = True
         registry.unregister(self)
+        self._header.release()
         self._close_views()
         self._finalizer()
 

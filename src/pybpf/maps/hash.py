@@ -37,15 +37,17 @@ Iteration (``get_next_key``) follows slot order; Linux's order differs (bucket o
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import struct
+import threading
 import zlib
 from typing import Any
 
 from pybpf.maps import registry
 from pybpf.maps.base import Map
-from pybpf.maps.buffer import FAMILY_OFFSET, HEADER_SIZE, align8, page_align
+from pybpf.maps.buffer import FAMILY_OFFSET, HEADER_SIZE, LOCK_OFFSET, align8, page_align
 from pybpf.maps.definition import (
     ACCESS_FLAGS,
     BPF_EXIST,
@@ -58,8 +60,9 @@ from pybpf.maps.definition import (
     round8,
 )
 from pybpf.maps.inner import INNER_MAP_CODEC, check_template, inner_error
+from pybpf.maps.native import native_map_ops
 from pybpf.maptypes import MapFlag, MapType
-from pybpf.memory import Region
+from pybpf.memory import Region, atomics
 
 __all__ = ["HashMap", "HashOfMaps", "HashLayout"]
 
@@ -163,13 +166,50 @@ class HashMap(Map):
         self._lru = d.type in (MapType.LRU_HASH, MapType.LRU_PERCPU_HASH)
         self._seed = self._fields[4]
         self._empty_slot = bytes(L.value_slot)
+        self._tls = threading.local()
+        self._nops = native_map_ops()
+        self._desc: Any = None
+        self._desc_addr = 0
+        if self._nops is not None:
+            self._desc = self.descriptor()
+            self._desc_addr = ctypes.addressof(self._desc)
 
     def _init_fresh(self, params: dict) -> None:
         seed = 0 if self.flags & MapFlag.ZERO_SEED else int.from_bytes(os.urandom(4), "little")
         self._fields[4] = seed
         self._fields[3] = self._layout.buckets
         self._seed = seed
+        if self._desc is not None:
+            self._desc[12] = seed
         self._rebuild()
+
+    def descriptor(self) -> Any:
+        """The map's descriptor for the native operations (:mod:`pybpf.maps.native`): a
+        ctypes array of 13 u64, valid while the map is open."""
+        L, base = self._layout, self._buf.address
+        return (ctypes.c_uint64 * 13)(
+            base + LOCK_OFFSET,
+            base + L.bucket_off,
+            base + L.next_off,
+            base + L.hash_off,
+            base + L.key_off,
+            base + L.ref_off,
+            base + L.value_off,
+            L.key_stride,
+            self._index_key_size,
+            L.buckets - 1,
+            self.max_entries,
+            L.value_slot,
+            self._seed,
+        )
+
+    def _native_lookup(self, key: bytes, mark: int, out: int = 0, size: int = 0) -> int:
+        """The native lookup: the value's address, 0 when missing, or -1 when the Python
+        path must run instead (no native code, busy lock, suspect index)."""
+        if self._nops is None or len(key) != self.key_size or atomics.backend() != "native":
+            return -1
+        r = self._nops.hash_lookup(self._desc_addr, key, self.lock.current_token(), mark, out, size)
+        return -1 if r in (1, 2) else r
 
     def _make_regions(self) -> list[Region]:
         L = self._layout
@@ -408,6 +448,14 @@ class HashMap(Map):
         self._alive("lookup")
         self._can_read("lookup")
         key = self._check_key(bytes(key))
+        if self._desc is not None:
+            size = self.user_value_size
+            buf = getattr(self._tls, "buf", None)
+            if buf is None:
+                buf = self._tls.buf = ctypes.create_string_buffer(size)
+            r = self._native_lookup(key, 0, ctypes.addressof(buf), size)
+            if r >= 0:
+                return buf.raw if r else None
         h = zlib.crc32(key, self._seed)
         with self.lock:
             s = self._find(key, h)
@@ -504,6 +552,10 @@ class HashMap(Map):
 
     # ---- programs --------------------------------------------------------------------------
     def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
+        if self._desc is not None:
+            r = self._native_lookup(key, self._lru)
+            if r >= 0:
+                return r + cpu * round8(self.value_size) if r else 0
         h = zlib.crc32(key, self._seed)
         with self.lock:
             s = self._find(key, h)
@@ -514,6 +566,10 @@ class HashMap(Map):
         return self._values_address + s * self._vslot + cpu * round8(self.value_size)
 
     def elem_lookup_quiet(self, key: bytes, cpu: int = 0) -> int:
+        if self._desc is not None:
+            r = self._native_lookup(key, 0)
+            if r >= 0:
+                return r + cpu * round8(self.value_size) if r else 0
         h = zlib.crc32(key, self._seed)
         with self.lock:
             s = self._find(key, h)

@@ -41,6 +41,7 @@ __all__ = [
     "backend",
     "set_backend",
     "native_available",
+    "word_primitives",
     "RMW_OPS",
     "ATOMIC_LOCK",
 ]
@@ -93,7 +94,7 @@ def _py_store(address: int, size: int, value: int) -> None:
 
 
 # ---- backend selection -------------------------------------------------------------------
-_state: dict = {"name": None, "native": None}
+_state: dict = {"name": None, "native": None, "word": None}
 
 
 def native_available() -> bool:
@@ -114,7 +115,29 @@ def set_backend(name: str = "auto") -> str:
         raise InputError("native atomics need llvmlite (pip install 'pybpf[jit]')")
     _state["native"] = native
     _state["name"] = "native" if native is not None else "python"
+    if native is not None:
+        _state["word"] = (native.cas[8], native.store[8])
+    else:
+        _state["word"] = (_py_cas64, _py_store64)
     return _state["name"]
+
+
+def _py_cas64(address: int, expected: int, new: int) -> int:
+    return _py_cas(address, 8, expected, new)
+
+
+def _py_store64(address: int, value: int) -> int:
+    _py_store(address, 8, value)
+    return 0
+
+
+def word_primitives() -> tuple:
+    """``(cas, store)`` on aligned 64-bit words for the current backend, the fastest way to
+    call them: ``cas(address, expected, new) -> old``, ``store(address, value)``
+    (a store-release). Values must already fit in 64 bits."""
+    if _state["name"] is None:
+        set_backend("auto")
+    return _state["word"]
 
 
 def backend() -> str:

@@ -31,6 +31,15 @@ from pybpf.memory import atomics
 __all__ = ["SharedLock", "process_alive"]
 
 _SERIALS = itertools.count(1)
+_PID = [os.getpid()]  # this process's pid, refreshed in forked children
+
+
+def _forked() -> None:
+    _PID[0] = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 _CHECK_EVERY = 256  # failed attempts between two looks at the holder's process
 
 
@@ -100,21 +109,29 @@ class SharedLock:
             self._pid = pid
             self.token = (pid << 32) | (next(_SERIALS) & 0xFFFFFFFF)
 
+    def current_token(self) -> int:
+        """The token this process writes into the word (native code taking the lock uses it)."""
+        if self._pid != _PID[0]:
+            self._refresh_token()
+        return self.token
+
     def acquire(self) -> None:
         """Take the lock, waiting (and recovering it from a dead holder) as needed."""
-        cas = atomics.cmpxchg_at
-        address = self.address
-        if self._pid != os.getpid():
+        if self._pid != _PID[0]:
             self._refresh_token()
-        token = self.token
-        old = cas(address, 8, 0, token)
-        if old == 0:
+        cas, _store = atomics.word_primitives()
+        address, token = self.address, self.token
+        if cas(address, 0, token) == 0:
             return
+        self._wait(cas, address, token)
+
+    def _wait(self, cas, address: int, token: int) -> None:
         attempts = 0
-        while True:
+        old = cas(address, 0, token)
+        while old:
             attempts += 1
-            if attempts % _CHECK_EVERY == 0 and old and not process_alive(old >> 32):
-                if cas(address, 8, old, token) == old:
+            if attempts % _CHECK_EVERY == 0 and not process_alive(old >> 32):
+                if cas(address, old, token) == old:
                     self.recovered += 1
                     if self.recover is not None:
                         try:
@@ -124,13 +141,11 @@ class SharedLock:
                             raise
                     return
             time.sleep(0 if attempts < 64 else 0.0001)
-            old = cas(address, 8, 0, token)
-            if old == 0:
-                return
+            old = cas(address, 0, token)
 
     def release(self) -> None:
         """Give the lock back (a store-release of 0)."""
-        atomics.store_at(self.address, 8, 0)
+        atomics.word_primitives()[1](self.address, 0)
 
     def holder(self) -> int:
         """The token of the current holder (0 when free)."""
