@@ -81,7 +81,8 @@ class JitProgram:
     - ``trace``: where ``bpf_trace_printk`` output goes;
     - ``opt_level``: LLVM speed level, 0-3 (default 2).
 
-    Load errors are those of :func:`pybpf.jit.blocks.analyse`;
+    Load errors are those of :func:`pybpf.jit.blocks.analyse` and
+    :func:`pybpf.jit.registers.check_defined` (the interpreter's, for the same programs);
     :class:`~pybpf.errors.NotSupportedError` (``feature="jit"``) when llvmlite is missing.
     ``compile_seconds`` is the time from instructions to native code (checks, lowering,
     LLVM), ``llvm_seconds`` LLVM's share; :meth:`assembly` shows the native code.
