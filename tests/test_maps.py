@@ -115,9 +115,7 @@ def hmap(request):
     previous = atomics.backend()
     atomics.set_backend(backend)  # "python": no native lookups, Python locks
     try:
-        with create_map(
-            type=T.HASH, key_size=4, value_size=8, max_entries=4, backing=backing
-        ) as m:
+        with create_map(type=T.HASH, key_size=4, value_size=8, max_entries=4, backing=backing) as m:
             yield m
     finally:
         atomics.set_backend(previous)
@@ -269,6 +267,49 @@ def test_closed_maps_refuse_operations(tmp_path):
     assert _errno(m.lookup_raw, k4(1)) == errno.EBADF
     with pytest.raises(MapError):
         m[1] = 1
+    # the program entries never touch the unmapped buffer either
+    assert _errno(m.elem_lookup, k4(1)) == errno.EBADF
+    assert _errno(m.elem_update, k4(1), v8(1), 0) == errno.EBADF
+    for attrs, call in (
+        (
+            dict(type=T.QUEUE, key_size=0, value_size=4, max_entries=2),
+            lambda q: q.elem_push(k4(1), 0),
+        ),
+        (dict(type=T.RINGBUF, key_size=0, value_size=0, max_entries=4096), lambda r: r.reserve(8)),
+        (
+            dict(type=T.PERF_EVENT_ARRAY, key_size=4, value_size=4, max_entries=1),
+            lambda p: p.output(0, b"x"),
+        ),
+    ):
+        other = create_map(**attrs)
+        other.close()
+        assert _errno(call, other) == errno.EBADF
+
+
+def test_threads_share_a_map():
+    import threading
+
+    with create_map(type=T.HASH, key_size=4, value_size=8, max_entries=64) as m:
+
+        def work(base):
+            for i in range(300):
+                key = k4(base + i % 16)
+                try:
+                    m.update_raw(key, key * 2, BPF_ANY)
+                    if i % 3 == 0:
+                        m.delete_raw(key)
+                except MapError as err:
+                    assert err.errno == errno.ENOENT
+                value = m.lookup_raw(key)
+                assert value in (None, key * 2)
+
+        threads = [threading.Thread(target=work, args=(n * 16,)) for n in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        keys = m.keys_raw()
+        assert len(keys) == len(set(keys)) == len(m) and all(m.lookup_raw(k) == k * 2 for k in keys)
 
 
 # ---- per-CPU hash -------------------------------------------------------------------------

@@ -47,6 +47,31 @@ __all__ = ["Map"]
 _ENOTSUPP = 524  # Linux's internal ENOTSUPP, which bpf() returns for some map types
 
 
+class _ClosedLock:
+    """Stands in for a closed map's lock: every acquire fails with EBADF."""
+
+    recovered = 0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def acquire(self) -> None:
+        raise fail(errno.EBADF, "map is closed", "lock", self.name)
+
+    def release(self) -> None:
+        pass
+
+    def current_token(self) -> int:
+        raise fail(errno.EBADF, "map is closed", "lock", self.name)
+
+    def __enter__(self) -> _ClosedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 def _release(regions: list[Region], buffer: MapBuffer) -> None:
     for region in regions:
         region.close()
@@ -402,6 +427,7 @@ class Map:
             return
         self.closed = True
         registry.unregister(self)
+        self.lock = _ClosedLock(self.name)  # nothing may touch the unmapped lock word
         self._header.release()
         self._close_views()
         self._finalizer()

@@ -236,6 +236,7 @@ class HashMap(Map):
         ]
 
     def _close_views(self) -> None:
+        self._desc = None  # the native path must not see the unmapped buffer
         for name in ("_buckets", "_next", "_hashes", "_state", "_ref", "_keys", "_values"):
             getattr(self, name).release()
         self._fields.release()

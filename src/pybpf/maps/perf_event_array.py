@@ -99,6 +99,7 @@ class PerfEventArray(Map):
     # ---- slots -------------------------------------------------------------------------------
     def is_open(self, index: int) -> bool:
         """True when slot ``index`` has a consumer (outputs land in its ring)."""
+        self._alive("query")
         return bool(atomics.load_at(self._control[index], 4))
 
     def open_buffer(self, index: int | None = None) -> None:
@@ -116,6 +117,7 @@ class PerfEventArray(Map):
 
     def close_buffer(self, index: int | None = None) -> None:
         """Close slot ``index`` (all for ``None``): later outputs fail with ENOENT."""
+        self._alive("close")
         for i in range(self.max_entries) if index is None else [index]:
             atomics.store_at(self._control[i], 4, 0)
 
@@ -165,6 +167,7 @@ class PerfEventArray(Map):
     def output(self, flags: int, data: bytes, cpu: int = 0) -> int:
         """``bpf_perf_event_output`` of ``data`` to slot ``flags & F_INDEX_MASK`` (the
         current CPU for ``F_CURRENT_CPU``); 0 or -EINVAL/-E2BIG/-ENOENT/-ENOSPC."""
+        self._alive("output")
         if flags & ~(F_INDEX_MASK | F_CTXLEN_MASK):
             return -errno.EINVAL
         if flags & F_CTXLEN_MASK:

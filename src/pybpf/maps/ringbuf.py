@@ -149,11 +149,13 @@ class RingBuf(Map):
     @property
     def consumer_pos(self) -> int:
         """How far the consumer has read."""
+        self._alive("query")
         return atomics.load_at(self._cons_addr, 8)
 
     @property
     def producer_pos(self) -> int:
         """How far producers have reserved."""
+        self._alive("query")
         return atomics.load_at(self._prod_addr, 8)
 
     @property
@@ -164,6 +166,7 @@ class RingBuf(Map):
     # ---- producers (programs) ----------------------------------------------------------------
     def reserve(self, size: int) -> int:
         """``bpf_ringbuf_reserve``: the address of ``size`` writable bytes, or 0 (no room)."""
+        self._alive("reserve")
         if size > MAX_RECORD:
             return 0
         length = round8(size + HEADER_SIZE)
@@ -195,7 +198,7 @@ class RingBuf(Map):
         False when no reserved record starts there."""
         header = address - HEADER_SIZE
         offset = header - self._data_addr
-        if not 0 <= offset <= self._mask or offset % 8:
+        if self.closed or not 0 <= offset <= self._mask or offset % 8:
             return False
         hdr_len = atomics.load_at(header, 4)
         if not hdr_len & BUSY_BIT:
@@ -225,6 +228,7 @@ class RingBuf(Map):
 
     def query(self, flags: int) -> int:
         """``bpf_ringbuf_query``: available bytes, size, consumer or producer position."""
+        self._alive("query")
         if flags == RB_AVAIL_DATA:
             return self.producer_pos - self.consumer_pos
         if flags == RB_RING_SIZE:
