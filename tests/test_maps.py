@@ -405,3 +405,18 @@ def test_percpu_default_ncpus(monkeypatch):
         assert m.ncpus == 5 and len(m.lookup_raw(k4(0))) == 40
     with create_map(type=T.ARRAY, key_size=4, value_size=8, max_entries=1) as m:
         assert m.ncpus == 1
+
+
+def test_batches(hmap):
+    hmap.set_codecs("uint", "uint")
+    assert hmap.update_batch({1: 10, 2: 20}) == 2
+    assert hmap.update_batch([(3, 30)], flags=BPF_NOEXIST) == 1
+    with pytest.raises(MapError) as info:
+        hmap.update_batch([(4, 40), (5, 50), (6, 60)])  # the map holds 4
+    assert info.value.errno == errno.E2BIG and info.value.count == 1
+    assert sorted(hmap.lookup_batch()) == [(1, 10), (2, 20), (3, 30), (4, 40)]
+    assert hmap.lookup_batch([2, 9]) == [(2, 20)]
+    with pytest.raises(MapError) as info:
+        hmap.delete_batch([1, 2, 9, 3])
+    assert info.value.errno == errno.ENOENT and info.value.count == 2
+    assert sorted(hmap) == [3, 4]

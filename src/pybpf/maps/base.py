@@ -9,7 +9,8 @@ Every map has three faces, all over the same buffer (:mod:`pybpf.maps.buffer`):
   :class:`~pybpf.errors.MapError` with Linux's errno; a missing key is ``None``.
 - **user space, Pythonic**: ``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m``, ``len(m)``,
   iteration, ``keys()``, ``values()``, ``items()``, ``get()``, ``update(k, v, flags=)``,
-  ``pop()``, ``clear()``, with keys and values decoded by ``key_codec`` /
+  ``pop()``, ``clear()``, batches (``update_batch``, ``lookup_batch``, ``delete_batch``),
+  ``atomic_add()`` on a value in place, with keys and values decoded by ``key_codec`` /
   ``value_codec`` (:mod:`pybpf.maps.codec`); per-CPU maps give lists (one per CPU).
   A missing key raises :class:`KeyError`.
 - **programs** (what the runtime's helpers call; keys and values are bytes the helper
@@ -360,6 +361,47 @@ class Map:
             except OSError as err:
                 if err.errno != errno.ENOENT:
                     raise
+
+    # ---- batches (BPF_MAP_*_BATCH: in order, stopping at the first failure) ------------------
+    def update_batch(self, items: Any, flags: int = BPF_ANY) -> int:
+        """Store ``(key, value)`` pairs (or a mapping) in order; returns how many.
+
+        The first failure raises its MapError with ``count`` (pairs stored before it), as
+        ``BPF_MAP_UPDATE_BATCH`` reports them.
+        """
+        pairs = items.items() if hasattr(items, "items") else items
+        done = 0
+        for key, value in pairs:
+            try:
+                self.update_raw(self._key(key), self._value(value), flags)
+            except OSError as err:
+                err.count = done
+                raise
+            done += 1
+        return done
+
+    def delete_batch(self, keys: Any) -> int:
+        """Delete ``keys`` in order; returns how many (MapError with ``count`` on failure)."""
+        done = 0
+        for key in keys:
+            try:
+                self.delete_raw(self._key(key))
+            except OSError as err:
+                err.count = done
+                raise
+            done += 1
+        return done
+
+    def lookup_batch(self, keys: Any = None) -> list[tuple[Any, Any]]:
+        """``(key, value)`` for ``keys`` that exist (every element for ``None``), decoded."""
+        if keys is None:
+            return self.items()
+        out = []
+        for key in keys:
+            raw = self.lookup_raw(self._key(key))
+            if raw is not None:
+                out.append((key, self._decode_value(raw)))
+        return out
 
     def freeze(self) -> None:
         """``BPF_MAP_FREEZE``: user-space writes fail with EPERM from now on."""

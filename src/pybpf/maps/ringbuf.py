@@ -22,6 +22,10 @@ Producers (programs: :meth:`RingBuf.reserve`, :meth:`RingBuf.commit`,
 spinlock; a commit is a lock-free exchange of the header word. The consumer
 (:meth:`RingBuf.consume`, :meth:`RingBuf.poll`) follows libbpf's ``ringbuf_process_ring``;
 it may run in another process that opened the pinned map.
+
+A producer process killed between reserve and commit leaves its record BUSY, and the
+consumer stops there (Linux programs cannot die holding a reservation; processes can):
+the lock itself is recovered like every map lock.
 """
 
 from __future__ import annotations
