@@ -326,3 +326,49 @@ def test_lru_invariants_on_both(kind):
     finally:
         kernel.close()
         ours.close()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_prog_array_sequences(seed):
+    """PROG_ARRAY: Linux takes program fds and reports program ids; pybpf takes the ids."""
+    from pybpf.isa import assemble, encode
+
+    code = encode(assemble("r0 = 2\nexit"))
+    programs = [sc.prog_load(sc.ProgType.XDP, code)[0] for _ in range(3)]
+    ids = [sc.prog_info(fd).id for fd in programs]
+    rng = random.Random(seed)
+    kernel = sc.map_create(T.PROG_ARRAY, 4, 4, 4)
+    ours = create_map(type=T.PROG_ARRAY, key_size=4, value_size=4, max_entries=4)
+    try:
+        for step in range(OPS // 2):
+            op = rng.choice(["lookup", "update", "update", "delete", "next"])
+            key = rng.randrange(6).to_bytes(4, "little")
+            if op == "update":
+                which = rng.randrange(3)
+                flags = rng.choice([0, 0, 0, 1, 2])
+                a = outcome(
+                    sc.map_update,
+                    kernel,
+                    key,
+                    programs[which].fileno().to_bytes(4, "little"),
+                    flags,
+                )
+                b = outcome(ours.update_raw, key, ids[which].to_bytes(4, "little"), flags)
+            elif op == "lookup":
+                a = outcome(sc.map_lookup, kernel, key, 4)
+                b = outcome(ours.lookup_raw, key)
+            elif op == "delete":
+                a = outcome(sc.map_delete, kernel, key)
+                b = outcome(ours.delete_raw, key)
+            else:
+                a = outcome(sc.map_get_next_key, kernel, key, 4)
+                b = outcome(ours.get_next_key, key)
+            assert a == b, f"step {step}: {op} {key.hex()}: kernel {a}, pybpf {b}"
+        for i in range(4):
+            key = i.to_bytes(4, "little")
+            assert sc.map_lookup(kernel, key, 4) == ours.lookup_raw(key)
+    finally:
+        kernel.close()
+        ours.close()
+        for fd in programs:
+            fd.close()
