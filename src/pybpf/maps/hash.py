@@ -43,6 +43,7 @@ import os
 import struct
 import threading
 import zlib
+from array import array
 from typing import Any
 
 from pybpf.maps import registry
@@ -181,7 +182,11 @@ class HashMap(Map):
         self._seed = seed
         if self._desc is not None:
             self._desc[12] = seed
-        self._rebuild()
+        # A new buffer is all zeros: empty buckets, free slots; chain the free list 0, 1, ...
+        n = self.max_entries
+        self._next[: n - 1] = array("I", range(2, n + 1))
+        self._fields[1] = 1
+        self._rebuilt()
 
     def descriptor(self) -> Any:
         """The map's descriptor for the native operations (:mod:`pybpf.maps.native`): a

@@ -136,12 +136,14 @@ class LpmTrie(HashMap):
         counts = self._counts
         for i in range(len(counts)):
             counts[i] = 0
-        state = self._state
-        for s in range(self.max_entries):
-            if state[s]:
-                pl = self._prefixlen(s)
-                if pl <= self._max_prefixlen:
-                    counts[pl] += 1
+        mm, base = self._mm, self._layout.state_off
+        end = base + self.max_entries
+        pos = mm.find(b"\x01", base, end)
+        while pos >= 0:
+            pl = self._prefixlen(pos - base)
+            if pl <= self._max_prefixlen:
+                counts[pl] += 1
+            pos = mm.find(b"\x01", pos + 1, end)
         self._fields[5] = (self._fields[5] + 1) & 0xFFFFFFFF
 
     def _present(self) -> list[int]:
