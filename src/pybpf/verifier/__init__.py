@@ -9,7 +9,7 @@ checked separately (:mod:`~pybpf.verifier.checker`) from how the state changes
 :class:`Result`; ``result.raise_for_errors()`` raises :class:`~pybpf.errors.VerifierError`.
 """
 
-from pybpf.verifier.api import analyze, entry_state, verify
+from pybpf.verifier.api import analyze, entry_state, verify, verify_object
 from pybpf.verifier.program import MapDescriptor, Options, ProgramInfo
 from pybpf.verifier.result import Diagnostic, Result
 
@@ -22,4 +22,5 @@ __all__ = [
     "analyze",
     "entry_state",
     "verify",
+    "verify_object",
 ]

@@ -8,12 +8,16 @@ given entry state (the PREVAIL test harness uses it with its ``pre`` constraints
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, decode
 from pybpf.progtypes import ProgType
+from pybpf.spec import ObjectSpec, link
 from pybpf.verifier import assertions as A
 from pybpf.verifier import ir
 from pybpf.verifier.cfg import Label, build_cfg
@@ -27,7 +31,7 @@ from pybpf.verifier.memory import assign_pointer
 from pybpf.verifier.program import MapDescriptor, Options, ProgramInfo
 from pybpf.verifier.result import Diagnostic, Result, describe_register
 
-__all__ = ["verify", "analyze", "entry_state"]
+__all__ = ["verify", "verify_object", "analyze", "entry_state"]
 
 _REG_FIELDS = (
     "reg",
@@ -171,4 +175,68 @@ def verify(
     result = analyze(lowered, info, entry_state(info))
     result.program = name
     result.section = section
+    return result
+
+
+def _with_lines(result: Result, line_info: Sequence[Any]) -> None:
+    """Attach the source line (BTF line_info) of each diagnostic's instruction."""
+    records = sorted(line_info, key=lambda r: r.insn_off)
+    offsets = [r.insn_off for r in records]
+    for i, diag in enumerate(result.errors):
+        if diag.pc is None or diag.pc < 0 or not records:
+            continue
+        j = bisect_right(offsets, diag.pc * 8) - 1
+        if j < 0:
+            continue
+        rec = records[j]
+        source = f"{rec.line.strip()} @ {os.path.basename(rec.file_name)}:{rec.line_number}"
+        result.errors[i] = dataclasses.replace(diag, line=rec.line_number, source=source)
+
+
+def verify_object(
+    obj: ObjectSpec,
+    name: str,
+    prog_type: ProgType | None = None,
+    *,
+    options: Options | None = None,
+) -> Result:
+    """Verify program ``name`` of an object spec (linked with the functions it calls).
+
+    The maps the program refers to are described from their specs (a map of maps also gets
+    its inner map); diagnostics carry the BTF source line when the object has line info.
+    """
+    linked = link(obj, name)
+    descs: list[MapDescriptor] = []
+    for i, map_name in enumerate(linked.maps):
+        spec = obj.maps[map_name]
+        descs.append(
+            MapDescriptor(
+                i, int(spec.type), spec.key_size, spec.value_size, spec.max_entries, name=map_name
+            )
+        )
+    for i, map_name in enumerate(linked.maps):
+        inner = obj.maps[map_name].inner
+        if inner is not None:
+            fd = len(descs)
+            descs.append(
+                MapDescriptor(
+                    fd,
+                    int(inner.type),
+                    inner.key_size,
+                    inner.value_size,
+                    inner.max_entries,
+                    name=f"{map_name}.inner",
+                )
+            )
+            descs[i] = dataclasses.replace(descs[i], inner_map_fd=fd)
+    program = obj.program(name)
+    result = verify(
+        linked,
+        prog_type or linked.type or ProgType.SOCKET_FILTER,
+        maps=descs,
+        options=options,
+        name=name,
+        section=program.section,
+    )
+    _with_lines(result, linked.line_info)
     return result

@@ -17,8 +17,12 @@ from pybpf.verifier.domains.interval import INF
 from pybpf.verifier.domains.stack import FRAME_SIZE, TOTAL_STACK
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import ALL, T
-from pybpf.verifier.memory import assign_pointer, recompute_numeric_size
-from pybpf.verifier.program import ProgramInfo
+from pybpf.verifier.memory import (
+    assign_pointer,
+    recompute_all_numeric_sizes,
+    recompute_numeric_size,
+)
+from pybpf.verifier.program import MapDescriptor, ProgramInfo
 
 __all__ = ["transform", "forget_packet_pointers"]
 
@@ -45,18 +49,38 @@ def _write_stack(s: State, reg: str, size_lo: int | float, size_hi: int | float)
     s.kill_cells(start, end)
     if s.type_of(reg) == T.STACK:
         s.stack.set_numeric(int(hi), min(int(lo + size_lo), TOTAL_STACK))
+        recompute_all_numeric_sizes(s)
 
 
-def _map_of(s: State, contract: Contract, info: ProgramInfo):
+def _maps_of(s: State, contract: Contract, info: ProgramInfo) -> list[MapDescriptor]:
+    """The maps the call's map argument may be (empty when unknown or absent)."""
     for arg in contract.args:
         if arg.kind == ArgKind.MAP_FD:
-            lo, hi = s.zone.bounds(f"r{arg.reg}.map_fd")
-            return info.map(int(lo)) if lo == hi else info.default_map
-    return None
+            loc = f"r{arg.reg}"
+            return info.maps_of(s.map_fds(loc), *s.zone.bounds(f"{loc}.map_fd")) or []
+    return []
+
+
+def _map_value(s: State, descs: list[MapDescriptor], nullable: bool) -> None:
+    """``r0`` = a value of one of ``descs`` (an inner map for maps of maps), maybe null."""
+    if descs and all(d.holds_maps for d in descs):
+        inner = {d.inner_map_fd for d in descs}
+        if None not in inner:
+            s.havoc("r0", int(T.MAP_FD))
+            s.zone.set("r0.map_fd", min(inner), max(inner))
+            s.fds["r0"] = frozenset(inner)
+            assign_pointer(s, "r0", nullable)
+            return
+    s.havoc("r0", int(T.SHARED))
+    s.zone.set("r0.shared_offset", 0, 0)
+    if descs and not any(d.holds_maps for d in descs):
+        sizes = [d.value_size for d in descs]
+        s.zone.set("r0.shared_region_size", min(sizes), max(sizes))
+    assign_pointer(s, "r0", nullable)
 
 
 def _helper(s: State, contract: Contract, info: ProgramInfo) -> None:
-    desc = _map_of(s, contract, info)
+    descs = _maps_of(s, contract, info)
     for arg in contract.args:
         reg = f"r{arg.reg}"
         if arg.kind == ArgKind.MEM and arg.writes:
@@ -64,8 +88,9 @@ def _helper(s: State, contract: Contract, info: ProgramInfo) -> None:
             _write_stack(s, reg, size[0], size[1])
         elif arg.kind == ArgKind.FIXED_MEM and arg.writes:
             _write_stack(s, reg, arg.size, arg.size)
-        elif arg.kind == ArgKind.MAP_VALUE_OUT and desc is not None:
-            _write_stack(s, reg, desc.value_size, desc.value_size)
+        elif arg.kind == ArgKind.MAP_VALUE_OUT and descs:
+            sizes = [d.value_size for d in descs]
+            _write_stack(s, reg, min(sizes), max(sizes))
     alloc = None
     if contract.alloc_size_reg is not None:
         alloc = s.zone.bounds(f"r{contract.alloc_size_reg}.uvalue")
@@ -73,21 +98,8 @@ def _helper(s: State, contract: Contract, info: ProgramInfo) -> None:
     ret = contract.ret
     if ret == RetKind.NUMBER:
         s.havoc(r0, int(T.NUM))
-    elif (
-        ret == RetKind.MAP_VALUE
-        and desc is not None
-        and desc.holds_maps
-        and desc.inner_map_fd is not None
-    ):
-        s.havoc(r0, int(T.MAP_FD))
-        s.zone.set("r0.map_fd", desc.inner_map_fd, desc.inner_map_fd)
-        assign_pointer(s, r0, contract.ret_nullable)
     elif ret == RetKind.MAP_VALUE:
-        s.havoc(r0, int(T.SHARED))
-        s.zone.set("r0.shared_offset", 0, 0)
-        if desc is not None and not desc.holds_maps:
-            s.zone.set("r0.shared_region_size", desc.value_size, desc.value_size)
-        assign_pointer(s, r0, contract.ret_nullable)
+        _map_value(s, descs, contract.ret_nullable)
     elif ret == RetKind.ALLOC_MEM:
         s.havoc(r0, int(T.ALLOC_MEM))
         s.zone.set("r0.alloc_mem_offset", 0, 0)

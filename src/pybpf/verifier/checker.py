@@ -57,9 +57,11 @@ def _check_stack(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
     if lo != -INF and hi + wmax <= TOTAL_STACK:
         if s.stack.all_numeric(int(lo) + a.offset, int(hi + a.offset + wmax)):
             return
-    if a.offset >= 0 and wmax != INF:
-        numeric = s.zone.bounds(f"r{a.reg}.stack_numeric_size")[0]
-        if numeric >= a.offset + wmax:
+    if a.offset >= 0:
+        # the pointer's own count of numeric bytes, related to the width when it is a register
+        size = f"r{a.reg}.stack_numeric_size"
+        width = None if a.width_reg is None else f"r{a.width_reg}.svalue"
+        if s.zone.diff(width, size) <= -a.offset - (a.width if width is None else 0):
             return
     raise _Fail("Stack content is not numeric")
 
@@ -160,11 +162,12 @@ def _valid_access(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
 
 
 def _map_key_value(s: State, a: A.ValidMapKeyValue, info: ProgramInfo) -> None:
-    lo, hi = s.zone.bounds(f"r{a.map_fd_reg}.map_fd")
-    desc = info.map(int(lo)) if lo == hi else info.default_map
-    _require(desc is not None, "Map key size is not singleton")
-    assert desc is not None
-    width = desc.key_size if a.key else desc.value_size
+    loc = f"r{a.map_fd_reg}"
+    descs = info.maps_of(s.map_fds(loc), *s.zone.bounds(f"{loc}.map_fd")) or []
+    sizes = {d.key_size if a.key else d.value_size for d in descs}
+    what = "key" if a.key else "value"
+    _require(len(sizes) == 1, f"Map {what} size is not singleton")
+    width = sizes.pop()
     reg = f"r{a.access_reg}"
     for bit in (T.STACK, T.PACKET, T.SHARED):
         if not s.type_of(reg) & bit:

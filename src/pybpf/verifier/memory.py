@@ -19,7 +19,13 @@ from pybpf.verifier.domains.types import ALL, T
 from pybpf.verifier.program import ProgramInfo
 from pybpf.verifier.values import const_pair
 
-__all__ = ["transform", "recompute_numeric_size", "PTR_MAX", "assign_pointer"]
+__all__ = [
+    "transform",
+    "recompute_numeric_size",
+    "recompute_all_numeric_sizes",
+    "PTR_MAX",
+    "assign_pointer",
+]
 
 PTR_MAX = 0x7FFF0000  # abstract addresses of non-null pointers lie in [1, PTR_MAX]
 
@@ -44,15 +50,29 @@ def _number(s: State, loc: str, width: int, signed: bool) -> None:
 
 
 def recompute_numeric_size(s: State, loc: str) -> None:
-    """Set ``stack_numeric_size`` of a stack pointer with a known offset from the stack."""
+    """Raise ``stack_numeric_size`` of a stack pointer to what the stack now guarantees.
+
+    It is the number of numeric bytes surely starting at the pointer: for an offset in
+    ``[lo, hi]`` that is the run from ``hi`` when all of ``[lo, hi]`` is numeric.
+    """
     if not s.may_be(loc, int(T.STACK)):
         return
-    offset = s.zone.interval(f"{loc}.stack_offset").singleton()
-    if offset is None:
+    lo, hi = s.zone.bounds(f"{loc}.stack_offset")
+    if lo == -INF or hi == INF or lo < 0 or hi >= TOTAL_STACK:
         return
-    run = s.stack.numeric_run(offset)
-    if run > 0:
-        s.zone.set(f"{loc}.stack_numeric_size", run, run)
+    if not s.stack.all_numeric(int(lo), int(hi) + 1):
+        return
+    run = s.stack.numeric_run(int(hi))
+    var = f"{loc}.stack_numeric_size"
+    if run > s.zone.bounds(var)[0]:
+        s.zone.meet_interval(var, run, INF)
+
+
+def recompute_all_numeric_sizes(s: State) -> None:
+    """After numbers were written to the stack: every stack pointer may see more of them."""
+    for loc, t in list(s.types.items()):
+        if t & T.STACK:
+            recompute_numeric_size(s, loc)
 
 
 def _forget_numeric_sizes(s: State) -> None:
@@ -108,6 +128,7 @@ def _store_stack(s: State, lo: int | float, hi: int | float, width: int, value: 
     cell = cell_name(a, width)
     if is_number:
         s.stack.set_numeric(a, a + width)
+        recompute_all_numeric_sizes(s)
         if isinstance(value, ir.Imm):
             pair = const_pair(value.value)
         else:
@@ -265,6 +286,7 @@ def transform(s: State, ins: ir.IrInstruction, info: ProgramInfo) -> State:
         s.havoc(dst, int(kind))
         name = "map_fd_programs" if kind == T.MAP_FD_PROGRAMS else "map_fd"
         s.zone.set(f"{dst}.{name}", ins.fd, ins.fd)
+        s.fds[dst] = frozenset((ins.fd,))
         assign_pointer(s, dst, False)
         return s
     if isinstance(ins, ir.LoadMapValue):

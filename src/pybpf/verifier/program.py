@@ -105,3 +105,25 @@ class ProgramInfo:
         """The map with that fd (or the default map), if known."""
         found = self.maps.get(fd)
         return found if found is not None else self.default_map
+
+    def maps_of(self, fds: frozenset[int] | None, lo: int | float, hi: int | float):
+        """The maps of a reference known as a set of fds, else as an fd interval."""
+        if fds is None:
+            return self.maps_in(lo, hi)
+        out = [self.map(fd) for fd in sorted(fds) if lo <= fd <= hi]
+        return None if not out or any(d is None for d in out) else out
+
+    def maps_in(self, lo: int | float, hi: int | float) -> list[MapDescriptor] | None:
+        """Every map a fd in ``[lo, hi]`` may be, or ``None`` if one of them is unknown."""
+        if lo == hi:
+            one = self.map(int(lo))
+            return None if one is None else [one]
+        if hi - lo > 64:
+            return None if self.default_map is None else [self.default_map]
+        out = []
+        for fd in range(int(lo), int(hi) + 1):
+            desc = self.map(fd)
+            if desc is None:
+                return None
+            out.append(desc)
+        return out

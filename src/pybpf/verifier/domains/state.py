@@ -11,6 +11,8 @@ constraints on variables that are meaningless on the smaller side.
 Locations known to hold the same type (one was copied from the other, on every path) share
 a *type class* (``teq``), so after joining "both numbers" with "both ctx pointers" the two
 registers are still known to have the same type, which subtracting or comparing them needs.
+A map reference also keeps the *set* of maps it may be (``fds``), which an interval of fds
+would blur (joining map 0 and map 4 must not bring in map 2).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = ["State", "ALL_KINDS"]
 ALL_KINDS = VALUE_KINDS + tuple(k for kinds in KINDS.values() for k in kinds)
 _KINDS_CACHE: dict[int, frozenset[str]] = {}
 _CLASS_IDS = count(1)
+_MAP_REFS = int(T.MAP_FD | T.MAP_FD_PROGRAMS)
 
 
 def _kinds(types: int) -> frozenset[str]:
@@ -40,7 +43,7 @@ def _kinds(types: int) -> frozenset[str]:
 class State:
     """One abstract state; ``bottom`` means unreachable."""
 
-    __slots__ = ("types", "zone", "stack", "bottom", "teq")
+    __slots__ = ("types", "zone", "stack", "bottom", "teq", "fds")
 
     def __init__(self) -> None:
         self.types: dict[str, int] = {}
@@ -48,6 +51,7 @@ class State:
         self.stack = Stack()
         self.bottom = False
         self.teq: dict[str, int] = {}
+        self.fds: dict[str, frozenset[int]] = {}
 
     @staticmethod
     def make_bottom() -> State:
@@ -64,6 +68,7 @@ class State:
         s.stack = self.stack.copy()
         s.bottom = self.bottom
         s.teq = dict(self.teq)
+        s.fds = dict(self.fds)
         return s
 
     def set_bottom(self) -> None:
@@ -81,6 +86,8 @@ class State:
         self._set_types(loc, types)
 
     def _set_types(self, loc: str, types: int) -> None:
+        if not types & _MAP_REFS:
+            self.fds.pop(loc, None)
         old = self.types.get(loc, ALL)
         if types == ALL:
             self.types.pop(loc, None)
@@ -185,6 +192,7 @@ class State:
     def havoc(self, loc: str, types: int = ALL) -> None:
         """Make a location unknown: any of ``types``, no numeric facts."""
         self.teq.pop(loc, None)
+        self.fds.pop(loc, None)
         for kind in ALL_KINDS:
             self.zone.forget(f"{loc}.{kind}")
         if types == ALL:
@@ -203,6 +211,8 @@ class State:
             if cid is None:
                 cid = self.teq[src] = next(_CLASS_IDS)
             self.teq[dst] = cid
+        if src in self.fds:
+            self.fds[dst] = self.fds[src]
         for kind in _kinds(t):
             sv = f"{src}.{kind}"
             if self.zone.constrains(sv):
@@ -246,6 +256,7 @@ class State:
         res.zone = za.join(zb)
         res.types = types
         res.teq = self._join_classes(other)
+        res.fds = self._join_fds(other)
         res.stack, dropped = self.stack.join(other.stack)
         for name in dropped:
             res.havoc(name)
@@ -262,10 +273,27 @@ class State:
         res.zone = za.widen(zb, hard)
         res.types = types
         res.teq = self._join_classes(new)
+        res.fds = self._join_fds(new)
         res.stack, dropped = self.stack.join(new.stack)
         for name in dropped:
             res.havoc(name)
         return res
+
+    def map_fds(self, loc: str) -> frozenset[int] | None:
+        """The maps a map reference may be, when known as a set."""
+        return self.fds.get(loc)
+
+    def _join_fds(self, other: State) -> dict[str, frozenset[int]]:
+        out: dict[str, frozenset[int]] = {}
+        for loc in set(self.fds) | set(other.fds):
+            a, b = self.fds.get(loc), other.fds.get(loc)
+            if a is None and not self.type_of(loc) & _MAP_REFS:
+                a = frozenset()  # not a map reference on this side: the other side decides
+            if b is None and not other.type_of(loc) & _MAP_REFS:
+                b = frozenset()
+            if a is not None and b is not None:
+                out[loc] = a | b
+        return out
 
     def _join_classes(self, other: State) -> dict[str, int]:
         """Type classes holding on both sides (a singleton type counts as its own class)."""
@@ -304,6 +332,9 @@ class State:
                 ignore.update(f"{loc}.{k}" for k in ALL_KINDS if k not in meaningful)
         if not self.stack.leq(other.stack):
             return False
+        for loc, fds in other.fds.items():
+            if self.type_of(loc) & _MAP_REFS and not self.fds.get(loc, fds | {-1}) <= fds:
+                return False
         for loc, cid in other.teq.items():
             for member, c in other.teq.items():
                 if c == cid and member > loc and not self.same_type(loc, member):
