@@ -10,6 +10,7 @@ them with the same tag, i.e. the same relocated instructions, and loads more: le
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import platform
 import struct
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from kernel import open_fds, private_bpffs, requires_bpf
+from pybpf.btf import Func, FuncLinkage
+from pybpf.btf import Spec as BTFSpec
 from pybpf.errors import InputError, NotSupportedError, PybpfError, SyscallError
 from pybpf.kernel import KernelObject
 from pybpf.maptypes import MapType
@@ -201,6 +204,34 @@ def test_xdp_counter_runs_with_globals_and_maps() -> None:
         info_ = prog.info()
         assert info_.nr_func_info == 3 and info_.nr_line_info > 0
         assert info_.btf_id > 0
+
+
+def test_func_and_line_info_are_given_per_instruction_index() -> None:
+    spec = Object.open(EXAMPLES / "xdp_counter.o")
+    with KernelObject.load(spec) as obj:
+        prog = obj.program("xdp_count")
+        assert obj.btf is not None and obj.btf.loaded
+        records = obj.btf.func_info(prog.linked)
+        starts = [struct.unpack_from("<I", records, i)[0] for i in range(0, len(records), 8)]
+        assert starts == sorted(pc for _, pc in prog.linked.functions)
+        info = prog.info()
+        assert info.nr_func_info == len(starts) == len(prog.linked.functions)
+        assert 0 < info.nr_line_info <= len(prog.linked.line_info)
+
+
+def test_btf_the_kernel_refuses_is_left_out_as_libbpf_does() -> None:
+    spec = Object.open(EXAMPLES / "xdp_counter.o")
+    assert spec.btf is not None
+    types = tuple(
+        dataclasses.replace(t, linkage=FuncLinkage.EXTERN) if isinstance(t, Func) else t
+        for t in spec.btf.types
+    )  # extern FUNCs: the kernel refuses the whole blob
+    spec.btf = BTFSpec(types, spec.btf.strings)
+    with KernelObject.load(spec) as obj:
+        assert obj.btf is not None and isinstance(obj.btf.error, SyscallError)
+        assert obj.program("xdp_count").info().nr_func_info == 0
+        assert obj.map("proto_count").info().btf_id == 0
+        assert obj.program("xdp_count").test_run(_udp_packet(17)).retval == XDP_DROP
 
 
 def test_tail_calls_prog_array_and_map_in_map_are_filled() -> None:
