@@ -21,7 +21,7 @@ from pybpf.progtypes.contexts import ContextLayout, Field, FieldKind
 from pybpf.verifier import MapDescriptor, Options, ProgramInfo, analyze, ir
 from pybpf.verifier.domains.stack import cell_name
 from pybpf.verifier.domains.state import State
-from pybpf.verifier.domains.types import ALL, T, parse_type
+from pybpf.verifier.domains.types import ADDRESSED, ALL, T, parse_type
 from pybpf.verifier.values import const_pair
 
 __all__ = ["Case", "load_cases", "parse_program", "state_from_constraints", "run_case", "TEST_INFO"]
@@ -257,19 +257,31 @@ def state_from_constraints(constraints: list[str]) -> State:
             s.zone.add_le(_var(m.group(1)), _var(m.group(2)), int(m.group(3)))
             continue
         left, right = (t.strip() for t in c.split("=", 1))
-        var = _var(left)
-        if m := re.fullmatch(r"s\[(\d+)\.\.\.(\d+)\]\.\w+", left):
-            lo, hi = int(m.group(1)), int(m.group(2))
-            s.stack.cells[lo] = hi - lo + 1
-            s.types.setdefault(cell_name(lo, hi - lo + 1), int(T.NUM))
-        if m := re.fullmatch(r"([a-z_]+|r\d+\.\w+|s\[[^\]]+\]\.\w+)(?:([+-])(\d+))?", right):
-            other = _var(m.group(1))
-            k = int(m.group(3) or 0) * (-1 if m.group(2) == "-" else 1)
-            s.zone.add_eq(var, other, k)
-        else:
-            lo, hi = _interval(right)
-            s.zone.meet_interval(var, lo, hi)
+        targets = [_var(left)]
+        if m := re.fullmatch(r"(r\d+)\.[su]value", left):
+            # PREVAIL gives pointers a value; pybpf gives them an address (0 is null)
+            types = s.type_of(m.group(1))
+            if types & ADDRESSED:
+                targets = [f"{m.group(1)}.addr"] + (targets if types & T.NUM else [])
+        for var in targets:
+            _constrain(s, var, left, right)
     return s
+
+
+def _constrain(s: State, var: str, left: str, right: str) -> None:
+    if m := re.fullmatch(r"s\[(\d+)\.\.\.(\d+)\]\.\w+", left):
+        lo, hi = int(m.group(1)), int(m.group(2))
+        s.stack.cells[lo] = hi - lo + 1
+        s.types.setdefault(cell_name(lo, hi - lo + 1), int(T.NUM))
+    if m := re.fullmatch(r"([a-z_]+|r\d+\.\w+|s\[[^\]]+\]\.\w+)(?:([+-])(\d+))?", right):
+        other = _var(m.group(1))
+        if other.endswith("value") and var.endswith(".addr"):
+            other = other.rsplit(".", 1)[0] + ".addr"
+        k = int(m.group(3) or 0) * (-1 if m.group(2) == "-" else 1)
+        s.zone.add_eq(var, other, k)
+    else:
+        lo, hi = _interval(right)
+        s.zone.meet_interval(var, lo, hi)
 
 
 def options_of(case: Case) -> Options:

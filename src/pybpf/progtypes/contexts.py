@@ -7,7 +7,8 @@ metadata pointer, or another kernel pointer), the range a program must return (L
 *privileged* (pointer comparisons and leaks allowed, as for tracing programs). Layouts
 are Linux's UAPI structs (``linux/bpf.h``); eBPF for Windows' ``bind`` and ``xdp`` use its
 own structs (64-bit pointers). ``bpf_sock`` is also the layout of the socket pointers
-helpers such as ``sk_lookup_tcp`` return.
+helpers such as ``sk_lookup_tcp`` return. :data:`HELPER_CONTEXTS` lists the helpers that
+only some contexts may call (Linux gives them to those program types only).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ __all__ = [
     "RULES",
     "SOCK_LAYOUT",
     "rules_for",
+    "HELPER_CONTEXTS",
+    "helper_allowed",
 ]
 
 
@@ -439,3 +442,58 @@ RULES: dict[ProgType, ProgramRules] = {
 def rules_for(prog_type: ProgType) -> ProgramRules | None:
     """The rules of a program type, or ``None`` when pybpf has no context layout for it."""
     return RULES.get(prog_type)
+
+
+_SKB, _XDP, _SOCK_OPS_N, _SOCK_ADDR_N = "__sk_buff", "xdp_md", "bpf_sock_ops", "bpf_sock_addr"
+_SKB_ONLY = (
+    "skb_store_bytes l3_csum_replace l4_csum_replace clone_redirect get_cgroup_classid "
+    "skb_vlan_push skb_vlan_pop skb_get_tunnel_key skb_set_tunnel_key get_route_realm "
+    "skb_load_bytes skb_get_tunnel_opt skb_set_tunnel_opt skb_change_proto skb_change_type "
+    "skb_under_cgroup get_hash_recalc skb_change_tail skb_pull_data csum_update "
+    "set_hash_invalid skb_change_head set_hash skb_adjust_room sk_redirect_map "
+    "skb_get_xfrm_state skb_load_bytes_relative sk_redirect_hash lwt_push_encap "
+    "lwt_seg6_store_bytes lwt_seg6_adjust_srh lwt_seg6_action skb_cgroup_id "
+    "skb_ancestor_cgroup_id get_socket_uid skb_ecn_set_ce skb_output skb_set_tstamp "
+    "skb_cgroup_classid"
+).split()
+_XDP_ONLY = "xdp_adjust_head xdp_adjust_meta xdp_adjust_tail xdp_get_buff_len".split()
+_XDP_ONLY += "xdp_load_bytes xdp_store_bytes xdp_output".split()
+_SOCK_OPS_ONLY = "sock_map_update sock_hash_update sock_ops_cb_flags_set".split()
+_SOCK_OPS_ONLY += "load_hdr_opt store_hdr_opt reserve_hdr_opt".split()
+_SK_MSG_ONLY = "msg_redirect_map msg_apply_bytes msg_cork_bytes msg_pull_data".split()
+_SK_MSG_ONLY += "msg_redirect_hash msg_push_data msg_pop_data".split()
+
+HELPER_CONTEXTS: dict[str, frozenset[str]] = {
+    **{name: frozenset({_SKB}) for name in _SKB_ONLY},
+    **{name: frozenset({_XDP}) for name in _XDP_ONLY},
+    **{name: frozenset({_SOCK_OPS_N}) for name in _SOCK_OPS_ONLY},
+    **{name: frozenset({"sk_msg_md"}) for name in _SK_MSG_ONLY},
+    "fib_lookup": frozenset({_SKB, _XDP}),
+    "check_mtu": frozenset({_SKB, _XDP}),
+    "get_socket_cookie": frozenset({_SKB, _SOCK_ADDR_N, _SOCK_OPS_N, "bpf_sock"}),
+    "setsockopt": frozenset({_SOCK_OPS_N, _SOCK_ADDR_N, "bpf_sockopt", "bpf_sock"}),
+    "getsockopt": frozenset({_SOCK_OPS_N, _SOCK_ADDR_N, "bpf_sockopt", "bpf_sock"}),
+    "bind": frozenset({_SOCK_ADDR_N}),
+    "perf_prog_read_value": frozenset({"bpf_perf_event_data"}),
+    "override_return": frozenset({"pt_regs"}),
+    "rc_repeat": frozenset({"lirc_mode2_sample"}),
+    "rc_keydown": frozenset({"lirc_mode2_sample"}),
+    "rc_pointer_rel": frozenset({"lirc_mode2_sample"}),
+    "sk_lookup_tcp": frozenset({_SKB, _XDP, _SOCK_ADDR_N}),
+    "sk_lookup_udp": frozenset({_SKB, _XDP, _SOCK_ADDR_N}),
+    "skc_lookup_tcp": frozenset({_SKB, _XDP, _SOCK_ADDR_N}),
+    "sk_assign": frozenset({_SKB, "bpf_sk_lookup"}),
+}
+"""Helpers only some contexts may call: helper name -> context struct names."""
+
+
+def helper_allowed(context: ContextLayout, helper: str) -> bool:
+    """``helper`` may be called by a program with this context.
+
+    Only Linux's and eBPF-for-Windows' own layouts are restricted; any other context (a
+    test's) may call every helper.
+    """
+    allowed = HELPER_CONTEXTS.get(helper)
+    if allowed is None or LAYOUTS.get(context.name) is not context:
+        return True
+    return context.name in allowed

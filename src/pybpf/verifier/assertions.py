@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pybpf.progtypes.contexts import helper_allowed
 from pybpf.verifier import ir
 from pybpf.verifier.contracts import ArgKind, contract_for
 from pybpf.verifier.domains.types import Group, format_types
@@ -269,6 +270,8 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
     contract = contract_for(call.func, info)
     if contract is None:
         return [ValidHelper(call.func)]
+    if not helper_allowed(info.context, contract.name):
+        return [Unsupported(f"helper {contract.name} is not available to {info.context.name}")]
     out: list[Assertion] = []
     map_reg: int | None = None
     for arg in contract.args:

@@ -104,7 +104,7 @@ def _check_region(s: State, a: A.ValidAccess, offset_kind: str, size_kind: str) 
     wmax = _width_max(s, a)
     _require(_le(s, off, size, -a.offset - wmax), f"Upper bound must be at most {size}")
     if a.access != "compare" and not a.or_null:
-        _require(s.zone.bounds(f"r{a.reg}.uvalue")[0] > 0, "Possible null access")
+        _require(s.zone.bounds(f"r{a.reg}.addr")[0] > 0, "Possible null access")
 
 
 def _check_socket(s: State, a: A.ValidAccess) -> None:
@@ -124,7 +124,7 @@ def _check_socket(s: State, a: A.ValidAccess) -> None:
             narrow = f.name not in ("bound_dev_if", "mark", "priority")
             ok = start + width <= f.offset + field_size and (width == f.size or narrow)
     _require(ok, "Invalid socket access")
-    _require(s.zone.bounds(f"r{a.reg}.uvalue")[0] > 0, "Possible null access")
+    _require(s.zone.bounds(f"r{a.reg}.addr")[0] > 0, "Possible null access")
 
 
 def _valid_access(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
@@ -199,7 +199,7 @@ def _map_key_value(s: State, a: A.ValidMapKeyValue, info: ProgramInfo) -> None:
             size = f"{reg}.shared_region_size"
             _require(_le(s, None, off, 0), "Lower bound must be at least 0")
             _require(_le(s, off, size, -width), f"Upper bound must be at most {size}")
-            _require(s.zone.bounds(f"{reg}.uvalue")[0] > 0, "Possible null access")
+            _require(s.zone.bounds(f"{reg}.addr")[0] > 0, "Possible null access")
     if s.type_of(reg) & ~int(T.STACK | T.PACKET | T.SHARED):
         raise _Fail("Only stack, packet, or shared can be used as a parameter")
 
@@ -290,7 +290,7 @@ def _check(a: A.Assertion, s: State, info: ProgramInfo) -> None:
         nullable = int(T.SHARED | T.ALLOC_MEM | T.SOCKET | T.BTF_ID)
         if s.type_of(reg) & nullable:
             _require(
-                s.zone.bounds(f"{reg}.uvalue")[0] > 0,
+                s.zone.bounds(f"{reg}.addr")[0] > 0,
                 "Pointer arithmetic on a possibly null pointer",
             )
     elif isinstance(a, A.Unsupported):

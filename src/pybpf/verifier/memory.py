@@ -32,8 +32,7 @@ PTR_MAX = 0x7FFF0000  # abstract addresses of non-null pointers lie in [1, PTR_M
 
 def assign_pointer(s: State, loc: str, maybe_null: bool) -> None:
     """Give a pointer its abstract address (0 stands for null)."""
-    lo = 0 if maybe_null else 1
-    s.set_values(loc, Interval(lo, PTR_MAX), Interval(lo, PTR_MAX))
+    s.zone.set(f"{loc}.addr", 0 if maybe_null else 1, PTR_MAX)
 
 
 def _number(s: State, loc: str, width: int, signed: bool) -> None:

@@ -249,8 +249,10 @@ def _assume(s: State, cond: ir.Condition) -> State:
                 assume_numbers(part, cond, imm, None)
             elif t == T.UNINIT:
                 part.set_bottom()
+            elif t == T.FUNC:
+                assume_numbers(part, cond, imm, None)
             elif imm == 0 and cond.is64 and cond.op in _NULL_TESTS:
-                assume_numbers(part, cond, 0, None)  # a null test on the pointer's address
+                _null_test(part, left, cond.op)
             parts.append(part)
         return _join(parts)
     right = f"r{cond.right}"
@@ -275,6 +277,22 @@ def _assume(s: State, cond: ir.Condition) -> State:
             parts.append(part)
         return _join(parts)
     return s
+
+
+def _null_test(s: State, loc: str, op: ir.CondOp) -> None:
+    """``ptr op 0`` (unsigned): only says whether the pointer is null."""
+    addr = f"{loc}.addr"
+    lo, _ = s.zone.bounds(addr)
+    if op == ir.CondOp.LT:
+        s.set_bottom()
+    elif op in (ir.CondOp.EQ, ir.CondOp.LE):
+        if lo > 0:
+            s.set_bottom()
+        else:
+            set_const(s, loc, 0)  # a null pointer is the number 0, as in Linux
+    elif op in (ir.CondOp.NE, ir.CondOp.GT):
+        if not s.zone.meet_interval(addr, 1, float("inf")):
+            s.set_bottom()
 
 
 def _assume_offsets(s: State, cond: ir.Condition, kind: str) -> None:

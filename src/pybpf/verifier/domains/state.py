@@ -22,12 +22,12 @@ from itertools import count
 from pybpf.verifier.domains.arith import Pair, reconcile
 from pybpf.verifier.domains.interval import S64, U64, Interval
 from pybpf.verifier.domains.stack import Stack, cell_name
-from pybpf.verifier.domains.types import ALL, KINDS, VALUE_KINDS, T, kinds_of
+from pybpf.verifier.domains.types import ADDRESS_KIND, ALL, KINDS, VALUE_KINDS, T, kinds_of
 from pybpf.verifier.domains.zone import Zone
 
 __all__ = ["State", "ALL_KINDS"]
 
-ALL_KINDS = VALUE_KINDS + tuple(k for kinds in KINDS.values() for k in kinds)
+ALL_KINDS = VALUE_KINDS + (ADDRESS_KIND,) + tuple(k for kinds in KINDS.values() for k in kinds)
 _KINDS_CACHE: dict[int, frozenset[str]] = {}
 _CLASS_IDS = count(1)
 _MAP_REFS = int(T.MAP_FD | T.MAP_FD_PROGRAMS)

@@ -3,9 +3,9 @@
 A type set is an ``int`` bit mask of :class:`T` members; an absent entry means *any type,
 uninitialised included*. Each pointer type carries its own numeric variables (its *kinds*):
 a packet pointer has ``packet_offset``, a map value (``shared``) has ``shared_offset`` and
-``shared_region_size``, and so on. Every initialised value also has ``svalue`` and
-``uvalue`` (its signed and unsigned views; for pointers an abstract address whose only use
-is the null test). Named groups (``NUMBER``, ``POINTER``, ``MEM``, ...) are the sets that
+``shared_region_size``, and so on. Numbers have ``svalue`` and ``uvalue`` (their signed and
+unsigned views); pointers have ``addr``, an abstract address whose only use is the null
+test (0 is null). Named groups (``NUMBER``, ``POINTER``, ``MEM``, ...) are the sets that
 assertions require, printed the way PREVAIL prints them.
 """
 
@@ -19,6 +19,8 @@ __all__ = [
     "KINDS",
     "OFFSET_KIND",
     "VALUE_KINDS",
+    "ADDRESS_KIND",
+    "ADDRESSED",
     "Group",
     "type_names",
     "format_types",
@@ -69,7 +71,22 @@ OFFSET_KIND: dict[int, str] = {
     T.BTF_ID: "btf_id_offset",
     T.ALLOC_MEM: "alloc_mem_offset",
 }
-VALUE_KINDS = ("svalue", "uvalue")
+VALUE_KINDS = ("svalue", "uvalue")  # numbers (and code addresses): the value itself
+# Pointers carry an abstract address instead: 0 for null, positive otherwise. Keeping it apart
+# from numbers' values lets a join of "number 0" and "packet pointer" still tell them apart.
+ADDRESS_KIND = "addr"
+_VALUED = int(T.NUM | T.FUNC)
+ADDRESSED = int(
+    T.CTX
+    | T.STACK
+    | T.PACKET
+    | T.SHARED
+    | T.MAP_FD
+    | T.MAP_FD_PROGRAMS
+    | T.SOCKET
+    | T.BTF_ID
+    | T.ALLOC_MEM
+)
 
 _NAMES = {
     T.UNINIT: "uninit",
@@ -134,8 +151,10 @@ def parse_type(name: str) -> int:
 def kinds_of(types: int) -> list[str]:
     """Every numeric variable kind meaningful for some type in the set."""
     out: list[str] = []
-    if types & INITIALIZED:
+    if types & _VALUED:
         out.extend(VALUE_KINDS)
+    if types & ADDRESSED:
+        out.append(ADDRESS_KIND)
     for bit, kinds in KINDS.items():
         if types & bit:
             out.extend(kinds)
