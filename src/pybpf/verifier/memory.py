@@ -12,7 +12,7 @@ from __future__ import annotations
 from pybpf.progtypes.contexts import FieldKind
 from pybpf.verifier import ir
 from pybpf.verifier.domains import arith
-from pybpf.verifier.domains.interval import INF, Interval, signed_range, unsigned_range
+from pybpf.verifier.domains.interval import INF, signed_range, unsigned_range
 from pybpf.verifier.domains.stack import TOTAL_STACK, cell_name
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import ALL, T
