@@ -5,8 +5,9 @@
 (global data written and ``.rodata``/``.kconfig`` frozen, map-in-map slots filled), link,
 relocate and load each program, then fill prog arrays with the programs loaded. It loads
 more than libbpf 1.x would: legacy ``maps`` sections, the older section-name prefixes the
-spec's table knows, and any function named in ``programs=`` (``.text`` ones included,
-once given a type). Everything it created is released by :meth:`KernelObject.close`.
+spec's table knows, and any function named in ``programs=`` (``.text`` ones included),
+with ``prog_type=`` for the programs whose section gives no type. Everything it created
+is released by :meth:`KernelObject.close`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pybpf.kernel.maps import KernelMap, create_map, freeze_map
 from pybpf.kernel.programs import KernelProgram, load_program
 from pybpf.kernel.vmlinux import kernel_btf
 from pybpf.maptypes import MapType
+from pybpf.progtypes import ProgType
 from pybpf.spec import ObjectSpec, link
 
 __all__ = ["KernelObject"]
@@ -58,14 +60,18 @@ class KernelObject:
         pin_maps_dir: str | os.PathLike[str] | None = None,
         log_level: int = 0,
         keep_going: bool = False,
+        prog_type: ProgType | str | None = None,
         vmlinux: BTFSpec | None = None,
     ) -> KernelObject:
         """Load ``spec`` into the kernel.
 
         ``programs`` names the programs to load (default: every entry program with
-        ``autoload`` set whose section gives a program type; the others are listed in
-        ``skipped``). ``pin_maps_dir`` is where maps that ask for pinning are pinned (or
-        reused from); without it nothing is pinned. ``log_level`` is the verifier's (a log
+        ``autoload`` set, and, as libbpf does, the function of an object whose only function
+        is in ``.text``; those whose section gives no program type are listed in
+        ``skipped``). ``prog_type`` is the type of programs whose section gives none, as
+        bpftool's ``prog loadall OBJ DIR type TYPE`` (the spec is not changed).
+        ``pin_maps_dir`` is where maps that ask for pinning are pinned (or reused from);
+        without it nothing is pinned. ``log_level`` is the verifier's (a log
         is fetched on failure anyway). With ``keep_going`` a program that fails is recorded
         in ``failures`` and the others still load; otherwise the first failure closes
         everything and is raised. ``vmlinux`` replaces the kernel's BTF for CO-RE, ksyms
@@ -79,7 +85,8 @@ class KernelObject:
         self = cls(spec)
         self._vmlinux = vmlinux
         try:
-            self._load(programs, pin_maps_dir, log_level, keep_going)
+            default = ProgType.from_name(prog_type) if isinstance(prog_type, str) else prog_type
+            self._load(programs, pin_maps_dir, log_level, keep_going, default)
         except BaseException:
             self.close()
             raise
@@ -90,18 +97,21 @@ class KernelObject:
             self._vmlinux = kernel_btf()
         return self._vmlinux
 
-    def _select(self, programs: Iterable[str] | None) -> list[str]:
+    def _select(self, programs: Iterable[str] | None, typed: bool) -> list[str]:
         spec = self.spec
         if programs is not None:
             names = list(programs)
             for name in names:
                 spec.program(name)  # InputError if missing
             return names
+        entries = {n: p for n, p in spec.entry_programs.items() if p.autoload}
+        if not spec.entry_programs and len(spec.programs) == 1:
+            entries = dict(spec.programs)  # libbpf: a lone .text function is a program
         names = []
-        for name, prog in spec.entry_programs.items():
-            if not prog.autoload:
-                continue
-            if prog.type is None:
+        for name, prog in entries.items():
+            if prog.type is None and typed:
+                names.append(name)
+            elif prog.type is None:
                 self.skipped[name] = f"section {prog.section!r} gives no program type"
             elif not prog.type.is_linux:
                 self.skipped[name] = f"{prog.type.name} is not a Linux program type"
@@ -115,9 +125,16 @@ class KernelObject:
         pin_maps_dir: str | os.PathLike[str] | None,
         log_level: int,
         keep_going: bool,
+        prog_type: ProgType | None,
     ) -> None:
-        names = self._select(programs)
-        spec = fill_kconfig(self.spec)
+        names = self._select(programs, prog_type is not None)
+        spec = self.spec
+        if prog_type is not None and any(spec.programs[n].type is None for n in names):
+            spec = spec.copy()
+            for name in names:
+                if spec.programs[name].type is None:
+                    spec.set_program_type(name, prog_type)
+        spec = fill_kconfig(spec)
         self.btf = ObjectBTF(spec)
         btf_fd = self.btf.fd if self.btf.loaded else None
         for name, mspec in spec.maps.items():
