@@ -36,6 +36,7 @@ __all__ = [
     "STACK_SIZE",
     "MAX_CALL_DEPTH",
     "MAX_TAIL_CALLS",
+    "MAY_GOTO_LOOPS",
     "INSN_SIZE",
 ]
 
@@ -45,6 +46,7 @@ FRAME_POINTER = 10  # r10, read-only
 STACK_SIZE = 512  # bytes per frame (MAX_BPF_STACK)
 MAX_CALL_DEPTH = 8  # MAX_CALL_FRAMES in the kernel verifier
 MAX_TAIL_CALLS = 33  # MAX_TAIL_CALL_CNT
+MAY_GOTO_LOOPS = 8 * 1024 * 1024  # BPF_MAX_LOOPS: may_goto iterations per run
 
 CLASS_MASK = 0x07
 _SOURCE_MASK = 0x08

@@ -6,7 +6,7 @@ bpf_conformance convention. llvmlite is optional (``pip install 'pybpf[jit]'``):
 it this package still imports, :func:`available` is False and compiling raises
 :class:`~pybpf.errors.NotSupportedError` (``feature="jit"``).
 
-Modules: ``blocks`` (checks, functions, basic blocks), ``layout`` (the context block
+Modules: ``blocks`` (the shared load check, functions, basic blocks), ``layout`` (the context block
 shared with native code), ``lower`` (instructions to ``llvmlite.ir``, pure IR building),
 ``compile`` (LLVM binding: optimisation, MCJIT, code lifetime), ``state`` (per-run native
 state), ``calls`` (helper calls back into Python), ``program`` (the public class).

@@ -1,15 +1,11 @@
 """Blocks: a program checked for what lowering needs, split into functions and basic blocks.
 
-:func:`analyse` refuses, in Python and before LLVM sees anything, every program the JIT
-must not lower (LLVM aborts the process on malformed IR instead of raising):
-
-- an instruction :func:`pybpf.isa.check` refuses (:class:`~pybpf.errors.DecodeError`);
-- a jump or local call landing outside the program or inside an ``lddw``, the last
-  instruction falling off the end, a write to r10 (:class:`~pybpf.errors.InputError`,
-  ``pc``);
-- features no engine runs yet: kfunc calls, arena ``addr_space_cast``, and (unless the
-  caller allows them) ``lddw`` pseudo sources and legacy ``LD_ABS``/``LD_IND``
-  (:class:`~pybpf.errors.NotSupportedError`, ``feature``, ``pc``).
+:func:`analyse` first applies the load rules every engine shares
+(:func:`pybpf.runtime.loadcheck.check_program`), so the JIT refuses exactly the programs
+the interpreter refuses, with the same errors, in Python and before LLVM sees anything
+(LLVM aborts the process on malformed IR instead of raising). Every jump and call then
+lands on an instruction, nothing writes r10 and no register is read undefined, which is
+what lowering relies on.
 
 It then finds the functions (pc 0 and every local-call target) and, for each, the basic
 blocks reachable from its entry. A block ends at a jump, ``exit``, ``may_goto`` or local
@@ -22,10 +18,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pybpf.errors import InputError, NotSupportedError
-from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, slot_table
-from pybpf.isa import check as check_insn
-from pybpf.isa.opcodes import FRAME_POINTER
+from pybpf.isa import Instruction, slot_table
+from pybpf.runtime.loadcheck import (
+    call_target,
+    check_program,
+    function_entries,
+    is_local_call,
+    jump_target,
+    successors,
+)
 
 __all__ = ["Block", "Function", "ControlFlow", "analyse", "jump_target", "call_target"]
 
@@ -59,82 +60,8 @@ class ControlFlow:
     functions: dict[int, Function]
 
 
-def jump_target(insn: Instruction, pc: int) -> int:
-    """The pc a jump (``goto``, ``gotol``, conditional, ``may_goto``) at ``pc`` lands on."""
-    return pc + 1 + insn.jump_offset
-
-
-def call_target(insn: Instruction, pc: int) -> int:
-    """The pc a local (bpf-to-bpf) call at ``pc`` enters."""
-    return pc + 1 + insn.imm
-
-
-def _is_local_call(insn: Instruction) -> bool:
-    return insn.is_call and insn.call_kind == CallKind.LOCAL
-
-
-def _successors(insn: Instruction, pc: int) -> tuple[int, ...]:
-    if insn.is_exit:
-        return ()
-    if insn.is_ja:
-        return (jump_target(insn, pc),)
-    if insn.is_conditional_jump or insn.is_may_goto:
-        return (pc + 1, jump_target(insn, pc))
-    return (pc + insn.slots,)
-
-
 def _ends_block(insn: Instruction) -> bool:
-    return insn.is_exit or insn.is_jump or _is_local_call(insn)
-
-
-def _written(insn: Instruction) -> tuple[int, ...]:
-    """Registers an instruction writes (calls' r0..r5 clobbers aside)."""
-    cls = insn.cls
-    if cls in (Class.ALU, Class.ALU64, Class.LDX) or insn.is_lddw:
-        return (insn.dst,)
-    if insn.is_atomic:
-        op = insn.atomic_op
-        if op == AtomicOp.LOAD_ACQ:
-            return (insn.dst,)
-        if op == AtomicOp.CMPXCHG:
-            return (0,)
-        if op & 0x01:  # the FETCH flag (xchg included): src receives the old value
-            return (insn.src,)
-    return ()
-
-
-def _check(insn: Instruction, pc: int, nslots: int, table, *, pseudo: bool, legacy: bool) -> None:
-    check_insn(insn, pc)
-
-    def land(target: int, what: str) -> None:
-        if not 0 <= target < nslots:
-            raise InputError(f"{what} to pc {target} is outside the program", pc=pc)
-        if table[target] is None:
-            raise InputError(f"{what} to pc {target} lands inside an lddw", pc=pc)
-
-    if insn.is_call and insn.call_kind == CallKind.KFUNC:
-        raise NotSupportedError("kfunc calls are not supported", feature="kfunc", pc=pc)
-    if insn.is_alu and insn.alu_op == AluOp.MOV and insn.is_addr_space_cast:
-        raise NotSupportedError("arena addr_space_cast is not supported", feature="arena", pc=pc)
-    if insn.is_lddw and insn.src != 0 and not pseudo:
-        raise NotSupportedError(
-            f"lddw with pseudo source {insn.src} needs a loader (no resolver given)",
-            feature="lddw_pseudo",
-            pc=pc,
-        )
-    if insn.is_legacy_packet_load and not legacy:
-        raise NotSupportedError(
-            "LD_ABS/LD_IND need a packet context (legacy_packet=True)", feature="ld_abs", pc=pc
-        )
-    if insn.is_jump:
-        land(jump_target(insn, pc), "jump")
-    if _is_local_call(insn):
-        land(call_target(insn, pc), "call")
-    if FRAME_POINTER in _written(insn):
-        raise InputError("r10 (the frame pointer) is read-only", pc=pc)
-    falls_through = not (insn.is_exit or insn.is_ja)
-    if falls_through and pc + insn.slots >= nslots:
-        raise InputError("the last instruction falls off the end of the program", pc=pc)
+    return insn.is_exit or insn.is_jump or is_local_call(insn)
 
 
 def _function(entry: int, table: Sequence[Instruction | None]) -> Function:
@@ -147,8 +74,8 @@ def _function(entry: int, table: Sequence[Instruction | None]) -> Function:
             continue
         reach.add(pc)
         insn = table[pc]
-        assert insn is not None  # _check made every target land on an instruction
-        succ = _successors(insn, pc)
+        assert insn is not None  # the load check made every target land on an instruction
+        succ = successors(insn, pc)
         if _ends_block(insn):
             leaders.update(succ)
         if insn.is_jump:
@@ -175,20 +102,22 @@ def _function(entry: int, table: Sequence[Instruction | None]) -> Function:
 def analyse(
     insns: Sequence[Instruction],
     *,
+    entry_registers: Sequence[int] = (1, 10),
     allow_pseudo_lddw: bool = False,
     allow_legacy_packet: bool = False,
 ) -> ControlFlow:
-    """Check a program for lowering and split it into functions and blocks (see module doc)."""
-    if not insns:
-        raise InputError("the program is empty", pc=0)
+    """Check a program (the shared load rules) and split it into functions and blocks.
+
+    Raises what :func:`pybpf.runtime.loadcheck.check_program` raises for the same
+    arguments (``entry_registers``: the registers defined at entry; r10 always is).
+    """
     table = slot_table(insns)
-    nslots = len(table)
-    entries = {0}
-    pc = 0
-    for insn in insns:
-        _check(insn, pc, nslots, table, pseudo=allow_pseudo_lddw, legacy=allow_legacy_packet)
-        if _is_local_call(insn):
-            entries.add(call_target(insn, pc))
-        pc += insn.slots
-    functions = {entry: _function(entry, table) for entry in sorted(entries)}
+    check_program(
+        insns,
+        table,
+        entry_registers=entry_registers,
+        allow_pseudo_lddw=allow_pseudo_lddw,
+        allow_legacy_packet=allow_legacy_packet,
+    )
+    functions = {entry: _function(entry, table) for entry in function_entries(insns)}
     return ControlFlow(tuple(table), functions)

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 
 from pybpf.errors import InternalError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
-from pybpf.isa.opcodes import FRAME_POINTER, MAX_CALL_DEPTH, STACK_SIZE
+from pybpf.isa.opcodes import ATOMIC_FETCH, FRAME_POINTER, MAX_CALL_DEPTH, STACK_SIZE
 from pybpf.jit.blocks import Block, ControlFlow, Function, call_target, jump_target
 from pybpf.jit.layout import PERM_READ, PERM_WRITE, REGION_FIELDS, Slot, Status
 
@@ -635,7 +635,7 @@ class _FunctionLowering:
             self.set(insn.dst, result)
         elif op == AtomicOp.CMPXCHG:
             self.set(0, result)
-        elif op & 0x01:  # FETCH (xchg included): src receives the old value
+        elif op & ATOMIC_FETCH:  # FETCH (xchg included): src receives the old value
             self.set(insn.src, result)
 
     def atomic_op(self, insn: Instruction, ptr, bits: int, *, atomic: bool):
@@ -670,7 +670,7 @@ class _FunctionLowering:
                 b.store(b.select(b.icmp_unsigned("==", old, expected), operand, old), ptr, align=1)
             return self.widen_from(old, bits)
         name = _RMW[op]
-        fetch = bool(op & 0x01)
+        fetch = bool(op & ATOMIC_FETCH)
         if atomic:
             old = b.atomic_rmw(name, ptr, operand, "seq_cst" if fetch else "monotonic")
         else:

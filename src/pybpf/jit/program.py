@@ -24,12 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pybpf.config import settings
 from pybpf.errors import InputError, NotSupportedError
 from pybpf.isa import Instruction
-from pybpf.isa.opcodes import FRAME_POINTER
 from pybpf.jit.blocks import ControlFlow, analyse
 from pybpf.jit.calls import HelperDispatcher
 from pybpf.jit.compile import NativeCode, compile_module, runtime_address, unavailable_reason
 from pybpf.jit.lower import ACCESS_OK, ENTRY, REPEAT, lower_program
-from pybpf.jit.registers import check_defined
 from pybpf.jit.state import RunState
 from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, default_helpers
@@ -81,8 +79,8 @@ class JitProgram:
     - ``trace``: where ``bpf_trace_printk`` output goes;
     - ``opt_level``: LLVM speed level, 0-3 (default 2).
 
-    Load errors are those of :func:`pybpf.jit.blocks.analyse` and
-    :func:`pybpf.jit.registers.check_defined` (the interpreter's, for the same programs);
+    Load errors are those of :func:`pybpf.runtime.loadcheck.check_program`, the load
+    rules every engine shares (the interpreter's, for the same programs);
     :class:`~pybpf.errors.NotSupportedError` (``feature="jit"``) when llvmlite is missing.
     ``compile_seconds`` is the time from instructions to native code (checks, lowering,
     LLVM), ``llvm_seconds`` LLVM's share; :meth:`assembly` shows the native code.
@@ -108,9 +106,6 @@ class JitProgram:
         self.insns: tuple[Instruction, ...] = tuple(insns)
         self.helpers = _registry(helpers)
         self.entry_registers = tuple(entry_registers)
-        for reg in self.entry_registers:
-            if not 0 <= reg <= FRAME_POINTER:
-                raise InputError(f"invalid entry register r{reg}")
         self.debug_checks = bool(debug_checks)
         self.budget = settings().insn_budget if budget is None else int(budget)
         if self.budget <= 0:
@@ -119,10 +114,10 @@ class JitProgram:
         started = time.perf_counter()
         self.cfg: ControlFlow = analyse(
             self.insns,
+            entry_registers=self.entry_registers,
             allow_pseudo_lddw=lddw_resolver is not None,
             allow_legacy_packet=legacy_packet,
         )
-        check_defined(self.cfg, self.entry_registers)
         lddw_values = self._resolve(lddw_resolver)
         self._block_pcs = {
             (entry, block.start): block.pcs

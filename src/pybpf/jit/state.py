@@ -25,7 +25,7 @@ from pybpf.errors import (
     MemoryAccessError,
     NotSupportedError,
 )
-from pybpf.isa.opcodes import MAX_CALL_DEPTH, STACK_SIZE
+from pybpf.isa.opcodes import MAX_CALL_DEPTH, MAY_GOTO_LOOPS, STACK_SIZE
 from pybpf.jit.layout import (
     FIELDS,
     PERM_READ,
@@ -38,9 +38,8 @@ from pybpf.jit.layout import (
 from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import ExecutionContext, TraceSink
 
-__all__ = ["RunState", "MAY_GOTO_LOOPS"]
+__all__ = ["RunState"]
 
-MAY_GOTO_LOOPS = 8 * 1024 * 1024  # Linux's BPF_MAX_LOOPS: may_goto iterations per run
 _Block = ctypes.c_uint64 * FIELDS
 # Plain ints for the hot path (IntEnum attribute lookups cost more than the stores).
 _STATUS = int(Slot.STATUS)

@@ -5,7 +5,7 @@ executes it; ``execute(insns, mem)`` is the bpf_conformance convention (r1 = add
 copy of ``mem``, r2 = its length).
 """
 
+from pybpf.isa.opcodes import MAY_GOTO_LOOPS
 from pybpf.vm.interpreter import CONFORMANCE_ENTRY_REGISTERS, Interpreter, execute
-from pybpf.vm.machine import MAY_GOTO_LOOPS
 
 __all__ = ["CONFORMANCE_ENTRY_REGISTERS", "Interpreter", "MAY_GOTO_LOOPS", "execute"]

@@ -1,8 +1,9 @@
 """Interpreter: runs eBPF instructions exactly (RFC 9669 + Linux), on checked native memory.
 
-:class:`Interpreter` load-checks a program once (:mod:`pybpf.vm.loadcheck`), pre-decodes it
-into per-pc closures (:mod:`pybpf.vm.threaded`) and runs it any number of times with
-:meth:`Interpreter.run`. :func:`execute` is the bpf_conformance convention in one call.
+:class:`Interpreter` load-checks a program once (:mod:`pybpf.runtime.loadcheck`, the rules
+every engine shares), pre-decodes it into per-pc closures (:mod:`pybpf.vm.threaded`) and
+runs it any number of times with :meth:`Interpreter.run`. :func:`execute` is the
+bpf_conformance convention in one call.
 
 Runs are bounded by an instruction budget (default ``pybpf.config.settings().insn_budget``)
 and raise :class:`~pybpf.errors.BudgetExceededError` when it runs out. Each run gets its
@@ -20,7 +21,7 @@ from pybpf.errors import BudgetExceededError, InputError
 from pybpf.isa import Instruction, slot_table
 from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, default_helpers
-from pybpf.vm.loadcheck import check_program
+from pybpf.runtime.loadcheck import check_program
 from pybpf.vm.machine import Machine
 from pybpf.vm.threaded import LddwResolver, ProgramExit, compile_program
 

@@ -15,14 +15,13 @@ so runs are deterministic.
 from __future__ import annotations
 
 from pybpf.errors import CallDepthError
-from pybpf.isa.opcodes import MAX_CALL_DEPTH, STACK_SIZE
+from pybpf.isa.opcodes import MAX_CALL_DEPTH, MAY_GOTO_LOOPS, STACK_SIZE
 from pybpf.memory import AddressSpace, Region
 from pybpf.memory.space import EMPTY_CACHE
 from pybpf.runtime import ExecutionContext
 
-__all__ = ["Machine", "MAY_GOTO_LOOPS"]
+__all__ = ["Machine"]
 
-MAY_GOTO_LOOPS = 8 * 1024 * 1024  # BPF_MAX_LOOPS: may_goto budget per run
 _ZERO_FRAME = bytes(STACK_SIZE)
 
 

@@ -15,7 +15,7 @@ Semantics are RFC 9669's, plus Linux's extensions:
 - ``movsx``, sign-extending loads, ``le``/``be``/``bswap``, every atomic (32-bit fetch
   results zero-extended, ``cmpxchg`` compares with r0), load-acquire/store-release;
 - JMP32 compares the low 32 bits; ``gotol`` uses the 32-bit ``imm`` offset;
-- ``may_goto`` jumps once its per-run budget (:data:`~pybpf.vm.machine.MAY_GOTO_LOOPS`)
+- ``may_goto`` jumps once its per-run budget (:data:`~pybpf.isa.opcodes.MAY_GOTO_LOOPS`)
   is spent, as Linux's rewrite does;
 - ``call`` of a helper goes through the runtime registry; ``callx rN`` calls the helper
   whose id is in rN (the bpf_conformance convention); local calls get a fresh frame and
@@ -36,7 +36,7 @@ from pybpf.errors import HelperError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
 from pybpf.memory import atomics
 from pybpf.runtime import HelperRegistry, helper_failure
-from pybpf.vm.loadcheck import call_target, jump_target
+from pybpf.runtime.loadcheck import call_target, jump_target
 from pybpf.vm.machine import Machine
 
 __all__ = ["compile_program", "ProgramExit", "LddwResolver", "M64", "M32"]

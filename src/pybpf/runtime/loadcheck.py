@@ -1,6 +1,7 @@
-"""Load check: refuse, before running, programs the interpreter must not or cannot run.
+"""Load check: the load rules every engine shares.
 
-:func:`check_program` applies the load-time rules of :class:`pybpf.vm.Interpreter`:
+The interpreter (:mod:`pybpf.vm`) and the JIT (:mod:`pybpf.jit`) refuse the same programs,
+with the same errors, by calling :func:`check_program` before anything else:
 
 - every instruction is valid (:func:`pybpf.isa.check`);
 - jumps and local calls land inside the program and never in the middle of an ``lddw``;
@@ -11,12 +12,15 @@
   a local-call target starts with r1-r5 and r10. After a helper call (or ``callx``, or a
   local call) r0 is defined and r1-r5 are not, as in Linux; a helper call reads r1..rN
   where N is the argument count of its prototype in :mod:`pybpf.helpers` (none when the
-  prototype is unknown). ``exit`` reads r0; legacy packet loads read r6 (the context);
-- features the interpreter does not run are refused with
-  :class:`~pybpf.errors.NotSupportedError`: kfunc calls, arena ``addr_space_cast``, and (by
-  the caller's choice) ``lddw`` pseudo sources and legacy packet loads.
+  prototype is unknown). ``exit`` reads r0; legacy packet loads read r6 (the context)
+  and the index register, define r0 and clobber r1-r5. The first offending pc (lowest,
+  over all functions) and its lowest missing register are reported;
+- features no engine runs are refused with :class:`~pybpf.errors.NotSupportedError`
+  (``feature``, ``pc``): kfunc calls, arena ``addr_space_cast``, and (by the caller's
+  choice) ``lddw`` pseudo sources and legacy packet loads.
 
-:func:`function_entries` and :func:`successors` describe the control-flow graph.
+:func:`function_entries`, :func:`successors`, :func:`jump_target` and :func:`call_target`
+describe the control-flow graph the engines build on.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, Mode, Sourc
 from pybpf.isa import check as check_insn
 from pybpf.isa.opcodes import FRAME_POINTER
 
-__all__ = ["check_program", "function_entries", "successors", "call_target", "jump_target"]
+__all__ = [
+    "check_program",
+    "function_entries",
+    "successors",
+    "call_target",
+    "jump_target",
+    "is_local_call",
+]
 
 _ALL = (1 << 11) - 1
 _ARGS = 0b111110  # r1-r5
@@ -87,7 +98,8 @@ def call_target(insn: Instruction, pc: int) -> int:
     return pc + 1 + insn.imm
 
 
-def _is_local_call(insn: Instruction) -> bool:
+def is_local_call(insn: Instruction) -> bool:
+    """True for a bpf-to-bpf ``call`` (a local function, not a helper or kfunc)."""
     return insn.is_call and insn.src == CallKind.LOCAL
 
 
@@ -108,7 +120,7 @@ def function_entries(insns: Sequence[Instruction]) -> list[int]:
     entries = {0}
     pc = 0
     for insn in insns:
-        if _is_local_call(insn):
+        if is_local_call(insn):
             entries.add(call_target(insn, pc))
         pc += insn.slots
     return sorted(entries)
@@ -169,7 +181,7 @@ def _writes_r10(insn: Instruction, defs: int) -> bool:
 
 def _check_structure(
     insns: Sequence[Instruction],
-    table: list[Instruction | None],
+    table: Sequence[Instruction | None],
     *,
     allow_pseudo_lddw: bool,
     allow_legacy_packet: bool,
@@ -219,7 +231,7 @@ def _check_structure(
 
 
 def _dataflow(
-    insns: Sequence[Instruction], table: list[Instruction | None], entry_mask: int
+    insns: Sequence[Instruction], table: Sequence[Instruction | None], entry_mask: int
 ) -> None:
     effects = {}
     pc = 0
@@ -259,7 +271,7 @@ def _dataflow(
 
 def check_program(
     insns: Sequence[Instruction],
-    table: list[Instruction | None],
+    table: Sequence[Instruction | None],
     *,
     entry_registers: Sequence[int] = (1, 10),
     allow_pseudo_lddw: bool = False,
