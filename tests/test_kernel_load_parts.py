@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from pybpf.btf import KCONFIG_SECTION, KSYMS_SECTION, Datasec, Func, FuncLinkage, Var, VarLinkage
-from pybpf.errors import InputError
+from pybpf.errors import InputError, NotSupportedError
+from pybpf.isa import Pseudo, slot_pcs
 from pybpf.kernel.btf import loadable_spec
-from pybpf.kernel.externs import fill_kconfig
+from pybpf.kernel.externs import fill_kconfig, kallsyms, resolve_ksyms
 from pybpf.kernel.maps import internal_map_name, kernel_map_spec, object_name, possible_cpus
-from pybpf.kernel.vmlinux import kernel_version_code
+from pybpf.kernel.vmlinux import kernel_btf, kernel_version_code
 from pybpf.maptypes import MapType
 from pybpf.objects import Object
-from pybpf.spec import MapKind, MapSpec
+from pybpf.spec import MapKind, MapSpec, link
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "c"
 
@@ -103,3 +104,30 @@ def test_kconfig_values_come_from_the_kernel_config() -> None:
 def test_kernel_version_code_is_a_linux_version_code() -> None:
     code = kernel_version_code()
     assert code == 0 or code >> 16 >= 2
+
+
+def test_ksyms_bind_to_the_kernels_btf_and_kallsyms() -> None:
+    spec = Object.open(EXAMPLES / "externs.o")
+    prog = link(fill_kconfig(spec, {}), "kconfig_probe")
+    ((pc, name),) = prog.ksyms
+    try:
+        vmlinux = kernel_btf()
+    except NotSupportedError as exc:
+        pytest.skip(str(exc))
+    target = vmlinux.find(name, Var)
+    insns = resolve_ksyms(list(prog.instructions), prog, spec, lambda: vmlinux)
+    insn = dict(slot_pcs(insns))[pc]
+    if target is None:
+        pytest.skip(f"this kernel's BTF has no {name}")
+    assert (insn.src, insn.imm, insn.imm_hi) == (Pseudo.BTF_ID, target.id, 0)
+    # A typeless ksym (``extern const void x __ksym``) takes its address from kallsyms;
+    # one the kernel lacks is refused, or zero when weak.
+    spec.externs[name].type_id = 0
+    address = kallsyms().get(name)
+    if address is None:
+        with pytest.raises(NotSupportedError):
+            resolve_ksyms(list(prog.instructions), prog, spec, lambda: vmlinux)
+        spec.externs[name].weak = True
+    insns = resolve_ksyms(list(prog.instructions), prog, spec, lambda: vmlinux)
+    insn = dict(slot_pcs(insns))[pc]
+    assert insn.src == Pseudo.IMM64 and insn.imm64 == (address or 0)

@@ -191,15 +191,14 @@ class ObjectBTF:
         covered = {li.insn_off // _INSN for li in chosen}
         if any(pc not in covered for _, pc in prog.functions):
             return b""
-        strings = self._strings
+        offsets = self._strings.offsets
         out = bytearray()
         for li in chosen:
+            if li.file_name not in offsets or li.line not in offsets:
+                return b""  # not in the loaded blob (cannot happen for the object's own)
             line_col = (li.line_number << 10) | (li.column & 0x3FF)
             out += LINE_INFO.pack(
-                li.insn_off // _INSN,
-                strings.add(li.file_name),
-                strings.add(li.line),
-                line_col & 0xFFFFFFFF,
+                li.insn_off // _INSN, offsets[li.file_name], offsets[li.line], line_col & 0xFFFFFFFF
             )
         return bytes(out)
 
