@@ -82,15 +82,15 @@ class KernelObject:
                 f"{spec.platform} objects cannot be loaded into the Linux kernel",
                 feature="platform",
             )
-        self = cls(spec)
-        self._vmlinux = vmlinux
+        obj = cls(spec)
+        obj._vmlinux = vmlinux
         try:
             default = ProgType.from_name(prog_type) if isinstance(prog_type, str) else prog_type
-            self._load(programs, pin_maps_dir, log_level, keep_going, default)
+            obj._load(programs, pin_maps_dir, log_level, keep_going, default)
         except BaseException:
-            self.close()
+            obj.close()
             raise
-        return self
+        return obj
 
     def _kernel_btf(self) -> BTFSpec:
         if self._vmlinux is None:
@@ -136,9 +136,25 @@ class KernelObject:
                     spec.set_program_type(name, prog_type)
         spec = fill_kconfig(spec)
         self.btf = ObjectBTF(spec)
+        self._create_maps(spec, pin_maps_dir)
+        for name in names:
+            try:
+                self.programs[name] = self._load_program(spec, name, log_level)
+            except PybpfError as err:
+                if not keep_going:
+                    raise
+                if err.program is None:
+                    err.program = name
+                self.failures[name] = err
+        self._fill_prog_arrays(spec)
+
+    def _create_maps(self, spec: ObjectSpec, pin_dir: str | os.PathLike[str] | None) -> None:
+        """Every map, global data written (then frozen where libbpf freezes), and the
+        map-in-map slots the object initialises."""
+        assert self.btf is not None
         btf_fd = self.btf.fd if self.btf.loaded else None
         for name, mspec in spec.maps.items():
-            kmap = create_map(mspec, spec.name, btf_fd=btf_fd, pin_dir=pin_maps_dir)
+            kmap = create_map(mspec, spec.name, btf_fd=btf_fd, pin_dir=pin_dir)
             self.maps[name] = kmap
             if kmap.reused:
                 continue
@@ -147,34 +163,31 @@ class KernelObject:
             if mspec.frozen:
                 freeze_map(kmap.fd)
         for name, mspec in spec.maps.items():
-            if mspec.type.is_map_in_map and not self.maps[name].reused:
-                for index, inner in mspec.values:
-                    if inner not in self.maps:
-                        raise InputError(
-                            f"map {name!r} slot {index} names missing map {inner!r}",
-                            section=mspec.section,
-                        )
-                    self.maps[name].update(_key(index), _key(self.maps[inner].fd.fileno()))
-        for name in names:
-            entry = spec.program(name)
-            try:
-                linked = link(spec, name)
-                self.programs[name] = load_program(
-                    linked,
-                    spec,
-                    self.maps,
-                    self.btf,
-                    self._kernel_btf,
-                    section=entry.section,
-                    attach_to=entry.attach_to,
-                    log_level=log_level,
-                )
-            except PybpfError as err:
-                if not keep_going:
-                    raise
-                if err.program is None:
-                    err.program = name
-                self.failures[name] = err
+            if not mspec.type.is_map_in_map or self.maps[name].reused:
+                continue
+            for index, inner in mspec.values:
+                if inner not in self.maps:
+                    raise InputError(
+                        f"map {name!r} slot {index} names missing map {inner!r}",
+                        section=mspec.section,
+                    )
+                self.maps[name].update(_key(index), _key(self.maps[inner].fd.fileno()))
+
+    def _load_program(self, spec: ObjectSpec, name: str, log_level: int) -> KernelProgram:
+        entry = spec.program(name)
+        return load_program(
+            link(spec, name),
+            spec,
+            self.maps,
+            self.btf,
+            self._kernel_btf,
+            section=entry.section,
+            attach_to=entry.attach_to,
+            log_level=log_level,
+        )
+
+    def _fill_prog_arrays(self, spec: ObjectSpec) -> None:
+        """Prog array slots the object initialises, with the programs that loaded."""
         for name, mspec in spec.maps.items():
             if mspec.type != MapType.PROG_ARRAY or self.maps[name].reused:
                 continue
