@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import re as _re
 from typing import Any
 
 __all__ = [
@@ -186,7 +187,9 @@ class SyscallError(PybpfError, OSError):
         name = _errno.errorcode.get(err, str(err))
         message = f"{command} failed: {name}: {os.strerror(err)}"
         if log:
-            lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith("processed")]
+            # The kernel may end its reason without a newline before "processed N insns".
+            text = _re.sub(r"processed \d+ insns.*", "", log)
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
             if lines:
                 message += f": {lines[-1]}"
         PybpfError.__init__(self, message, **location)
