@@ -283,3 +283,36 @@ def test_state_type_classes_survive_joins():
     assert j.same_type("r1", "r2")
     parts = dict(j.split("r1"))
     assert parts[int(T.CTX)].type_of("r2") == int(T.CTX)
+
+
+_VARS = ["a", "b", "c"]
+_CONSTRAINTS = st.lists(
+    st.tuples(
+        st.sampled_from(_VARS + ["x", None]),
+        st.sampled_from(_VARS + ["x", None]),
+        st.integers(-20, 20),
+    ),
+    max_size=8,
+)
+
+
+def _zone(constraints) -> Zone | None:
+    z = Zone()
+    for x, y, k in constraints:
+        if not z.add_le(x, y, k):
+            return None
+    return z
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CONSTRAINTS, _CONSTRAINTS)
+def test_extending_a_free_variable_keeps_the_other_variables(mine, theirs):
+    here = _zone([c for c in mine if "x" not in c])
+    source = _zone(theirs)
+    if here is None or source is None:
+        return
+    extended = here.copy()
+    extended.extend("x", source)
+    for u in _VARS + [None]:
+        for w in _VARS + [None]:
+            assert extended.diff(u, w) == here.diff(u, w), (u, w)

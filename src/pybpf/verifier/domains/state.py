@@ -238,11 +238,9 @@ class State:
                 continue
             ka, kb = _kinds(ta), _kinds(tb)
             for kind in ka - kb:
-                v = f"{loc}.{kind}"
-                zb.set(v, *za.bounds(v))
+                zb.extend(f"{loc}.{kind}", self.zone)
             for kind in kb - ka:
-                v = f"{loc}.{kind}"
-                za.set(v, *zb.bounds(v))
+                za.extend(f"{loc}.{kind}", other.zone)
         return za, zb, types
 
     def join(self, other: State) -> State:

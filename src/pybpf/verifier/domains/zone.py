@@ -77,7 +77,7 @@ class Zone:
     def diff(self, x: str | None, y: str | None) -> int | float:
         """The best known upper bound of ``x - y`` (``None`` stands for the constant 0)."""
         if x is None:
-            return INF if y is None else -self.iv.get(y, _TOP)[0]
+            return 0 if y is None else -self.iv.get(y, _TOP)[0]
         if y is None:
             return self.iv.get(x, _TOP)[1]
         if x == y:
@@ -293,6 +293,36 @@ class Zone:
             if not self._tighten_lb(j, lo - d):
                 return False
         return True
+
+    def extend(self, x: str, source: Zone) -> None:
+        """Give ``x`` (meaningless here) as many of ``source``'s constraints on it as possible.
+
+        A constraint is taken only if, together with those already taken, it leaves some
+        value of ``x`` for every valuation of the other variables (``w_j - x <= b`` and
+        ``x - w_i <= a`` need ``w_j - w_i <= a + b`` here), so the states this zone
+        describes are unchanged; a later join then keeps, e.g., ``packet_size - x >= 14``
+        from the side where ``x`` means something.
+        """
+        self.forget(x)
+        ups = list(source.succ.get(x, {}).items())  # x - w <= k
+        lows = list(source.pred.get(x, {}).items())  # w - x <= k
+        lo, hi = source.iv.get(x, _TOP)
+        if hi != INF:
+            ups.append((None, hi))
+        if lo != -INF:
+            lows.append((None, -lo))
+        taken_up: list[tuple] = []
+        taken_low: list[tuple] = []
+        for w, k in ups:
+            if all(self.diff(wj, w) <= k + kj for wj, kj in taken_low):
+                taken_up.append((w, k))
+        for w, k in lows:
+            if all(self.diff(w, wi) <= ki + k for wi, ki in taken_up):
+                taken_low.append((w, k))
+        for w, k in taken_up:
+            self.add_le(x, w, k)
+        for w, k in taken_low:
+            self.add_le(w, x, k)
 
     # ---- lattice ---------------------------------------------------------------------------
     def join(self, other: Zone) -> Zone:
