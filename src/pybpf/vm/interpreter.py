@@ -6,7 +6,8 @@ runs it any number of times with :meth:`Interpreter.run`. :func:`execute` is the
 bpf_conformance convention in one call.
 
 Runs are bounded by an instruction budget (default ``pybpf.config.settings().insn_budget``)
-and raise :class:`~pybpf.errors.BudgetExceededError` when it runs out. Each run gets its
+and raise :class:`~pybpf.errors.BudgetExceededError` when it runs out (each program of a
+tail-call chain has its own budget). Each run gets its
 own registers and stack frames; runs of one interpreter may overlap (threads, or a helper
 re-entering the program), each on its own pre-decoded copy.
 """
@@ -23,7 +24,7 @@ from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, default_helpers
 from pybpf.runtime.loadcheck import check_program
 from pybpf.vm.machine import Machine
-from pybpf.vm.threaded import LddwResolver, ProgramExit, compile_program
+from pybpf.vm.threaded import LddwResolver, ProgramExit, TailCallTargets, compile_program
 
 __all__ = ["Interpreter", "execute", "CONFORMANCE_ENTRY_REGISTERS"]
 
@@ -51,7 +52,10 @@ class Interpreter:
       pseudo source (map fd, map value, ...); without it such programs are refused at load
       with :class:`~pybpf.errors.NotSupportedError`;
     - ``legacy_packet``: accept ``LD_ABS``/``LD_IND`` (runs then need ``packet=``);
-    - ``trace``: where ``bpf_trace_printk`` output goes (default: the runtime trace pipe).
+    - ``trace``: where ``bpf_trace_printk`` output goes (default: the runtime trace pipe);
+    - ``tail_call_targets``: ``fn(program_id) -> Interpreter | None``, the programs a prog
+      array's ids name: with it ``bpf_tail_call`` works (see :mod:`pybpf.vm.threaded`),
+      without it helper 12 is looked up in ``helpers`` like any other.
 
     Load errors: :class:`~pybpf.errors.InputError` (with ``pc``),
     :class:`~pybpf.errors.UninitializedRegisterError`, :class:`~pybpf.errors.DecodeError`,
@@ -68,6 +72,7 @@ class Interpreter:
         lddw_resolver: LddwResolver | None = None,
         legacy_packet: bool = False,
         trace: TraceSink | None = None,
+        tail_call_targets: TailCallTargets | None = None,
     ) -> None:
         self.insns: tuple[Instruction, ...] = tuple(insns)
         self.table = slot_table(self.insns)
@@ -78,6 +83,7 @@ class Interpreter:
         self.entry_registers = tuple(entry_registers)
         self.trace = trace
         self._resolver = lddw_resolver
+        self._tail_calls = tail_call_targets
         check_program(
             self.insns,
             self.table,
@@ -102,7 +108,8 @@ class Interpreter:
 
     def _build(self) -> tuple[Machine, list]:
         machine = Machine()
-        return machine, compile_program(self.insns, machine, self.helpers, self._lddw_value)
+        ops = compile_program(self.insns, machine, self.helpers, self._lddw_value, self._tail_calls)
+        return machine, ops
 
     # ---- running ----------------------------------------------------------------------------
     def run(
@@ -132,26 +139,48 @@ class Interpreter:
         if isinstance(packet, (bytes, bytearray, memoryview)):
             owned_packet = packet = Region.from_bytes(packet, kind="packet", writable=False)
         try:
+            return self._run(space, args, packet, cpu, self.trace, 0)[0]
+        finally:
+            if owned_packet is not None:
+                owned_packet.close()
+
+    def _run(
+        self,
+        space: AddressSpace,
+        args: tuple[int, ...],
+        packet: Region | None,
+        cpu: int,
+        trace: TraceSink | None,
+        tail_calls: int,
+    ) -> tuple[int, int]:
+        try:
             machine, ops = self._pool.pop()
         except IndexError:
             machine, ops = self._build()
+        ctx = machine.ctx
+        own_trace = ctx.trace
         try:
-            ctx = machine.ctx
             ctx.packet = packet
             ctx.cpu = cpu
-            if self.trace is not None:
-                ctx.trace = self.trace
+            if trace is not None:
+                ctx.trace = trace
             try:
                 machine.begin(space, args)
+                machine.tail_calls = tail_calls
                 _loop(ops, self.budget)
             finally:
                 machine.end()
-            return machine.R[0]
+            return machine.R[0], machine.tail_calls
         finally:
-            machine.ctx.packet = None
+            ctx.packet = None
+            ctx.trace = own_trace
             self._pool.append((machine, ops))
-            if owned_packet is not None:
-                owned_packet.close()
+
+    def tail_run(self, caller: Machine, ctx: int) -> tuple[int, int]:
+        """Run as the target of a tail call made on ``caller``: same address space, packet,
+        cpu and trace, r1 = ``ctx``; returns ``(r0, the chain's tail call count)``."""
+        c = caller.ctx
+        return self._run(caller.space, (ctx,), c.packet, c.cpu, c.trace, caller.tail_calls)
 
     def close(self) -> None:
         """Free the stack memory of every pooled run state."""

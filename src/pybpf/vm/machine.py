@@ -37,6 +37,7 @@ class Machine:
         self.space: AddressSpace = AddressSpace()
         self.ctx: ExecutionContext = ExecutionContext(self.space)
         self.may_goto = MAY_GOTO_LOOPS
+        self.tail_calls = 0  # bpf_tail_call count of this run's chain (Linux's tail_call_cnt)
 
     # ---- frames ---------------------------------------------------------------------------
     def stack(self, depth: int) -> Region:
@@ -73,6 +74,7 @@ class Machine:
         self.ctx.memory = space
         self.frames.clear()
         self.may_goto = MAY_GOTO_LOOPS
+        self.tail_calls = 0
         R = self.R
         for i in range(11):
             R[i] = 0

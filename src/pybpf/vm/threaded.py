@@ -17,6 +17,13 @@ Semantics are RFC 9669's, plus Linux's extensions:
 - JMP32 compares the low 32 bits; ``gotol`` uses the 32-bit ``imm`` offset;
 - ``may_goto`` jumps once its per-run budget (:data:`~pybpf.isa.opcodes.MAY_GOTO_LOOPS`)
   is spent, as Linux's rewrite does;
+- ``bpf_tail_call`` (helper 12), when the interpreter is given ``tail_call_targets``,
+  is the engine's (:func:`_tail_call`, Linux's ``JMP_TAIL_CALL``): the prog array slot's
+  program runs in place of the current function (fresh frame, r1 = the context) and its
+  r0 is what the current function returns; at most
+  :data:`~pybpf.isa.opcodes.MAX_TAIL_CALLS` per chain; an index out of range, the limit
+  reached or an empty slot fall through to the next instruction with r0 = -ENOENT (Linux
+  leaves r0 unreadable there);
 - ``call`` of a helper goes through the runtime registry; ``callx rN`` calls the helper
   whose id is in rN (the bpf_conformance convention); local calls get a fresh frame and
   r6-r9 are restored on return;
@@ -29,11 +36,15 @@ last-region cache in front of :meth:`pybpf.memory.AddressSpace.resolve`).
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pybpf.errors import HelperError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
+from pybpf.isa.opcodes import MAX_TAIL_CALLS
+from pybpf.maps import ProgArray, by_handle
 from pybpf.memory import atomics
 from pybpf.runtime import HelperRegistry, helper_failure
 from pybpf.runtime.loadcheck import call_target, jump_target
@@ -49,6 +60,8 @@ T64 = 1 << 64
 
 Op = Callable[[], int]
 LddwResolver = Callable[[Instruction, int], int]
+TailCallTargets = Callable[[int], Any]  # program id -> its interpreter (or None)
+TAIL_CALL = 12  # helper id of bpf_tail_call
 
 _SIZES = {Size.B: 1, Size.H: 2, Size.W: 4, Size.DW: 8}
 _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
@@ -851,6 +864,35 @@ def _callx(insn: Instruction, m: Machine, registry: HelperRegistry, pc: int, nxt
     return f
 
 
+def _tail_call(m: Machine, targets: TailCallTargets, pc: int, nxt: int) -> Op:
+    """``bpf_tail_call(ctx, prog_array, index)`` as Linux's interpreter runs it."""
+    R = m.R
+    failed = -errno.ENOENT & M64
+
+    def f():
+        array = by_handle(R[2])
+        if not isinstance(array, ProgArray) or array.closed:
+            raise HelperError(
+                f"bpf_tail_call: {R[2]:#x} is not a live prog array", helper_id=TAIL_CALL, pc=pc
+            )
+        index = R[3] & M32
+        if index >= array.max_entries or m.tail_calls >= MAX_TAIL_CALLS:
+            R[0] = failed
+            return nxt
+        m.tail_calls += 1
+        prog_id = array.program_id(index)
+        target = targets(prog_id) if prog_id else None
+        if target is None:
+            R[0] = failed
+            return nxt
+        R[0], m.tail_calls = target.tail_run(m, R[1])
+        if m.frames:
+            return m.pop_frame()
+        raise ProgramExit
+
+    return f
+
+
 def _local_call(m: Machine, pc: int, nxt: int, tgt: int) -> Op:
     R, push = m.R, m.push_frame
 
@@ -891,6 +933,7 @@ def _compile_one(
     m: Machine,
     registry: HelperRegistry,
     lddw_value: Callable[[Instruction, int], int],
+    tail_calls: TailCallTargets | None = None,
 ) -> Op:
     nxt = pc + insn.slots
     cls = insn.cls
@@ -906,6 +949,8 @@ def _compile_one(
             if insn.src == CallKind.LOCAL:
                 return _local_call(m, pc, nxt, call_target(insn, pc))
             if insn.src == CallKind.HELPER:
+                if insn.imm == TAIL_CALL and tail_calls is not None:
+                    return _tail_call(m, tail_calls, pc, nxt)
                 return _helper_call(insn.imm, m, registry, pc, nxt)
             raise NotSupportedError("kfunc calls are not supported", feature="kfunc", pc=pc)
         if insn.is_callx:
@@ -942,12 +987,17 @@ def compile_program(
     m: Machine,
     registry: HelperRegistry,
     lddw_value: Callable[[Instruction, int], int],
+    tail_calls: TailCallTargets | None = None,
 ) -> list[Op | None]:
-    """Closures for every slot of a (load-checked) program, bound to machine ``m``."""
+    """Closures for every slot of a (load-checked) program, bound to machine ``m``.
+
+    ``tail_calls`` makes ``bpf_tail_call`` the engine's (program id -> an object whose
+    ``tail_run(machine, ctx)`` runs it and returns ``(r0, tail call count)``).
+    """
     ops: list[Op | None] = []
     pc = 0
     for insn in insns:
-        ops.append(_compile_one(insn, pc, m, registry, lddw_value))
+        ops.append(_compile_one(insn, pc, m, registry, lddw_value, tail_calls))
         if insn.slots == 2:
             ops.append(None)
         pc += insn.slots
