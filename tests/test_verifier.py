@@ -96,7 +96,9 @@ def test_unchecked_packet_read_is_rejected():
 
 
 def test_uninitialised_register_is_rejected():
-    _reject(_xdp("r0 = r5\nexit"), "Invalid type", pc=1)
+    _reject(_xdp("r0 = r5\nexit"), "Invalid type", pc=0)
+    _reject(_xdp("*(u64 *)(r10 - 8) = r5\nr0 = 0\nexit"), "Invalid type", pc=0)
+    _reject(_xdp("r0 = 0\nr0 += r5\nexit"), "Invalid type", pc=1)
 
 
 def test_uninitialised_stack_is_rejected():

@@ -332,11 +332,15 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
 
 def _mem(ins: ir.Mem, info: ProgramInfo, options_stack: int) -> list[Assertion]:
     access = "read" if ins.is_load else "write"
+    stored: list[Assertion] = []
+    if not ins.is_load and not isinstance(ins.value, ir.Imm):
+        stored.append(TypeConstraint(ins.value, Group.ANY_INITIALIZED))
     if ins.base == 10:
         if ins.offset < -options_stack or ins.offset + ins.width > 0:
-            return [ValidAccess(10, ins.offset, ins.width, access)]
-        return []
+            return [*stored, ValidAccess(10, ins.offset, ins.width, access)]
+        return stored
     out: list[Assertion] = [
+        *stored,
         TypeConstraint(ins.base, Group.POINTER),
         ValidAccess(ins.base, ins.offset, ins.width, access),
     ]
@@ -352,9 +356,10 @@ def _bin(ins: ir.Bin) -> list[Assertion]:
     src = ins.src
     op = ins.op
     if op == ir.BinOp.MOV:
-        if not isinstance(src, ir.Imm) and not ins.is64:
-            return [TypeConstraint(src, Group.NUMBER)]
-        return []
+        if isinstance(src, ir.Imm):
+            return []
+        # no register is read before it is written (Linux's "!read_ok")
+        return [TypeConstraint(src, Group.NUMBER if not ins.is64 else Group.ANY_INITIALIZED)]
     if op in (ir.BinOp.MOVSX8, ir.BinOp.MOVSX16, ir.BinOp.MOVSX32):
         return [] if isinstance(src, ir.Imm) else [TypeConstraint(src, Group.NUMBER)]
     if op == ir.BinOp.ADD:
