@@ -154,19 +154,30 @@ def compile_module(module, *, opt_level: int = 2) -> NativeCode:
     return NativeCode(engine, tm, parsed, time.perf_counter() - start)
 
 
-_runtime: NativeCode | None = None
+_runtime: dict[str, NativeCode] = {}  # shared modules by the name of their function
+
+
+def _shared_module(name: str):
+    from pybpf.jit.batchloop import BATCH, batch_module
+    from pybpf.jit.lower import ACCESS_OK, runtime_module
+
+    builders = {ACCESS_OK: runtime_module, BATCH: batch_module}
+    if name not in builders:
+        raise InternalError(f"no shared runtime function {name!r}")
+    return builders[name]()
 
 
 def runtime_address(name: str) -> int:
-    """The address of function ``name`` of the shared runtime module, compiled on first use.
+    """The address of shared runtime function ``name``, compiled on first use.
 
-    The runtime module (:func:`pybpf.jit.lower.runtime_module`) stays loaded for the
-    life of the process, so its addresses may be stored in any program's context block.
+    Shared functions (the debug checks' ``pybpf_access_ok`` of
+    :func:`pybpf.jit.lower.runtime_module`, the batch loop of
+    :func:`pybpf.jit.batchloop.batch_module`) are compiled once per process, each in its
+    own module, and stay loaded for the life of the process, so their addresses may be
+    stored in any program's context block.
     """
-    global _runtime
     with _lock:
-        if _runtime is None:
-            from pybpf.jit.lower import runtime_module
-
-            _runtime = compile_module(runtime_module(), opt_level=2)
-        return _runtime.address(name)
+        code = _runtime.get(name)
+        if code is None:
+            code = _runtime[name] = compile_module(_shared_module(name), opt_level=2)
+        return code.address(name)

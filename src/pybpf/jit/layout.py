@@ -1,4 +1,4 @@
-"""Layout: the per-run context block JIT code and Python share (field slots, status codes).
+"""Layout: the native blocks JIT code and Python share (context slots, status codes, batches).
 
 Every run hands the compiled entry function the address of one native block of
 :data:`FIELDS` unsigned 64-bit slots. Generated code reads its inputs from it (stack base,
@@ -6,6 +6,10 @@ region table, packet, helper dispatcher) and, when it must stop, writes a status
 error's details there and returns; Python then raises the matching
 :mod:`pybpf.errors` exception. IR building (:mod:`pybpf.jit.lower`) and the Python side
 (:mod:`pybpf.jit.program`) both read the slot numbers from here, so they cannot disagree.
+
+A batch run (:meth:`pybpf.jit.JitProgram.run_batch`) also hands the batch loop a
+descriptor of :data:`BATCH_FIELDS` u64 fields (:class:`BatchField`) saying where the
+packets are and what each run's registers and context fields hold (:class:`PacketArg`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ __all__ = [
     "PERM_WRITE",
     "STACK_BYTES",
     "HELPER_ARGS",
+    "BatchField",
+    "BATCH_FIELDS",
+    "PacketArg",
+    "PATCH_FIELDS",
 ]
 
 
@@ -55,6 +63,9 @@ class Slot(IntEnum):
     RCACHE_SIZE = 23  # size 0 matches nothing. Reset whenever the region table changes.
     WCACHE_BASE = 24  # the same for writes
     WCACHE_SIZE = 25
+    BATCH_DATA = 26  # batch runs: the current packet's start and end (the batch loop
+    BATCH_END = 27  # writes them before each packet)
+    BATCH_ROW = 28  # 1: row 0 of the region table is the current packet (debug checks)
 
 
 FIELDS = len(Slot)
@@ -81,3 +92,39 @@ STACK_BYTES = MAX_CALL_DEPTH * STACK_SIZE
 
 # The dispatcher's arguments after the context: helper id, pc, call depth, r1..r5.
 HELPER_ARGS = 3 + 5
+
+
+class BatchField(IntEnum):
+    """Index of each u64 field of a batch descriptor (:mod:`pybpf.jit.batch`).
+
+    The batch loop (:mod:`pybpf.jit.batchloop`) reads it once; packet ``i`` is
+    ``[BASE + offsets[i], BASE + offsets[i] + lengths[i])``.
+    """
+
+    COUNT = 0  # packets
+    BASE = 1  # address of the packet buffer
+    OFFSETS = 2  # address of COUNT u64 offsets into the buffer
+    LENGTHS = 3  # address of COUNT u64 lengths
+    RESULTS = 4  # address of COUNT u64: each packet's r0
+    ARG_KINDS = 5  # 5 fields: a PacketArg per register r1..r5
+    ARG_VALUES = 10  # 5 fields: a constant added to each register's PacketArg value
+    CTX = 15  # address of the context copy each packet's run gets (0: none)
+    CTX_TEMPLATE = 16  # address of the context template copied to CTX before each packet
+    CTX_SIZE = 17  # bytes copied
+    PATCHES = 18  # address of NPATCHES rows (offset, PacketArg, size 4 or 8), each u64
+    NPATCHES = 19  # context fields set from the packet after the copy
+    ENTRY = 20  # address of the program's entry function, i64 (i64* ctx)
+
+
+BATCH_FIELDS = max(BatchField) + 1  # ARG_KINDS and ARG_VALUES span five fields each
+PATCH_FIELDS = 3
+
+
+class PacketArg(IntEnum):
+    """What a register (or a context field) holds for each packet of a batch run."""
+
+    ZERO = 0  # nothing but the constant
+    DATA = 1  # the packet's start address
+    DATA_END = 2  # one past its last byte
+    LENGTH = 3  # its length in bytes
+    CONTEXT = 4  # the address of the run's context copy

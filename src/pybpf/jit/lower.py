@@ -6,7 +6,8 @@
     i64 pybpf_entry(i64* ctx)     ; r1..r5 come from the block's ARG slots
 
 and :data:`REPEAT`, which runs the entry many times in a native loop (for timing, as
-BPF_PROG_TEST_RUN's ``repeat``). ``ctx`` is the run's context block
+BPF_PROG_TEST_RUN's ``repeat``); batches call the entry from a shared loop
+(:mod:`pybpf.jit.batchloop`). ``ctx`` is the run's context block
 (:mod:`pybpf.jit.layout`). Each eBPF function becomes an internal LLVM function
 ``i64 (ctx, depth, r1..r5)`` with its own registers and its own zeroed 512-byte frame
 (frame ``depth`` of the context's stack block; r10 is its end), so r6-r9 survive local

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from pybpf.config import settings
 from pybpf.errors import InputError, NotSupportedError
 from pybpf.isa import Instruction
+from pybpf.jit.batch import BatchPlan, BatchResult, PacketArg, PacketBatch
+from pybpf.jit.batchloop import BATCH
 from pybpf.jit.blocks import ControlFlow, analyse
 from pybpf.jit.calls import HelperDispatcher
 from pybpf.jit.compile import NativeCode, compile_module, runtime_address, unavailable_reason
+from pybpf.jit.layout import BatchField
 from pybpf.jit.lower import ACCESS_OK, ENTRY, REPEAT, lower_program
 from pybpf.jit.state import RunState
 from pybpf.memory import AddressSpace, Region
@@ -42,6 +46,7 @@ _U64 = ctypes.c_uint64
 # context block instead. CFUNCTYPE releases the GIL while native code runs.
 _ENTRY_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p)
 _REPEAT_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, _U64)
+_BATCH_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, ctypes.c_void_p)
 _M64 = (1 << 64) - 1
 _NO_BUDGET = (1 << 63) - 1
 
@@ -128,8 +133,10 @@ class JitProgram:
         self._code: NativeCode | None = compile_module(module, opt_level=opt_level)
         self.compile_seconds = time.perf_counter() - started
         self.llvm_seconds = self._code.compile_seconds
-        self._entry = _ENTRY_TYPE(self._code.address(ENTRY))
+        self._entry_address = self._code.address(ENTRY)
+        self._entry = _ENTRY_TYPE(self._entry_address)
         self._repeat = _REPEAT_TYPE(self._code.address(REPEAT))
+        self._batch: Callable | None = None  # the shared batch loop, on first use
         self._access = runtime_address(ACCESS_OK) if self.debug_checks else 0
         self._states: dict[int, RunState] = {}  # every state, by context block address
         self._dispatcher = HelperDispatcher(self.helpers, self._states, self.cfg.table)
@@ -189,6 +196,96 @@ class JitProgram:
         if not isinstance(repeat, int) or repeat < 1:
             raise InputError(f"repeat must be a positive integer, not {repeat!r}")
         return self._call(args, memory, packet, cpu, repeat)
+
+    def run_batch(
+        self,
+        packets: PacketBatch | Iterable[bytes | bytearray | memoryview],
+        *,
+        args: Sequence[object] = (PacketArg.DATA, PacketArg.LENGTH),
+        context: bytes | bytearray | memoryview | None = None,
+        context_fields: Mapping[int, object] | None = None,
+        memory: AddressSpace | None = None,
+        cpu: int = 0,
+    ) -> BatchResult:
+        """Run once per packet, all in one native loop (one Python-to-native transition).
+
+        ``packets``: a list of byte strings (copied; ``data_out`` gives them back as the
+        program left them) or a :class:`~pybpf.jit.batch.PacketBatch` (modified in place;
+        ``data_out`` is ``None``). Each run starts afresh (stack, budgets) and gets r1..r5
+        from ``args`` (see :class:`~pybpf.jit.batch.BatchPlan`; default r1 = the packet's
+        address, r2 = its length), the packet as the legacy ``LD_ABS``/``LD_IND`` packet
+        and, with ``context``, its own copy of that template with ``context_fields`` set
+        from the packet. The packet buffer (and the context copy) join ``memory`` for the
+        batch; debug checks let each run reach its own packet only, as separate runs would.
+
+        Returns every packet's r0. Stops at the first failing run and raises what
+        :meth:`run` raises, with ``packet_index`` set on the error; earlier packets keep
+        the changes their runs made.
+        """
+        plan = BatchPlan(args, context, context_fields)
+        owned = None
+        if not isinstance(packets, PacketBatch):
+            packets = owned = PacketBatch.from_packets(packets)
+        try:
+            return self._call_batch(plan, packets, memory, cpu, owned is not None)
+        finally:
+            if owned is not None:
+                owned.close()
+
+    def _call_batch(
+        self, plan: BatchPlan, batch: PacketBatch, memory, cpu: int, copy_out: bool
+    ) -> BatchResult:
+        if self._code is None:
+            raise InputError("the JIT program is closed")
+        space = memory if memory is not None else AddressSpace()
+        results = array("Q", bytes(8 * len(batch)))
+        added = []
+        ctx_region = None
+        try:
+            if batch.region not in space:
+                added.append(space.add(batch.region))
+            if plan.has_context:
+                ctx_region = Region(len(plan.template), kind="ctx", name="ctx")
+                added.append(space.add(ctx_region))
+            desc = plan.descriptor(batch, results, ctx_region)
+            desc[BatchField.ENTRY] = self._entry_address
+            if self._batch is None:
+                self._batch = _BATCH_TYPE(runtime_address(BATCH))
+            try:
+                state = self._pool.pop()
+            except IndexError:
+                state = self._new_state()
+            try:
+                state.begin(
+                    space,
+                    (),
+                    packet=None,
+                    cpu=cpu,
+                    trace=self.trace,
+                    budget=self.budget if self.debug_checks else _NO_BUDGET,
+                    debug=self.debug_checks,
+                    batch=batch.region,
+                )
+                start = time.perf_counter_ns()
+                done = self._batch(state.address, ctypes.addressof(desc))
+                elapsed = time.perf_counter_ns() - start
+                if state.words[0]:
+                    error = state.failure(self.budget, self._block_pcs)
+                    error.packet_index = done
+                    raise error
+            finally:
+                state.end()
+                self._pool.append(state)
+            return BatchResult(
+                results.tolist(),
+                batch.packets() if copy_out else None,
+                elapsed / len(batch) if len(batch) else 0.0,
+            )
+        finally:
+            for region in added:
+                space.remove(region)
+            if ctx_region is not None:
+                ctx_region.close()
 
     def _call(self, args, memory, packet, cpu, repeat: int) -> tuple[int, float]:
         if self._code is None:

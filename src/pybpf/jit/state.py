@@ -77,6 +77,7 @@ class RunState:
         self._budget = -1
         self._may_goto = -1
         self.debug = False
+        self.batch: Region | None = None  # the packet buffer of a batch run
         self._table = (ctypes.c_uint64 * REGION_FIELDS)()
         self._table_key: tuple = ()
         self.block[Slot.STACK] = self.stack.address
@@ -94,11 +95,14 @@ class RunState:
         trace: TraceSink | None,
         budget: int,
         debug: bool,
+        batch: Region | None = None,
     ) -> None:
         """Prepare the context block and the helper context for a run in ``space``.
 
         Only what differs from this state's previous run is written (the entry function
-        itself clears the status and restarts the budgets).
+        itself clears the status and restarts the budgets). ``batch`` is the packet buffer
+        of a batch run (in ``space``): the batch loop then writes the arguments and the
+        packet, and debug checks see only the current packet of it.
         """
         words = self.words
         if args != self._args:
@@ -129,6 +133,11 @@ class RunState:
         if ctx.trace is not trace:
             ctx.trace = trace
         self.debug = debug
+        self.batch = batch
+        if batch is not None:
+            self._args = None  # the batch loop writes the ARG slots
+            words[Slot.BATCH_DATA] = words[Slot.BATCH_END] = 0
+        words[Slot.BATCH_ROW] = int(batch is not None and debug)
         if debug:
             self.load_regions()
 
@@ -141,6 +150,7 @@ class RunState:
         if self.ctx.packet is not None:
             self.ctx.packet = None
         self.error = None
+        self.batch = None
 
     def show_frames(self, depth: int) -> None:
         """Make frames 0..depth (the live ones) reachable through ``ctx.memory``."""
@@ -153,11 +163,18 @@ class RunState:
             self.shown += 1
 
     def load_regions(self) -> None:
-        """Refresh the debug checks' region table from the address space (frames excluded)."""
+        """Refresh the debug checks' region table from the address space (frames excluded).
+
+        In a batch run, row 0 is the current packet and the batch buffer has no row.
+        """
         rows = []
         frames = self.frames
+        batch = self.batch
+        if batch is not None:
+            perms = (PERM_READ if batch.readable else 0) | (PERM_WRITE if batch.writable else 0)
+            rows.append((self.words[Slot.BATCH_DATA], self.words[Slot.BATCH_END], perms))
         for region in self.space:
-            if any(region is f for f in frames):
+            if region is batch or any(region is f for f in frames):
                 continue
             perms = (PERM_READ if region.readable else 0) | (PERM_WRITE if region.writable else 0)
             rows.append((region.address, region.end, perms))

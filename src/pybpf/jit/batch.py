@@ -1,0 +1,208 @@
+"""Batch: many packets in one native buffer, the descriptor the batch loop reads, its results.
+
+:class:`PacketBatch` holds packets back to back in one writable native region (from a
+list of byte strings, or one buffer plus offsets and lengths); programs modify them in
+place. :class:`BatchPlan` checks what each run's registers and context fields hold
+(:class:`~pybpf.jit.layout.PacketArg`) and writes the descriptor
+(:class:`~pybpf.jit.layout.BatchField`) of one batch run;
+:class:`BatchResult` is what :meth:`pybpf.jit.JitProgram.run_batch` returns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pybpf.errors import InputError
+from pybpf.jit.layout import BATCH_FIELDS, BatchField, PacketArg
+from pybpf.memory import Region
+
+__all__ = ["PacketBatch", "BatchPlan", "BatchResult", "PacketArg"]
+
+_M64 = (1 << 64) - 1
+_Descriptor = ctypes.c_uint64 * BATCH_FIELDS
+
+
+def _u64s(values: Iterable[int], what: str) -> array:
+    try:
+        return array("Q", values)
+    except (OverflowError, TypeError) as exc:
+        raise InputError(f"{what} must be integers in 0..2**64-1") from exc
+
+
+class PacketBatch:
+    """Packets in one writable native region: packet ``i`` is
+    ``region[offsets[i] : offsets[i] + lengths[i]]``.
+
+    ``PacketBatch(buffer, offsets, lengths)`` takes one buffer: a writable
+    :class:`~pybpf.memory.Region` is used in place (runs write into it; it stays the
+    caller's), any other bytes-like object is copied. :meth:`from_packets` lays out a list of byte
+    strings (each one starting on an ``align``-byte boundary). Packets may not overlap
+    the buffer's end; they may overlap each other (then runs see each other's writes).
+    Close with :meth:`close` (or use as a context manager).
+    """
+
+    def __init__(
+        self,
+        buffer: Region | bytes | bytearray | memoryview,
+        offsets: Sequence[int],
+        lengths: Sequence[int],
+    ) -> None:
+        if isinstance(buffer, Region):
+            if buffer.closed:
+                raise InputError("the packet buffer is closed")
+            self.region, self._owned = buffer, False
+        else:
+            self.region = Region.from_bytes(buffer, kind="packet", name="batch")
+            self._owned = True
+        self.offsets = _u64s(offsets, "packet offsets")
+        self.lengths = _u64s(lengths, "packet lengths")
+        if len(self.offsets) != len(self.lengths):
+            self.close()
+            raise InputError(
+                f"{len(self.offsets)} offsets but {len(self.lengths)} lengths for a packet batch"
+            )
+        size = self.region.size
+        for index, (offset, length) in enumerate(zip(self.offsets, self.lengths, strict=True)):
+            if offset + length > size:
+                self.close()
+                raise InputError(
+                    f"packet {index} ({offset}+{length}) is outside a buffer of {size} bytes",
+                    offset=offset,
+                )
+
+    @classmethod
+    def from_packets(
+        cls, packets: Iterable[bytes | bytearray | memoryview], *, align: int = 8
+    ) -> PacketBatch:
+        """Copy ``packets`` into one new buffer, each at an ``align``-byte boundary."""
+        if align < 1:
+            raise InputError(f"packet alignment must be positive, not {align}")
+        chunks = [memoryview(p).cast("B") for p in packets]
+        offsets, lengths, position = [], [], 0
+        for chunk in chunks:
+            offsets.append(position)
+            lengths.append(len(chunk))
+            position += -(-len(chunk) // align) * align
+        buffer = bytearray(position)
+        for offset, chunk in zip(offsets, chunks, strict=True):
+            buffer[offset : offset + len(chunk)] = chunk
+        return cls(buffer, offsets, lengths)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def packet(self, index: int) -> bytes:
+        """Packet ``index`` as it is now (after runs: as the program left it)."""
+        offset = self.offsets[index]
+        return bytes(self.region.view[offset : offset + self.lengths[index]])
+
+    def packets(self) -> list[bytes]:
+        """Every packet, in order."""
+        view = self.region.view
+        return [bytes(view[o : o + n]) for o, n in zip(self.offsets, self.lengths, strict=True)]
+
+    def close(self) -> None:
+        """Free the copy (a buffer given as bytes); a caller's region stays the caller's."""
+        if self._owned:
+            self.region.close()
+
+    def __enter__(self) -> PacketBatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _kind(value: object, what: str) -> PacketArg:
+    try:
+        return PacketArg(value)
+    except ValueError:
+        raise InputError(f"{what}: {value!r} is not a PacketArg") from None
+
+
+class BatchPlan:
+    """What each packet's run gets, checked once (see :meth:`pybpf.jit.JitProgram.run_batch`).
+
+    ``args``: r1..r5, each a :class:`PacketArg`, a plain integer (a constant), or a pair
+    ``(PacketArg, constant)`` (the value plus the constant). ``context``: a template
+    copied into a fresh native context region before every packet; ``context_fields``
+    maps a byte offset in it to a :class:`PacketArg` (stored as 8 bytes) or a pair
+    ``(PacketArg, size)`` with size 4 or 8, written after the copy (a context's packet
+    pointers, for example).
+    """
+
+    def __init__(
+        self,
+        args: Sequence[object],
+        context: bytes | bytearray | memoryview | None = None,
+        context_fields: Mapping[int, object] | None = None,
+    ) -> None:
+        if len(args) > 5:
+            raise InputError(f"at most 5 arguments (r1-r5), got {len(args)}")
+        self.kinds: list[int] = []
+        self.values: list[int] = []
+        for reg, arg in enumerate(list(args) + [0] * (5 - len(args)), start=1):
+            if isinstance(arg, PacketArg):
+                kind, value = arg, 0
+            elif isinstance(arg, int) and not isinstance(arg, bool):
+                kind, value = PacketArg.ZERO, arg
+            elif isinstance(arg, tuple) and len(arg) == 2 and isinstance(arg[1], int):
+                kind, value = _kind(arg[0], f"r{reg}"), arg[1]
+            else:
+                raise InputError(f"r{reg}: {arg!r} is not a PacketArg, integer or pair")
+            self.kinds.append(int(kind))
+            self.values.append(value & _M64)
+        self.has_context = context is not None
+        self.template = bytes(context) if context is not None else b""
+        self._template = ctypes.create_string_buffer(self.template, max(len(self.template), 1))
+        if context is None and context_fields:
+            raise InputError("context fields need a context template")
+        if PacketArg.CONTEXT in self.kinds and context is None:
+            raise InputError("PacketArg.CONTEXT needs a context template")
+        rows: list[int] = []
+        for offset, spec in (context_fields or {}).items():
+            kind, size = spec if isinstance(spec, tuple) else (spec, 8)
+            kind = _kind(kind, f"context field at {offset}")
+            if size not in (4, 8) or not isinstance(offset, int) or offset < 0:
+                raise InputError(f"context field {offset}: size must be 4 or 8, not {size}")
+            if offset + size > len(self.template):
+                raise InputError(
+                    f"context field {offset}+{size} is outside a {len(self.template)}-byte "
+                    "context",
+                    offset=offset,
+                )
+            rows += [offset, int(kind), size]
+        self.patches = array("Q", rows)
+
+    def descriptor(self, batch: PacketBatch, results: array, ctx: Region | None):
+        """The batch loop's descriptor for ``batch`` (kept alive by the caller)."""
+        desc = _Descriptor()
+        desc[BatchField.COUNT] = len(batch)
+        desc[BatchField.BASE] = batch.region.address
+        desc[BatchField.OFFSETS] = batch.offsets.buffer_info()[0]
+        desc[BatchField.LENGTHS] = batch.lengths.buffer_info()[0]
+        desc[BatchField.RESULTS] = results.buffer_info()[0]
+        for j in range(5):
+            desc[BatchField.ARG_KINDS + j] = self.kinds[j]
+            desc[BatchField.ARG_VALUES + j] = self.values[j]
+        if ctx is not None:
+            desc[BatchField.CTX] = ctx.address
+            desc[BatchField.CTX_TEMPLATE] = ctypes.addressof(self._template)
+            desc[BatchField.CTX_SIZE] = len(self.template)
+            desc[BatchField.PATCHES] = self.patches.buffer_info()[0]
+            desc[BatchField.NPATCHES] = len(self.patches) // 3
+        return desc
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A batch run: ``retvals[i]`` is packet ``i``'s r0 (u64); ``data_out[i]`` its data
+    after the run (given when the packets were a list; a :class:`PacketBatch` holds them
+    in place); ``ns_per_packet`` the mean native time per packet."""
+
+    retvals: list[int]
+    data_out: list[bytes] | None
+    ns_per_packet: float
