@@ -179,6 +179,45 @@ def test_packet_pointers_die_when_the_packet_may_move():
     _reject(_xdp(text), "Invalid type")
 
 
+RINGBUF = MapDescriptor(fd=1, type=int(MapType.RINGBUF), key_size=0, value_size=0, max_entries=4096)
+
+
+def _reserve(after: str) -> list[Instruction]:
+    """r0 = ringbuf_reserve(map 1, 8, 0), then ``after``."""
+    return [Instruction(code=0x18, dst=1, src=1, imm=1)] + assemble(
+        "r2 = 8\nr3 = 0\ncall 131\n" + after
+    )
+
+
+def _ringbuf(text: str):
+    return verify(_reserve(text), ProgType.XDP, maps={1: RINGBUF})
+
+
+def test_released_ring_buffer_record_is_accepted():
+    text = "if r0 == 0 goto +4\n*(u64 *)(r0 + 0) = 1\nr1 = r0\nr2 = 0\ncall 132\nr0 = 0\nexit"
+    assert _ringbuf(text).accepted, _ringbuf(text).report()
+
+
+def test_unreleased_ring_buffer_record_is_rejected():
+    _reject(_ringbuf("if r0 == 0 goto +1\n*(u64 *)(r0 + 0) = 1\nr0 = 0\nexit"), "Unreleased")
+
+
+def test_ring_buffer_record_is_dead_after_submit():
+    text = "if r0 == 0 goto +6\nr6 = r0\nr1 = r0\nr2 = 0\ncall 132\n*(u64 *)(r6 + 0) = 1\n"
+    _reject(_ringbuf(text + "r0 = 0\nexit"), "Invalid type")
+
+
+def test_releasing_twice_is_rejected():
+    text = "if r0 == 0 goto +6\nr6 = r0\nr1 = r0\nr2 = 0\ncall 132\nr1 = r6\ncall 132\n"
+    _reject(_ringbuf(text + "r0 = 0\nexit"), "Invalid type")
+
+
+def test_reference_rules_can_be_turned_off():
+    text = "if r0 == 0 goto +1\n*(u64 *)(r0 + 0) = 1\nr0 = 0\nexit"
+    off = Options(track_references=False)
+    assert verify(_reserve(text), ProgType.XDP, maps={1: RINGBUF}, options=off).accepted
+
+
 # ---- diagnostics -------------------------------------------------------------------------
 def test_rejection_raises_verifier_error_with_location():
     r = _xdp(GUARD.format(skip=2) + "r0 = *(u16 *)(r2 + 13)\nexit\nr0 = 2\nexit", name="drop")

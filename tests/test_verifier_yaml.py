@@ -19,6 +19,7 @@ from verifier_yaml import Case, load_cases, parse_program, run_case  # noqa: E40
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "verifier-tests"
 THRESHOLD = 0.99
+DEFAULTS_THRESHOLD = 0.98
 
 
 def _cases() -> list[Case]:
@@ -35,7 +36,12 @@ def test_every_case_is_read():
             assert parse_program(case.code), case.name
 
 
-def test_verdicts_agree_with_prevail(capsys):
+@pytest.mark.parametrize("prevail_model", [True, False], ids=["prevail-model", "pybpf-defaults"])
+def test_verdicts_agree_with_prevail(capsys, prevail_model):
+    """Like for like (PREVAIL's model: no reference tracking, copies of never-written
+    registers allowed) the verdicts must agree; with pybpf's stricter Linux rules the
+    differences are those rules' and stay few."""
+    threshold = THRESHOLD if prevail_model else DEFAULTS_THRESHOLD
     cases = _cases()
     ran = agree = 0
     skipped: collections.Counter[str] = collections.Counter()
@@ -45,7 +51,7 @@ def test_verdicts_agree_with_prevail(capsys):
         if reason is not None:
             skipped[reason.split(":")[0]] += 1
             continue
-        ours = run_case(case)
+        ours = run_case(case, prevail_model)
         ran += 1
         if bool(ours) == case.expects_error:
             agree += 1
@@ -55,13 +61,17 @@ def test_verdicts_agree_with_prevail(capsys):
             mismatches[case.file].append(f"{case.name}: pybpf {got!r}, PREVAIL {want!r}")
     rate = agree / ran
     with capsys.disabled():
-        print(f"\nPREVAIL YAML: {agree}/{ran} verdicts agree ({rate:.1%}); skipped {dict(skipped)}")
+        model = "PREVAIL's model" if prevail_model else "pybpf defaults"
+        print(
+            f"\nPREVAIL YAML ({model}): {agree}/{ran} verdicts agree ({rate:.1%}); "
+            f"skipped {dict(skipped)}"
+        )
         for file, items in sorted(mismatches.items()):
             print(f"  {file}: {len(items)} mismatch(es)")
             for item in items:
                 print(f"    {item}")
     assert ran + sum(skipped.values()) == len(cases)
-    assert rate >= THRESHOLD, dict(mismatches)
+    assert rate >= threshold, dict(mismatches)
 
 
 def test_rejections_name_the_instruction():

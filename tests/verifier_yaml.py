@@ -284,13 +284,20 @@ def _constrain(s: State, var: str, left: str, right: str) -> None:
         s.zone.meet_interval(var, lo, hi)
 
 
-def options_of(case: Case) -> Options:
-    """The analysis options a case asks for."""
+def options_of(case: Case, prevail_model: bool = True) -> Options:
+    """The analysis options a case asks for.
+
+    With ``prevail_model`` the two Linux rules PREVAIL does not have are off (reference
+    tracking, and refusing copies of never-written registers), so verdicts compare like for
+    like; without it pybpf's defaults apply.
+    """
     return Options(
         termination="termination" in case.options,
         allow_division_by_zero="!allow_division_by_zero" not in case.options,
         strict="strict" in case.options,
         must_exit=False,
+        track_references=not prevail_model,
+        forbid_uninit_reads=not prevail_model,
     )
 
 
@@ -303,11 +310,14 @@ def _resolve(program: list[tuple[int, ir.IrInstruction]]) -> list[tuple[int, ir.
     return out
 
 
-def run_case(case: Case) -> list[str]:
+def run_case(case: Case, prevail_model: bool = True) -> list[str]:
     """Our diagnostics for a case (empty when pybpf proves it safe)."""
     program = _resolve(parse_program(case.code))
     info = ProgramInfo(
-        context=TEST_CONTEXT, privileged=False, default_map=TEST_MAP, options=options_of(case)
+        context=TEST_CONTEXT,
+        privileged=False,
+        default_map=TEST_MAP,
+        options=options_of(case, prevail_model),
     )
     entry = state_from_constraints(case.pre)
     result = analyze(program, info, entry)

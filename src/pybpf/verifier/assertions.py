@@ -32,6 +32,8 @@ __all__ = [
     "ValidReturn",
     "BoundedLoopCount",
     "NonNullArithmetic",
+    "NoLeakedReferences",
+    "ReleasesReference",
     "Unsupported",
     "Assertion",
     "assertions_for",
@@ -217,6 +219,24 @@ class NonNullArithmetic:
 
 
 @dataclass(frozen=True, slots=True)
+class NoLeakedReferences:
+    """No acquired reference (socket, ring-buffer record) or spin lock is still held."""
+
+    def __str__(self) -> str:
+        return "no reference or lock is held"
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasesReference:
+    """``reg`` holds exactly one reference the program still holds."""
+
+    reg: int
+
+    def __str__(self) -> str:
+        return f"r{self.reg} is a held reference"
+
+
+@dataclass(frozen=True, slots=True)
 class Unsupported:
     """An instruction the analysis cannot prove anything about."""
 
@@ -241,6 +261,8 @@ Assertion = (
     | ValidReturn
     | BoundedLoopCount
     | NonNullArithmetic
+    | NoLeakedReferences
+    | ReleasesReference
     | Unsupported
 )
 
@@ -272,10 +294,13 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
         return [ValidHelper(call.func)]
     if not helper_allowed(info.context, contract.name):
         return [Unsupported(f"helper {contract.name} is not available to {info.context.name}")]
-    out: list[Assertion] = []
+    refs = info.options.track_references
+    out: list[Assertion] = [NoLeakedReferences()] if contract.is_tail_call and refs else []
     map_reg: int | None = None
     for arg in contract.args:
         reg, kind = arg.reg, arg.kind
+        if arg.release and refs:
+            out.append(ReleasesReference(reg))
         if kind == ArgKind.ANYTHING:
             if not info.privileged:
                 out.append(TypeConstraint(reg, Group.NUMBER))
@@ -333,7 +358,8 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
 def _mem(ins: ir.Mem, info: ProgramInfo, options_stack: int) -> list[Assertion]:
     access = "read" if ins.is_load else "write"
     stored: list[Assertion] = []
-    if not ins.is_load and not isinstance(ins.value, ir.Imm):
+    strict = info.options.forbid_uninit_reads
+    if strict and not ins.is_load and not isinstance(ins.value, ir.Imm):
         stored.append(TypeConstraint(ins.value, Group.ANY_INITIALIZED))
     if ins.base == 10:
         if ins.offset < -options_stack or ins.offset + ins.width > 0:
@@ -352,14 +378,17 @@ def _mem(ins: ir.Mem, info: ProgramInfo, options_stack: int) -> list[Assertion]:
     return out
 
 
-def _bin(ins: ir.Bin) -> list[Assertion]:
+def _bin(ins: ir.Bin, info: ProgramInfo) -> list[Assertion]:
     src = ins.src
     op = ins.op
     if op == ir.BinOp.MOV:
         if isinstance(src, ir.Imm):
             return []
-        # no register is read before it is written (Linux's "!read_ok")
-        return [TypeConstraint(src, Group.NUMBER if not ins.is64 else Group.ANY_INITIALIZED)]
+        if not ins.is64:
+            return [TypeConstraint(src, Group.NUMBER)]
+        if info.options.forbid_uninit_reads:  # Linux's "!read_ok"
+            return [TypeConstraint(src, Group.ANY_INITIALIZED)]
+        return []
     if op in (ir.BinOp.MOVSX8, ir.BinOp.MOVSX16, ir.BinOp.MOVSX32):
         return [] if isinstance(src, ir.Imm) else [TypeConstraint(src, Group.NUMBER)]
     if op == ir.BinOp.ADD:
@@ -397,7 +426,7 @@ def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) 
     if ins is None:
         return []
     if isinstance(ins, ir.Bin):
-        return _bin(ins)
+        return _bin(ins, info)
     if isinstance(ins, ir.Un):
         return [TypeConstraint(ins.dst, Group.NUMBER)]
     if isinstance(ins, ir.Mem):
@@ -420,6 +449,8 @@ def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) 
         if depth > 1:
             return []
         out: list[Assertion] = [TypeConstraint(0, Group.NUMBER)]
+        if info.options.track_references:
+            out.append(NoLeakedReferences())
         if info.return_range is not None:
             out.append(ValidReturn(*info.return_range))
         return out

@@ -24,7 +24,7 @@ from pybpf.verifier.memory import (
 )
 from pybpf.verifier.program import MapDescriptor, ProgramInfo
 
-__all__ = ["transform", "forget_packet_pointers"]
+__all__ = ["transform", "forget_packet_pointers", "LEAKED", "LOCK"]
 
 
 def forget_packet_pointers(s: State) -> None:
@@ -79,8 +79,35 @@ def _map_value(s: State, descs: list[MapDescriptor], nullable: bool) -> None:
     assign_pointer(s, "r0", nullable)
 
 
-def _helper(s: State, contract: Contract, info: ProgramInfo) -> None:
+LEAKED = -1  # a reference acquired again before the previous one was released
+LOCK = -2  # the spin lock is held
+
+
+def _release(s: State, reg: str) -> None:
+    """The object ``reg`` refers to is gone: forget the reference and every copy of it."""
+    ids = s.refs.get(reg, frozenset())
+    if len(ids) != 1:
+        return  # the checker refused it
+    s.held = s.held - ids
+    for loc, held in list(s.refs.items()):
+        if held & ids:
+            s.havoc(loc)
+
+
+def _acquire(s: State, site: int) -> None:
+    s.refs["r0"] = frozenset((site,))
+    s.held = s.held | ({site, LEAKED} if site in s.held else {site})
+
+
+def _helper(s: State, contract: Contract, info: ProgramInfo, site: int) -> None:
     descs = _maps_of(s, contract, info)
+    for arg in contract.args:
+        if arg.release:
+            _release(s, f"r{arg.reg}")
+    if contract.lock > 0:
+        s.held = s.held | {LOCK}
+    elif contract.lock < 0:
+        s.held = s.held - {LOCK}
     for arg in contract.args:
         reg = f"r{arg.reg}"
         if arg.kind == ArgKind.MEM and arg.writes:
@@ -111,6 +138,8 @@ def _helper(s: State, contract: Contract, info: ProgramInfo) -> None:
         s.havoc(r0, int(kind))
         s.zone.set("r0.socket_offset" if kind == T.SOCKET else "r0.btf_id_offset", 0, 0)
         assign_pointer(s, r0, contract.ret_nullable)
+    if contract.acquires:
+        _acquire(s, site)
     for r in range(1, 6):
         s.havoc(f"r{r}", int(T.UNINIT))
     if contract.changes_packet:
@@ -143,21 +172,24 @@ def _return(s: State, prefix: str) -> None:
         s.havoc(f"r{r}", int(T.UNINIT))
 
 
-def transform(s: State, ins: ir.IrInstruction, info: ProgramInfo, frame: str) -> State:
-    """The state after a call or an exit (``frame``: the node's call-frame prefix)."""
+def transform(
+    s: State, ins: ir.IrInstruction, info: ProgramInfo, frame: str, site: int = 0
+) -> State:
+    """The state after a call or an exit (``frame``: the node's call-frame prefix; ``site``:
+    the node's id, which names the references a helper call acquires)."""
     if isinstance(ins, ir.Call):
         contract = contract_for(ins.func, info)
         if contract is None:
             s.set_bottom()
         else:
-            _helper(s, contract, info)
+            _helper(s, contract, info, site)
     elif isinstance(ins, ir.Callx):
         func = s.zone.interval(f"r{ins.reg}.uvalue").singleton()
         contract = None if func is None else contract_for(func, info)
         if contract is None:
             s.set_bottom()
         else:
-            _helper(s, contract, info)
+            _helper(s, contract, info, site)
     elif isinstance(ins, ir.CallLocal):
         _call_local(s, frame)
     elif isinstance(ins, ir.Exit) and frame:

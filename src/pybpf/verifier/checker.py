@@ -293,6 +293,14 @@ def _check(a: A.Assertion, s: State, info: ProgramInfo) -> None:
                 s.zone.bounds(f"{reg}.addr")[0] > 0,
                 "Pointer arithmetic on a possibly null pointer",
             )
+    elif isinstance(a, A.NoLeakedReferences):
+        _require(not s.held, "Unreleased reference or lock")
+    elif isinstance(a, A.ReleasesReference):
+        ids = s.refs.get(f"r{a.reg}")
+        _require(
+            ids is not None and len(ids) == 1 and ids <= s.held,
+            "Release of a reference that is not held",
+        )
     elif isinstance(a, A.Unsupported):
         raise _Fail(a.reason)
     else:  # pragma: no cover - every assertion kind is handled above

@@ -16,7 +16,15 @@ from pybpf.helpers import ArgSpec, ArgType, RetType, lookup
 from pybpf.helpers.types import TypeFlag
 from pybpf.verifier.program import ProgramInfo
 
-__all__ = ["ArgKind", "RetKind", "Arg", "Contract", "contract_for", "PACKET_CHANGING"]
+__all__ = [
+    "ArgKind",
+    "RetKind",
+    "Arg",
+    "Contract",
+    "contract_for",
+    "PACKET_CHANGING",
+    "ACQUIRING",
+]
 
 
 class ArgKind(Enum):
@@ -64,6 +72,7 @@ class Arg:
     size_can_be_zero: bool = False
     reads: bool = True
     writes: bool = False
+    release: bool = False  # the helper releases the reference this argument holds
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,8 @@ class Contract:
     alloc_size_reg: int | None = None
     changes_packet: bool = False
     is_tail_call: bool = False
+    acquires: bool = False  # r0 (when not null) is a reference the program must release
+    lock: int = 0  # 1: takes the spin lock, -1: releases it
 
 
 # Linux's bpf_helper_changes_pkt_data().
@@ -108,6 +119,9 @@ PACKET_CHANGING = frozenset(
         "skb_change_type",
     }
 )
+
+# Linux's is_acquire_function(): r0 is a reference to release (sk_release, ringbuf_submit...).
+ACQUIRING = frozenset({"sk_lookup_tcp", "sk_lookup_udp", "skc_lookup_tcp", "ringbuf_reserve"})
 
 _SINGLE = {
     ArgType.ARG_ANYTHING: ArgKind.ANYTHING,
@@ -188,7 +202,7 @@ def _args(specs: tuple[ArgSpec, ...], name: str) -> tuple[tuple[Arg, ...], int |
                 alloc = reg
                 out.append(Arg(reg, kind, True))
             else:
-                out.append(Arg(reg, kind, nullable))
+                out.append(Arg(reg, kind, nullable, release=TypeFlag.OBJ_RELEASE in flags))
         else:
             out.append(Arg(reg, ArgKind.UNSUPPORTED))
     return tuple(out), alloc
@@ -214,6 +228,8 @@ def _contract(func: int) -> Contract | None:
         alloc_size_reg=alloc if kind == RetKind.ALLOC_MEM else None,
         changes_packet=proto.name in PACKET_CHANGING,
         is_tail_call=proto.name == "tail_call",
+        acquires=proto.name in ACQUIRING,
+        lock={"spin_lock": 1, "spin_unlock": -1}.get(proto.name, 0),
     )
 
 

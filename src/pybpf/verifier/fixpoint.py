@@ -48,9 +48,11 @@ class Analysis:
         self.counters = set(self.heads) if info.options.termination else set()
         self.assertions: dict[Label, list[Assertion]] = {}
         self.frames: dict[Label, str] = {}
-        for label, ins in cfg.instructions.items():
+        self.sites: dict[Label, int] = {}
+        for site, (label, ins) in enumerate(cfg.instructions.items()):
             self.assertions[label] = assertions_for(ins, info, label.depth)
             self.frames[label] = frame_key(label, isinstance(ins, CallLocal))
+            self.sites[label] = site
         self.entry = entry.copy()
         for head in self.counters:
             self.entry.zone.set(counter_name(head), 0, 0)
@@ -80,7 +82,8 @@ class Analysis:
         for a in self.assertions[label]:
             if check(a, state, self.info) is not None:
                 return State.make_bottom()
-        return transform(self.cfg.instructions[label], state, self.info, self.frames[label])
+        ins = self.cfg.instructions[label]
+        return transform(ins, state, self.info, self.frames[label], self.sites[label])
 
     def _visit(self, label: Label, pre: State) -> None:
         self.pre[label] = pre

@@ -289,6 +289,9 @@ def _null_test(s: State, loc: str, op: ir.CondOp) -> None:
         if lo > 0:
             s.set_bottom()
         else:
+            ids = s.refs.get(loc, frozenset())
+            if len(ids) == 1:
+                s.held = s.held - ids  # nothing was acquired
             set_const(s, loc, 0)  # a null pointer is the number 0, as in Linux
     elif op in (ir.CondOp.NE, ir.CondOp.GT):
         if not s.zone.meet_interval(addr, 1, float("inf")):
@@ -321,8 +324,11 @@ def _assume_offsets(s: State, cond: ir.Condition, kind: str) -> None:
         s.set_bottom()
 
 
-def transform(ins: ir.IrInstruction | None, state: State, info: ProgramInfo, frame: str) -> State:
-    """The state after ``ins`` (``frame``: the call-frame prefix of the node, ``""`` at top)."""
+def transform(
+    ins: ir.IrInstruction | None, state: State, info: ProgramInfo, frame: str, site: int = 0
+) -> State:
+    """The state after ``ins`` (``frame``: the call-frame prefix of the node, ``""`` at top;
+    ``site``: the node's id)."""
     if state.bottom or ins is None:
         return state
     s = state.copy()
@@ -339,7 +345,7 @@ def transform(ins: ir.IrInstruction | None, state: State, info: ProgramInfo, fra
     ):
         return memory.transform(s, ins, info)
     elif isinstance(ins, (ir.Call, ir.Callx, ir.CallLocal, ir.Exit)):
-        return calls.transform(s, ins, info, frame)
+        return calls.transform(s, ins, info, frame, site)
     else:
         s.set_bottom()  # unsupported instructions never pass their assertions
     return s

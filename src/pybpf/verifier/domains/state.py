@@ -12,7 +12,9 @@ Locations known to hold the same type (one was copied from the other, on every p
 a *type class* (``teq``), so after joining "both numbers" with "both ctx pointers" the two
 registers are still known to have the same type, which subtracting or comparing them needs.
 A map reference also keeps the *set* of maps it may be (``fds``), which an interval of fds
-would blur (joining map 0 and map 4 must not bring in map 2).
+would blur (joining map 0 and map 4 must not bring in map 2). References that must be
+released (sockets from ``sk_lookup_*``, ring-buffer records) carry the ids of the calls that
+acquired them (``refs``), and ``held`` is every reference that may still be outstanding.
 """
 
 from __future__ import annotations
@@ -25,12 +27,27 @@ from pybpf.verifier.domains.stack import Stack, cell_name
 from pybpf.verifier.domains.types import ADDRESS_KIND, ALL, KINDS, VALUE_KINDS, T, kinds_of
 from pybpf.verifier.domains.zone import Zone
 
-__all__ = ["State", "ALL_KINDS"]
+__all__ = ["State", "ALL_KINDS", "REFERENCED"]
 
 ALL_KINDS = VALUE_KINDS + (ADDRESS_KIND,) + tuple(k for kinds in KINDS.values() for k in kinds)
 _KINDS_CACHE: dict[int, frozenset[str]] = {}
 _CLASS_IDS = count(1)
 _MAP_REFS = int(T.MAP_FD | T.MAP_FD_PROGRAMS)
+REFERENCED = int(T.SOCKET | T.ALLOC_MEM | T.BTF_ID)  # types that may hold an acquired object
+
+
+def _join_sets(a: State, b: State, sa: dict, sb: dict, mask: int) -> dict:
+    """Per-location id sets after a join: the union, or nothing where a side does not know."""
+    out: dict[str, frozenset[int]] = {}
+    for loc in set(sa) | set(sb):
+        x, y = sa.get(loc), sb.get(loc)
+        if x is None and not a.type_of(loc) & mask:
+            x = frozenset()  # not such a pointer on this side: the other side decides
+        if y is None and not b.type_of(loc) & mask:
+            y = frozenset()
+        if x is not None and y is not None:
+            out[loc] = x | y
+    return out
 
 
 def _kinds(types: int) -> frozenset[str]:
@@ -43,7 +60,7 @@ def _kinds(types: int) -> frozenset[str]:
 class State:
     """One abstract state; ``bottom`` means unreachable."""
 
-    __slots__ = ("types", "zone", "stack", "bottom", "teq", "fds")
+    __slots__ = ("types", "zone", "stack", "bottom", "teq", "fds", "refs", "held")
 
     def __init__(self) -> None:
         self.types: dict[str, int] = {}
@@ -52,6 +69,8 @@ class State:
         self.bottom = False
         self.teq: dict[str, int] = {}
         self.fds: dict[str, frozenset[int]] = {}
+        self.refs: dict[str, frozenset[int]] = {}
+        self.held: frozenset[int] = frozenset()
 
     @staticmethod
     def make_bottom() -> State:
@@ -69,6 +88,8 @@ class State:
         s.bottom = self.bottom
         s.teq = dict(self.teq)
         s.fds = dict(self.fds)
+        s.refs = dict(self.refs)
+        s.held = self.held
         return s
 
     def set_bottom(self) -> None:
@@ -88,6 +109,8 @@ class State:
     def _set_types(self, loc: str, types: int) -> None:
         if not types & _MAP_REFS:
             self.fds.pop(loc, None)
+        if not types & REFERENCED:
+            self.refs.pop(loc, None)
         old = self.types.get(loc, ALL)
         if types == ALL:
             self.types.pop(loc, None)
@@ -193,6 +216,7 @@ class State:
         """Make a location unknown: any of ``types``, no numeric facts."""
         self.teq.pop(loc, None)
         self.fds.pop(loc, None)
+        self.refs.pop(loc, None)
         for kind in ALL_KINDS:
             self.zone.forget(f"{loc}.{kind}")
         if types == ALL:
@@ -213,6 +237,8 @@ class State:
             self.teq[dst] = cid
         if src in self.fds:
             self.fds[dst] = self.fds[src]
+        if src in self.refs:
+            self.refs[dst] = self.refs[src]
         for kind in _kinds(t):
             sv = f"{src}.{kind}"
             if self.zone.constrains(sv):
@@ -254,7 +280,9 @@ class State:
         res.zone = za.join(zb)
         res.types = types
         res.teq = self._join_classes(other)
-        res.fds = self._join_fds(other)
+        res.fds = _join_sets(self, other, self.fds, other.fds, _MAP_REFS)
+        res.refs = _join_sets(self, other, self.refs, other.refs, REFERENCED)
+        res.held = self.held | other.held
         res.stack, dropped = self.stack.join(other.stack)
         for name in dropped:
             res.havoc(name)
@@ -271,7 +299,9 @@ class State:
         res.zone = za.widen(zb, hard)
         res.types = types
         res.teq = self._join_classes(new)
-        res.fds = self._join_fds(new)
+        res.fds = _join_sets(self, new, self.fds, new.fds, _MAP_REFS)
+        res.refs = _join_sets(self, new, self.refs, new.refs, REFERENCED)
+        res.held = self.held | new.held
         res.stack, dropped = self.stack.join(new.stack)
         for name in dropped:
             res.havoc(name)
@@ -280,18 +310,6 @@ class State:
     def map_fds(self, loc: str) -> frozenset[int] | None:
         """The maps a map reference may be, when known as a set."""
         return self.fds.get(loc)
-
-    def _join_fds(self, other: State) -> dict[str, frozenset[int]]:
-        out: dict[str, frozenset[int]] = {}
-        for loc in set(self.fds) | set(other.fds):
-            a, b = self.fds.get(loc), other.fds.get(loc)
-            if a is None and not self.type_of(loc) & _MAP_REFS:
-                a = frozenset()  # not a map reference on this side: the other side decides
-            if b is None and not other.type_of(loc) & _MAP_REFS:
-                b = frozenset()
-            if a is not None and b is not None:
-                out[loc] = a | b
-        return out
 
     def _join_classes(self, other: State) -> dict[str, int]:
         """Type classes holding on both sides (a singleton type counts as its own class)."""
@@ -330,9 +348,15 @@ class State:
                 ignore.update(f"{loc}.{k}" for k in ALL_KINDS if k not in meaningful)
         if not self.stack.leq(other.stack):
             return False
-        for loc, fds in other.fds.items():
-            if self.type_of(loc) & _MAP_REFS and not self.fds.get(loc, fds | {-1}) <= fds:
-                return False
+        if not self.held <= other.held:
+            return False
+        for mine, theirs, mask in (
+            (self.fds, other.fds, _MAP_REFS),
+            (self.refs, other.refs, REFERENCED),
+        ):
+            for loc, ids in theirs.items():
+                if self.type_of(loc) & mask and not mine.get(loc, ids | {-1}) <= ids:
+                    return False
         for loc, cid in other.teq.items():
             for member, c in other.teq.items():
                 if c == cid and member > loc and not self.same_type(loc, member):
