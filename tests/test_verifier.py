@@ -214,8 +214,47 @@ def test_releasing_twice_is_rejected():
 
 def test_reference_rules_can_be_turned_off():
     text = "if r0 == 0 goto +1\n*(u64 *)(r0 + 0) = 1\nr0 = 0\nexit"
-    off = Options(track_references=False)
+    off = Options(linux_rules=False)
     assert verify(_reserve(text), ProgType.XDP, maps={1: RINGBUF}, options=off).accepted
+
+
+def test_stack_depth_and_context_accesses_are_recorded():
+    r = _xdp(
+        GUARD.format(skip=3) + "*(u64 *)(r10 - 24) = r4\nr0 = *(u8 *)(r2 + 13)\nexit\nr0 = 2\nexit"
+    )
+    assert r.accepted, r.report()
+    assert r.stack_depth == 32
+    assert r.ctx_accesses == {0: (0, 4, True), 1: (4, 4, True)}
+
+
+def test_combined_stack_of_all_frames_is_limited():
+    call = [Instruction(code=0x85, src=1, imm=2)]
+    main = assemble("*(u64 *)(r10 - 512) = 0\nexit")
+    callee = assemble("*(u64 *)(r10 - 8) = 0\nr0 = 0\nexit")
+    r = verify(assemble("r0 = 0") + call + main + callee, ProgType.XDP)
+    _reject(r, "combined stack size")
+    assert verify(
+        assemble("r0 = 0") + call + main + callee, ProgType.XDP, options=Options(linux_rules=False)
+    ).accepted
+
+
+def test_context_offsets_must_be_constant():
+    text = "r2 = *(u32 *)(r1 + 12)\nr2 &= 4\nr1 += r2\nr0 = *(u32 *)(r1 + 12)\nexit"
+    _reject(_xdp(text), "variable offset", pc=3)
+
+
+def test_invariants_print_like_prevail():
+    from pybpf.verifier import analyze, entry_state
+    from pybpf.verifier.lower import lower
+    from pybpf.verifier.program import ProgramInfo
+    from pybpf.verifier.result import describe_state
+
+    info = ProgramInfo.for_type(ProgType.XDP)
+    insns = assemble(GUARD.format(skip=2) + "r0 = *(u8 *)(r2 + 13)\nexit\nr0 = 2\nexit")
+    r = analyze(lower(insns), info, entry_state(info), keep_invariants=True)
+    lines = describe_state(r.invariants["5"])
+    assert "r2.type=packet" in lines and "r2.packet_offset=0" in lines
+    assert "r4.packet_offset-packet_size<=0" in lines
 
 
 # ---- diagnostics -------------------------------------------------------------------------

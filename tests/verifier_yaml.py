@@ -287,17 +287,16 @@ def _constrain(s: State, var: str, left: str, right: str) -> None:
 def options_of(case: Case, prevail_model: bool = True) -> Options:
     """The analysis options a case asks for.
 
-    With ``prevail_model`` the two Linux rules PREVAIL does not have are off (reference
-    tracking, and refusing copies of never-written registers), so verdicts compare like for
-    like; without it pybpf's defaults apply.
+    With ``prevail_model`` the Linux rules PREVAIL's model lacks are off (``linux_rules``:
+    reference tracking, refusing copies of never-written registers, ...), so verdicts compare
+    like for like; without it pybpf's defaults apply.
     """
     return Options(
         termination="termination" in case.options,
         allow_division_by_zero="!allow_division_by_zero" not in case.options,
         strict="strict" in case.options,
         must_exit=False,
-        track_references=not prevail_model,
-        forbid_uninit_reads=not prevail_model,
+        linux_rules=not prevail_model,
     )
 
 

@@ -122,9 +122,50 @@ def analyze(
             bounds.append(int(state.zone.bounds(counter_name(head))[1]))
     if bounds:
         result.loop_bound = max(bounds)
+    _footprint(analysis, info, result)
     if keep_invariants:
         result.invariants = {str(label): s for label, s in analysis.pre.items()}
     return result
+
+
+def _round16(n: int) -> int:
+    return (n + 15) // 16 * 16
+
+
+def _footprint(analysis: Analysis, info: ProgramInfo, result: Result) -> None:
+    """Record the stack depth and the context accesses; check the combined stack size."""
+    depths: dict[tuple[int, ...], int] = {}
+    deepest: dict[tuple[int, ...], Label] = {}
+    ctx: dict[int, tuple[int, int, bool]] = {}
+    for label in analysis.reachable():
+        ins = analysis.cfg.instructions[label]
+        if not isinstance(ins, (ir.Mem, ir.Atomic)):
+            continue
+        pre = analysis.pre[label]
+        base = f"r{ins.base}"
+        top = pre.zone.interval("r10.stack_offset").singleton()
+        if top is not None and pre.may_be(base, int(T.STACK)):
+            lo = pre.zone.bounds(f"{base}.stack_offset")[0]
+            if lo != float("-inf") and top - (lo + ins.offset) > depths.get(label.frame, 0):
+                depths[label.frame] = int(top - (lo + ins.offset))
+                deepest[label.frame] = label
+        if pre.type_of(base) == T.CTX:
+            off = pre.zone.interval(f"{base}.ctx_offset").singleton()
+            is_load = isinstance(ins, ir.Mem) and ins.is_load
+            access = (-1 if off is None else off + ins.offset, ins.width, is_load)
+            if ctx.setdefault(label.pc, access) != access:
+                ctx[label.pc] = (-1, ins.width, is_load)
+    total, where = 0, None
+    for frame in depths:
+        chain = sum(_round16(depths.get(frame[:i], 0)) for i in range(len(frame) + 1))
+        if chain > total:
+            total, where = chain, deepest[frame]
+    result.stack_depth = total
+    result.ctx_accesses = ctx
+    limit = info.options.combined_stack
+    if info.options.linux_rules and total > limit and where is not None:
+        message = f"combined stack size of all frames is {total} bytes, more than {limit}"
+        result.errors.append(Diagnostic(str(where), where.pc, message))
 
 
 def _resolve_indexes(

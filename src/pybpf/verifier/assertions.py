@@ -294,7 +294,7 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
         return [ValidHelper(call.func)]
     if not helper_allowed(info.context, contract.name):
         return [Unsupported(f"helper {contract.name} is not available to {info.context.name}")]
-    refs = info.options.track_references
+    refs = info.options.linux_rules
     out: list[Assertion] = [NoLeakedReferences()] if contract.is_tail_call and refs else []
     map_reg: int | None = None
     for arg in contract.args:
@@ -358,7 +358,7 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
 def _mem(ins: ir.Mem, info: ProgramInfo, options_stack: int) -> list[Assertion]:
     access = "read" if ins.is_load else "write"
     stored: list[Assertion] = []
-    strict = info.options.forbid_uninit_reads
+    strict = info.options.linux_rules
     if strict and not ins.is_load and not isinstance(ins.value, ir.Imm):
         stored.append(TypeConstraint(ins.value, Group.ANY_INITIALIZED))
     if ins.base == 10:
@@ -386,7 +386,7 @@ def _bin(ins: ir.Bin, info: ProgramInfo) -> list[Assertion]:
             return []
         if not ins.is64:
             return [TypeConstraint(src, Group.NUMBER)]
-        if info.options.forbid_uninit_reads:  # Linux's "!read_ok"
+        if info.options.linux_rules:  # Linux's "!read_ok"
             return [TypeConstraint(src, Group.ANY_INITIALIZED)]
         return []
     if op in (ir.BinOp.MOVSX8, ir.BinOp.MOVSX16, ir.BinOp.MOVSX32):
@@ -449,7 +449,7 @@ def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) 
         if depth > 1:
             return []
         out: list[Assertion] = [TypeConstraint(0, Group.NUMBER)]
-        if info.options.track_references:
+        if info.options.linux_rules:
             out.append(NoLeakedReferences())
         if info.return_range is not None:
             out.append(ValidReturn(*info.return_range))

@@ -71,6 +71,8 @@ def _check_ctx(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
     off = f"r{a.reg}.ctx_offset"
     wmax = _width_max(s, a)
     lo, hi = s.zone.bounds(off)
+    if info.options.linux_rules and a.access != "compare":
+        _require(lo == hi, "Context access at a variable offset")
     if a.access == "write":
         if layout.fields:
             first, last = lo + a.offset, hi + a.offset + wmax

@@ -26,10 +26,10 @@ class Options:
     ``allow_division_by_zero``: BPF defines ``x / 0 == 0``; when false a possible zero
     divisor is an error. ``strict``: also check array-map indexes. ``must_exit`` false
     lets the program end by running off its last instruction (PREVAIL's test programs).
-    ``track_references``: acquired sockets, ring-buffer records and spin locks must be
-    released on every path (Linux's rule; PREVAIL does not check it).
-    ``forbid_uninit_reads``: copying or storing a register never written is an error too
-    (Linux's ``!read_ok``; PREVAIL only refuses uses of such values).
+    ``linux_rules``: also enforce the rules Linux has and PREVAIL's model lacks: acquired
+    sockets, ring-buffer records and spin locks released on every path; no copy or store of
+    a register never written (``!read_ok``); constant context offsets (the loader rewrites
+    each context access); all frames' stacks together within ``combined_stack`` bytes.
     """
 
     termination: bool = False
@@ -42,8 +42,8 @@ class Options:
     widening_delay: int = 2
     descending_steps: int = 2
     must_exit: bool = True
-    track_references: bool = True
-    forbid_uninit_reads: bool = True
+    linux_rules: bool = True
+    combined_stack: int = 512
 
 
 _MAP_OF_PROGRAMS = (MapType.PROG_ARRAY,)

@@ -1,5 +1,10 @@
 """Result: the verdict of one verification, its diagnostics and the invariants behind them.
 
+Besides the verdict a :class:`Result` records what the loader needs: the stack depth the
+program uses (deepest frame chain) and, per instruction that reads or writes the context,
+the field offset and width (``ctx_accesses``), which the loader rewrites to the runtime's
+own context layout.
+
 A :class:`Diagnostic` names the instruction (``pc``, the CFG label such as ``0/11:12``
 for an edge inside an inlined call, and the source line when BTF line info is known), the
 assertion that failed in words, and the abstract values involved, e.g.
@@ -18,7 +23,7 @@ from pybpf.errors import VerifierError
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import OFFSET_KIND, T, format_types, single
 
-__all__ = ["Diagnostic", "Result", "describe_register"]
+__all__ = ["Diagnostic", "Result", "describe_register", "describe_state"]
 
 
 def _bounds(state: State, var: str) -> str:
@@ -44,6 +49,34 @@ def describe_register(state: State, reg: int) -> str:
     if kind is None:
         return name
     return f"{name}+{_bounds(state, f'{loc}.{kind}')}"
+
+
+def _bound_text(lo: int | float, hi: int | float) -> str:
+    if lo == hi:
+        return str(int(lo))
+    left = "-oo" if lo == float("-inf") else str(int(lo))
+    right = "+oo" if hi == float("inf") else str(int(hi))
+    return f"[{left}, {right}]"
+
+
+def describe_state(state: State) -> list[str]:
+    """The invariant as PREVAIL prints it: ``r1.type=packet``, ``r1.packet_offset=[0, 4]``,
+    ``packet_size-r3.packet_offset<=-1``, ``s[504...511].type=number``; sorted."""
+    if state.bottom:
+        return ["_|_"]
+    out = [f"{loc}.type={format_types(t)}" for loc, t in state.types.items()]
+    out += [f"{v}={_bound_text(lo, hi)}" for v, (lo, hi) in state.zone.iv.items()]
+    for x, row in state.zone.succ.items():
+        out += [f"{x}-{y}<={k}" for y, k in row.items()]
+    numeric, i = state.stack.numeric, 0
+    while numeric >> i:
+        if numeric >> i & 1:
+            n = state.stack.numeric_run(i)
+            out.append(f"s[{i}...{i + n - 1}].type=number")
+            i += n
+        else:
+            i += 1
+    return sorted(out)
 
 
 @dataclass(frozen=True)
@@ -80,6 +113,8 @@ class Result:
     program: str | None = None
     section: str | None = None
     invariants: Mapping[str, State] = field(default_factory=dict)
+    stack_depth: int = 0
+    ctx_accesses: Mapping[int, tuple[int, int, bool]] = field(default_factory=dict)
 
     @property
     def accepted(self) -> bool:
