@@ -48,7 +48,7 @@ def test_disasm_object_listing_assembles_back():
     from pybpf.isa import assemble, encode
     from pybpf.objects import Object, listing
 
-    spec = Object.open(EXAMPLES / "xdp_counter.o")
+    spec = Object.open(EXAMPLES / "xdp_counter.o").spec
     for prog in spec.programs.values():
         text = listing(spec, prog.name)
         body = text.split("\n", 1)[1]  # drop the "name (section, type):" header

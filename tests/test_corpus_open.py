@@ -55,11 +55,11 @@ def test_object(key):
         return
     if "reject" in statuses:
         try:
-            spec = pybpf.Object.open(path)
+            spec = pybpf.Object.open(path).spec
         except (InputError, NotSupportedError):
             return  # a clean refusal meets a reject row
     else:
-        spec = pybpf.Object.open(path)
+        spec = pybpf.Object.open(path).spec
     found = {(p.section, p.name) for p in spec.programs.values()}
     assert found == {(r["section"], r["function"]) for r in rows}
     for row in rows:
@@ -79,8 +79,8 @@ def test_every_row_is_covered():
 
 def test_same_bytes_same_spec():
     data = (CORPUS / "cilium" / "bpf_lxc.o").read_bytes()
-    a = pybpf.Object.open(data, name="x")
-    b = pybpf.Object.open(bytes(data), name="x")
+    a = pybpf.Object.open(data, name="x").spec
+    b = pybpf.Object.open(bytes(data), name="x").spec
     assert a == b
     assert a.copy() == a
     b.maps[next(iter(b.maps))].max_entries += 1
@@ -88,18 +88,18 @@ def test_same_bytes_same_spec():
 
 
 def test_windows_objects_are_recognised_and_translated():
-    bind = pybpf.Object.open(CORPUS / "invalid" / "dac31099c3bb5b6395908c82cc8540e77a6a1849")
+    bind = pybpf.Object.open(CORPUS / "invalid" / "dac31099c3bb5b6395908c82cc8540e77a6a1849").spec
     assert bind.platform == "windows"
     prog = bind.programs["BindMonitor"]
     assert prog.type == ProgType.BIND
     # Windows helper ids 1-3 are Linux's map helpers too; the records were 32-byte ones.
     assert all(len(m.record) == 8 for m in bind.maps.values())
-    tail = pybpf.Object.open(next((CORPUS / "invalid").glob("timeout-*")))
+    tail = pybpf.Object.open(next((CORPUS / "invalid").glob("timeout-*"))).spec
     assert tail.platform == "windows"
     calls = {i.imm for p in tail.programs.values() for i in p.instructions if i.is_call}
     assert 12 in calls and 5 not in calls  # Windows' tail_call (5) is Linux's 12
     prog_array = tail.maps["bind_tail_call_map"]
     assert prog_array.type.type_name == "prog_array" and prog_array.windows_type == 3
     assert prog_array.values[0] == (0, "bind_test_callee0")
-    linux = pybpf.Object.open(CORPUS / "linux" / "sockex1_kern.o")
+    linux = pybpf.Object.open(CORPUS / "linux" / "sockex1_kern.o").spec
     assert linux.platform == "linux"

@@ -21,14 +21,14 @@ FIXTURES = ROOT / "tests" / "fixtures" / "elf"
 
 def _open(name: str, **kw) -> pybpf.spec.ObjectSpec:
     base = FIXTURES if (FIXTURES / name).exists() else EXAMPLES
-    return pybpf.Object.open(base / name, **kw)
+    return pybpf.Object.open(base / name, **kw).spec
 
 
 def test_every_example_object_opens():
     objects = sorted(EXAMPLES.glob("*.o"))
     assert len(objects) >= 8
     for path in objects:
-        spec = pybpf.Object.open(path, kconfig={"LINUX_KERNEL_VERSION": 0x060100})
+        spec = pybpf.Object.open(path, kconfig={"LINUX_KERNEL_VERSION": 0x060100}).spec
         assert spec.name == path.stem and spec.programs and spec.license
         for name in spec.entry_programs:
             link(spec, name)

@@ -114,7 +114,7 @@ def _compare(
         counts["bpftool_programs"] += len(want)
         counts["bpftool_objects"] += bool(want)
         try:
-            spec = _shrink(Object.open(_path(rel)))
+            spec = _shrink(Object.open(_path(rel)).spec)
         except PybpfError as err:
             counts["open_errors"] += 1
             problems.extend(f"{rel}: {p}: open failed: {err}" for p in want)
@@ -195,7 +195,7 @@ def _udp_packet(proto: int) -> bytes:
 
 
 def test_xdp_counter_runs_with_globals_and_maps() -> None:
-    spec = Object.open(EXAMPLES / "xdp_counter.o")
+    spec = Object.open(EXAMPLES / "xdp_counter.o").spec
     spec.set_variable("drop_proto", 6)  # a .rodata constant, set before load
     with KernelObject.load(spec) as obj:
         prog = obj.program("xdp_count")
@@ -221,7 +221,7 @@ def test_xdp_counter_runs_with_globals_and_maps() -> None:
 
 
 def test_func_and_line_info_are_given_per_instruction_index() -> None:
-    spec = Object.open(EXAMPLES / "xdp_counter.o")
+    spec = Object.open(EXAMPLES / "xdp_counter.o").spec
     with KernelObject.load(spec) as obj:
         prog = obj.program("xdp_count")
         assert obj.btf is not None and obj.btf.loaded
@@ -234,7 +234,7 @@ def test_func_and_line_info_are_given_per_instruction_index() -> None:
 
 
 def test_btf_the_kernel_refuses_is_left_out_as_libbpf_does() -> None:
-    spec = Object.open(EXAMPLES / "xdp_counter.o")
+    spec = Object.open(EXAMPLES / "xdp_counter.o").spec
     assert spec.btf is not None
     types = tuple(
         dataclasses.replace(t, linkage=FuncLinkage.EXTERN) if isinstance(t, Func) else t
@@ -249,7 +249,7 @@ def test_btf_the_kernel_refuses_is_left_out_as_libbpf_does() -> None:
 
 
 def test_tail_calls_prog_array_and_map_in_map_are_filled() -> None:
-    with KernelObject.load(Object.open(EXAMPLES / "tail_calls.o")) as obj:
+    with KernelObject.load(Object.open(EXAMPLES / "tail_calls.o").spec) as obj:
         jump = obj.map("jump_table")
         ids = {name: obj.program(name).id for name in ("stage_one", "stage_two")}
         # Looking up a prog array / map-in-map slot from user space gives the object's id.
@@ -264,7 +264,7 @@ def test_tail_calls_prog_array_and_map_in_map_are_filled() -> None:
 
 
 def test_legacy_maps_load_where_libbpf_refuses() -> None:
-    spec = Object.open(EXAMPLES / "legacy_maps.o")
+    spec = Object.open(EXAMPLES / "legacy_maps.o").spec
     with KernelObject.load(spec) as obj:
         assert set(obj.programs) == {"count_len"}
         flows = obj.map("flows").info()
@@ -280,7 +280,7 @@ def test_refusal_carries_the_verifier_log_and_releases_everything() -> None:
         pytest.skip(f"corpus not found at {CORPUS}")
     before = open_fds()
     with pytest.raises(SyscallError) as info:
-        KernelObject.load(Object.open(path))
+        KernelObject.load(Object.open(path).spec)
     assert info.value.errno == errno.EACCES
     assert info.value.program == "test_ptr_arith"
     assert info.value.log.strip()
@@ -289,14 +289,14 @@ def test_refusal_carries_the_verifier_log_and_releases_everything() -> None:
 
 def test_close_releases_every_fd() -> None:
     before = open_fds()
-    obj = KernelObject.load(Object.open(EXAMPLES / "xdp_counter.o"))
+    obj = KernelObject.load(Object.open(EXAMPLES / "xdp_counter.o").spec)
     assert len(open_fds() - before) >= len(obj.maps) + len(obj.programs) + 1  # + BTF
     obj.close()
     assert open_fds() == before
 
 
 def test_programs_without_a_type_are_skipped_or_refused() -> None:
-    spec = Object.open(EXAMPLES / "programs.o")
+    spec = Object.open(EXAMPLES / "programs.o").spec
     name = next(iter(spec.entry_programs))
     spec.programs[name].type = None
     with KernelObject.load(spec) as obj:
@@ -309,7 +309,7 @@ def test_programs_without_a_type_are_skipped_or_refused() -> None:
 
 
 def test_a_text_function_named_in_programs_loads_on_its_own() -> None:
-    spec = Object.open(EXAMPLES / "xdp_counter.o")
+    spec = Object.open(EXAMPLES / "xdp_counter.o").spec
     prog = spec.programs["xdp_count"]
     prog.subprogram, prog.autoload = True, False  # as a .text function would be
     with KernelObject.load(spec) as obj:
@@ -325,7 +325,7 @@ def test_text_only_objects_load_given_a_program_type() -> None:
     if not CORPUS.is_dir() or not rels:
         pytest.skip(f"corpus not found at {CORPUS}")
     for rel in rels:
-        spec = Object.open(_path(rel))
+        spec = Object.open(_path(rel)).spec
         with KernelObject.load(spec) as obj:
             assert not obj.programs and set(obj.skipped) == set(spec.programs)
         with KernelObject.load(spec, prog_type="socket_filter") as obj:
@@ -335,7 +335,7 @@ def test_text_only_objects_load_given_a_program_type() -> None:
 
 
 def test_pinned_maps_are_pinned_then_reused() -> None:
-    spec = Object.open(EXAMPLES / "xdp_counter.o")
+    spec = Object.open(EXAMPLES / "xdp_counter.o").spec
     spec.maps["proto_count"].pinning = Pinning.BY_NAME
     with private_bpffs() as pins:
         with KernelObject.load(spec, pin_maps_dir=pins) as first:
@@ -352,7 +352,7 @@ def test_pinned_maps_are_pinned_then_reused() -> None:
 
 
 def test_windows_objects_are_refused() -> None:
-    spec = Object.open(EXAMPLES / "xdp_counter.o")
+    spec = Object.open(EXAMPLES / "xdp_counter.o").spec
     spec.platform = "windows"
     with pytest.raises(NotSupportedError):
         KernelObject.load(spec)

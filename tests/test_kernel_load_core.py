@@ -30,7 +30,7 @@ K = CoreReloKind
 
 
 def _program() -> tuple[ObjectSpec, LinkedProgram]:
-    spec = Object.open(FIXTURE)
+    spec = Object.open(FIXTURE).spec
     return spec, link(spec, "core_probe")
 
 
@@ -121,7 +121,7 @@ def _insn_at(prog: LinkedProgram, pc: int) -> Instruction:
 def test_corpus_objects_relocate_to_themselves() -> None:
     checked = 0
     for path in sorted((CORPUS / "cilium-examples").glob("tcprtt*.o")):
-        spec = Object.open(path)
+        spec = Object.open(path).spec
         assert spec.btf is not None
         for name in spec.entry_programs:
             prog = link(spec, name)

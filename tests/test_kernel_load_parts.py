@@ -60,7 +60,7 @@ def test_map_specs_get_libbpfs_fixups() -> None:
 
 
 def test_extern_sections_are_laid_out_as_libbpf_does() -> None:
-    spec = Object.open(EXAMPLES / "externs.o")
+    spec = Object.open(EXAMPLES / "externs.o").spec
     btf = loadable_spec(spec)
     assert btf is not None and btf is not spec.btf
     kconfig = btf.datasec(KCONFIG_SECTION)
@@ -79,12 +79,12 @@ def test_extern_sections_are_laid_out_as_libbpf_does() -> None:
     )  # no extern linkage left: the kernel refuses it
     assert not any(isinstance(t, Func) and t.linkage == FuncLinkage.EXTERN for t in btf.types)
     # Objects without extern sections load their BTF as it is.
-    plain = Object.open(EXAMPLES / "xdp_counter.o")
+    plain = Object.open(EXAMPLES / "xdp_counter.o").spec
     assert loadable_spec(plain) is plain.btf
 
 
 def test_kconfig_values_come_from_the_kernel_config() -> None:
-    spec = Object.open(EXAMPLES / "externs.o")
+    spec = Object.open(EXAMPLES / "externs.o").spec
     filled = fill_kconfig(spec, {"CONFIG_HZ": "250", "CONFIG_BPF_SYSCALL": "y"})
     assert filled is not spec and spec.externs["CONFIG_HZ"].value is None
     image = filled.maps[KCONFIG_SECTION].initial_value()
@@ -107,7 +107,7 @@ def test_kernel_version_code_is_a_linux_version_code() -> None:
 
 
 def test_ksyms_bind_to_the_kernels_btf_and_kallsyms() -> None:
-    spec = Object.open(EXAMPLES / "externs.o")
+    spec = Object.open(EXAMPLES / "externs.o").spec
     prog = link(fill_kconfig(spec, {}), "kconfig_probe")
     ((pc, name),) = prog.ksyms
     try:

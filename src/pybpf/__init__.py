@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Object"]
+__all__ = ["__version__", "Object", "load"]
 
 if TYPE_CHECKING:
-    from pybpf.objects import Object
+    from pybpf.objects import Object, load
 
 
 def __getattr__(name: str) -> Any:
-    """The public facade, imported on first use (``pybpf.Object``)."""
-    if name == "Object":
-        from pybpf.objects import Object
+    """The public facade, imported on first use (``pybpf.Object``, ``pybpf.load``)."""
+    if name in ("Object", "load"):
+        from pybpf import objects
 
-        return Object
+        return getattr(objects, name)
     raise AttributeError(f"module 'pybpf' has no attribute {name!r}")

@@ -67,7 +67,7 @@ def _disasm_object(out, file: Path, program: str | None, opcodes: bool) -> None:
     from pybpf.isa.instruction import slot_pcs
     from pybpf.objects import Object, listing
 
-    spec = Object.open(file)
+    spec = Object.open(file).spec
     if not out.json:
         click.echo(listing(spec, program, raw=opcodes), nl=False)
         return

@@ -23,7 +23,7 @@ def object_show(out, file: Path) -> None:
     """List an object's programs and maps (like `netsh ebpf show sections`)."""
     from pybpf.objects import Object, describe
 
-    info = describe(Object.open(file))
+    info = describe(Object.open(file).spec)
     if out.json:
         out.emit_json(info)
         return

@@ -6,7 +6,7 @@ libbpf. Importing this package works everywhere; loading needs Linux.
 
 >>> from pybpf.objects import Object
 >>> from pybpf.kernel import KernelObject
->>> with KernelObject.load(Object.open("xdp_counter.o")) as obj:      # doctest: +SKIP
+>>> with KernelObject.load(Object.open("xdp_counter.o").spec) as obj:     # doctest: +SKIP
 ...     obj.program("xdp_count").test_run(packet).retval
 """
 

@@ -1,0 +1,312 @@
+"""Program: one loaded program of an object on the portable backend: test_run, tag, id, tail calls.
+
+A :class:`Program` is what ``obj.programs["name"]`` gives after ``Object.load()``: the
+entry program linked with its subprograms (:attr:`Program.linked`), its map references
+bound to the object's live maps, load-checked and compiled by its engine (the interpreter
+or the JIT). :meth:`Program.test_run` is ``BPF_PROG_TEST_RUN``. Programs get process-wide
+ids like the kernel's (:func:`by_id`); a prog array stores them
+(``jt[0] = obj.programs["stage"]``) and the interpreter's ``bpf_tail_call`` finds its
+target through :func:`tail_call_target`.
+
+:func:`calc_tag` is Linux's ``bpf_prog_calc_tag``: the instructions as libbpf gives them
+to the kernel (map references as ``BPF_PSEUDO_MAP_FD``/``MAP_VALUE``) with both halves of
+map ``lddw`` immediates zeroed, hashed (SHA-256 from Linux 6.18, SHA-1 before; the
+running kernel's choice on Linux, SHA-256 elsewhere), first 8 bytes in hex: the tag
+``bpftool prog show`` prints for the same program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import platform
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pybpf.errors import InputError, NotSupportedError
+from pybpf.isa import Instruction, Pseudo, encode
+from pybpf.maps import Map
+from pybpf.memory import AddressSpace, Region
+from pybpf.progtypes import AttachType, ProgType
+from pybpf.progtypes.contexts import rules_for
+from pybpf.runtime import expose_maps
+from pybpf.spec import LinkedProgram, ProgramSpec
+
+__all__ = ["Program", "TestRunResult", "by_id", "live_programs", "tail_call_target", "calc_tag"]
+
+_M32 = (1 << 32) - 1
+_LOCK = threading.Lock()
+_IDS = itertools.count(1)
+_BY_ID: weakref.WeakValueDictionary[int, Program] = weakref.WeakValueDictionary()
+
+
+@dataclass(frozen=True)
+class TestRunResult:
+    """What ``BPF_PROG_TEST_RUN`` reports: the return value (low 32 bits of r0), the mean
+    duration of one run in nanoseconds, the data buffer after the run(s) and the context
+    after the run(s) (``None`` when no context was given)."""
+
+    __test__ = False  # not a pytest test class
+
+    retval: int
+    duration: int
+    data_out: bytes
+    ctx_out: bytes | None = None
+
+
+# ---- tags ---------------------------------------------------------------------------------
+def _kernel_uses_sha256() -> bool:
+    if platform.system() != "Linux":
+        return True
+    found = re.match(r"(\d+)\.(\d+)", platform.release())
+    return found is None or (int(found.group(1)), int(found.group(2))) >= (6, 18)
+
+
+def calc_tag(insns: Sequence[Instruction], *, sha256: bool | None = None) -> str:
+    """Linux's program tag of ``insns`` (16 hex digits; see the module docstring).
+
+    ``MAP_IDX``/``MAP_IDX_VALUE`` references count as the ``MAP_FD``/``MAP_VALUE`` libbpf
+    sends. ``sha256`` forces the algorithm (default: the running kernel's).
+    """
+    out: list[Instruction] = []
+    for insn in insns:
+        if insn.is_lddw and insn.src in (Pseudo.MAP_IDX, Pseudo.MAP_FD):
+            insn = dataclasses.replace(insn, src=Pseudo.MAP_FD, imm=0, imm_hi=0)
+        elif insn.is_lddw and insn.src in (Pseudo.MAP_IDX_VALUE, Pseudo.MAP_VALUE):
+            insn = dataclasses.replace(insn, src=Pseudo.MAP_VALUE, imm=0, imm_hi=0)
+        out.append(insn)
+    use_256 = _kernel_uses_sha256() if sha256 is None else sha256
+    digest = (hashlib.sha256 if use_256 else hashlib.sha1)(encode(out)).digest()
+    return digest[:8].hex()
+
+
+# ---- the registry -------------------------------------------------------------------------
+def by_id(prog_id: int) -> Program | None:
+    """The live program with id ``prog_id`` in this process, or ``None``."""
+    prog = _BY_ID.get(prog_id)
+    return None if prog is None or prog.closed else prog
+
+
+def live_programs() -> list[Program]:
+    """Every live program of this process, by id."""
+    with _LOCK:
+        ids = sorted(_BY_ID.keys())
+    return [p for p in (_BY_ID.get(i) for i in ids) if p is not None and not p.closed]
+
+
+class _TailTarget:
+    """A program as a tail-call target: its maps joined to the caller's address space."""
+
+    def __init__(self, program: Program, engine: Any) -> None:
+        self.program = program
+        self.engine = engine
+
+    def tail_run(self, caller: Any, ctx: int) -> tuple[int, int]:
+        expose_maps(caller.space, self.program._reachable)
+        return self.engine.tail_run(caller, ctx)
+
+
+def tail_call_target(prog_id: int) -> _TailTarget | None:
+    """What the interpreter's ``bpf_tail_call`` runs for program id ``prog_id``."""
+    prog = by_id(prog_id)
+    return None if prog is None else prog._tail_target()
+
+
+# ---- programs -----------------------------------------------------------------------------
+class Program:
+    """A loaded program (see the module docstring).
+
+    - ``name``, ``section``, ``type``, ``attach_type``, ``license``: from the spec;
+    - ``spec``: the :class:`~pybpf.spec.ProgramSpec` it was loaded from; ``linked``: the
+      :class:`~pybpf.spec.LinkedProgram` it runs (``linked.maps`` name the maps its
+      ``MAP_IDX`` immediates index); ``maps``: those maps, live. Runs reach every map of
+      the object (``reachable``: callbacks and tail-call targets may use others);
+    - ``engine``: ``"interpreter"`` or ``"jit"``; ``id``: process-wide, like the kernel's;
+    - ``run_cnt`` / ``run_time_ns``: runs made through :meth:`test_run` and their time.
+    """
+
+    def __init__(
+        self,
+        spec: ProgramSpec,
+        linked: LinkedProgram,
+        engine: str,
+        runner: Any,
+        maps: Sequence[Map],
+        *,
+        reachable: Sequence[Map] = (),
+        interpreter: Callable[[], Any],
+        license: str = "",
+        closers: Sequence[Any] = (),
+    ) -> None:
+        self.spec = spec
+        self.linked = linked
+        self.name = spec.name
+        self.section = spec.section
+        self.type: ProgType | None = linked.type
+        self.attach_type: AttachType | None = linked.attach_type
+        self.license = license
+        self.engine = engine
+        self.maps = list(maps)
+        self._reachable = list(reachable) or self.maps
+        self.run_cnt = 0
+        self.run_time_ns = 0
+        self.closed = False
+        self._runner = runner
+        self._make_interpreter = interpreter
+        self._interpreter = runner if engine == "interpreter" else None
+        self._closers = list(closers)
+        self._tag: str | None = None
+        with _LOCK:
+            self.id = next(_IDS)
+            _BY_ID[self.id] = self
+
+    # ---- facts ---------------------------------------------------------------------------
+    @property
+    def instructions(self) -> tuple[Instruction, ...]:
+        """The instructions the engine runs (entry then subprograms; maps by index)."""
+        return self.linked.instructions
+
+    @property
+    def tag(self) -> str:
+        """Linux's tag of the program (:func:`calc_tag`), as bpftool prints it."""
+        if self._tag is None:
+            self._tag = calc_tag(self.linked.instructions)
+        return self._tag
+
+    @property
+    def map_ids(self) -> list[int]:
+        """Ids of the maps the program refers to (bpftool's ``map_ids``)."""
+        return [m.id for m in self.maps]
+
+    @property
+    def context(self) -> str:
+        """How :meth:`test_run` builds the context now: ``"memory"`` (r1 = ``ctx_in`` or
+        ``data_in``, r2 = its length) or ``"buffer"`` (a structured context such as
+        ``xdp_md``: r1 = ``data_in``, r2 = its length, until context layouts are applied)."""
+        rules = rules_for(self.type) if self.type is not None else None
+        return "buffer" if rules is not None and rules.context.fields else "memory"
+
+    # ---- running -------------------------------------------------------------------------
+    def test_run(
+        self,
+        data_in: bytes = b"",
+        ctx_in: bytes | None = None,
+        repeat: int = 1,
+        *,
+        cpu: int = 0,
+    ) -> TestRunResult:
+        """``BPF_PROG_TEST_RUN``: run ``repeat`` times; returns retval, mean duration (ns),
+        data_out and ctx_out.
+
+        Context, until the verifier provides context layouts and their rewrites:
+
+        - programs whose context is plain memory (no type, ``kprobe``, ``tracepoint``,
+          ``raw_tracepoint``, ``tracing``/``lsm``, ``perf_event``, ``syscall``: the types
+          whose Linux context is an opaque struct the program reads directly): with
+          ``ctx_in`` r1 = a copy of it (read-only unless the type's context is writable, as
+          ``syscall``'s) and r2 = its length, as Linux; without it r1 = a writable copy of
+          ``data_in`` and r2 = its length, the bpf_conformance convention;
+        - every other type (``xdp``, ``socket``/``tc``/``cgroup_skb``, socket and cgroup
+          hooks: structured contexts Linux rewrites): r1 = a writable copy of ``data_in``,
+          r2 = its length. Such a program that reads its context fields sees the packet
+          bytes, not ``xdp_md``/``__sk_buff``; ``ctx_in`` is refused
+          (:class:`~pybpf.errors.NotSupportedError`).
+
+        The buffers persist across the ``repeat`` runs (a program sees its earlier writes),
+        as on Linux. Legacy ``LD_ABS``/``LD_IND`` loads read ``data_in``. Raises the
+        engine's :class:`~pybpf.errors.ExecutionError` subclasses (with ``pc``) and
+        :class:`~pybpf.errors.InputError` for bad arguments.
+        """
+        if self.closed:
+            raise InputError("the program is closed", program=self.name)
+        if not isinstance(repeat, int) or repeat < 1:
+            raise InputError(f"repeat must be a positive integer, not {repeat!r}")
+        data_in = bytes(data_in)
+        if ctx_in is not None and self.context == "buffer":
+            raise NotSupportedError(
+                f"ctx_in for {self.type.type_name if self.type else '?'} programs needs the "
+                "verifier's context layouts (not yet applied); pass the packet as data_in",
+                feature="ctx_in",
+                program=self.name,
+            )
+        space = AddressSpace()
+        expose_maps(space, self._reachable)
+        data = Region.from_bytes(data_in or b"\0", kind="packet", name="data_in", writable=True)
+        ctx = None
+        try:
+            if data_in:
+                space.add(data)
+            if ctx_in is not None:
+                rules = rules_for(self.type) if self.type is not None else None
+                writable = rules is None or rules.context.writable
+                ctx = Region.from_bytes(
+                    bytes(ctx_in) or b"\0", kind="context", name="ctx_in", writable=writable
+                )
+                space.add(ctx)
+                args = (ctx.address, len(ctx_in))
+            else:
+                args = (data.address, len(data_in)) if data_in else (0, 0)
+            packet = data if data_in else None
+            r0, elapsed = self._run(args, space, packet, cpu, repeat)
+            data_out = bytes(data.view[: len(data_in)])
+            ctx_out = bytes(ctx.view[: len(ctx_in)]) if ctx is not None and ctx_in else None
+            if ctx_in is not None and ctx_out is None:
+                ctx_out = b""
+        finally:
+            for region in (data, ctx):
+                if region is not None:
+                    if space.find(region.address) is region:
+                        space.remove(region)
+                    region.close()
+        self.run_cnt += repeat
+        self.run_time_ns += int(elapsed * repeat)
+        return TestRunResult(r0 & _M32, int(elapsed), data_out, ctx_out)
+
+    def _run(self, args, space, packet, cpu: int, repeat: int) -> tuple[int, float]:
+        runner = self._runner
+        if self.engine == "jit" and repeat > 1:
+            return runner.run_repeat(args, memory=space, packet=packet, cpu=cpu, repeat=repeat)
+        r0 = 0
+        start = time.perf_counter_ns()
+        for _ in range(repeat):
+            r0 = runner.run(args, memory=space, packet=packet, cpu=cpu)
+        return r0, (time.perf_counter_ns() - start) / repeat
+
+    def _tail_target(self) -> _TailTarget | None:
+        if self.closed:
+            return None
+        if self._interpreter is None:
+            self._interpreter = self._make_interpreter()
+            if self._interpreter is not self._runner:
+                self._closers.append(self._interpreter)
+        return _TailTarget(self, self._interpreter)
+
+    # ---- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Free the engine's code and run states (idempotent). Maps belong to the object."""
+        if self.closed:
+            return
+        self.closed = True
+        with _LOCK:
+            if _BY_ID.get(self.id) is self:
+                del _BY_ID[self.id]
+        for item in [self._runner, *self._closers]:
+            item.close()
+        self._closers.clear()
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = self.type.type_name if self.type is not None else "untyped"
+        state = " closed" if self.closed else ""
+        return f"<Program {self.name!r} {kind} id={self.id} engine={self.engine}{state}>"
