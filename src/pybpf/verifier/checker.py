@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from pybpf.progtypes.contexts import SOCK_LAYOUT, FieldKind
 from pybpf.verifier import assertions as A
+from pybpf.verifier.contracts import contract_for
+from pybpf.verifier.domains.arith import low32
 from pybpf.verifier.domains.interval import INF
 from pybpf.verifier.domains.stack import TOTAL_STACK
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import OFFSET_KIND, Group, T
+from pybpf.verifier.ir import Call
+from pybpf.verifier.preconditions import assertions_for
 from pybpf.verifier.program import ProgramInfo
 
 __all__ = ["check"]
@@ -224,9 +228,6 @@ def _comparable(s: State, a: A.Comparable, info: ProgramInfo) -> None:
 
 
 def _func(s: State, a: A.FuncConstraint, info: ProgramInfo) -> None:
-    from pybpf.verifier.assertions import assertions_for
-    from pybpf.verifier.contracts import contract_for
-    from pybpf.verifier.ir import Call
 
     lo, hi = s.zone.bounds(f"r{a.reg}.uvalue")
     _require(
@@ -263,8 +264,6 @@ def _check(a: A.Assertion, s: State, info: ProgramInfo) -> None:
         if not info.options.allow_division_by_zero:
             sv, uv = s.values(reg)
             if not a.is64:
-                from pybpf.verifier.domains.arith import low32
-
                 sv, uv = low32(sv, uv)
             _require(not (sv.contains(0) and uv.contains(0)), "Possible division by zero")
     elif isinstance(a, A.ValidSize):

@@ -11,10 +11,12 @@ checking on, each loop head increments its own counter ``pc[head]``.
 
 from __future__ import annotations
 
-from pybpf.verifier.assertions import Assertion, assertions_for
+from pybpf.verifier.assertions import Assertion
 from pybpf.verifier.cfg import Cfg, Label
 from pybpf.verifier.checker import check
 from pybpf.verifier.domains.state import State
+from pybpf.verifier.ir import CallLocal
+from pybpf.verifier.preconditions import assertions_for
 from pybpf.verifier.program import ProgramInfo
 from pybpf.verifier.transformer import transform
 from pybpf.verifier.wto import Cycle, cycle_heads, weak_topological_order
@@ -39,8 +41,6 @@ class Analysis:
     """Runs the fixpoint and keeps each node's pre- and post-state."""
 
     def __init__(self, cfg: Cfg, info: ProgramInfo, entry: State) -> None:
-        from pybpf.verifier.ir import CallLocal
-
         self.cfg = cfg
         self.info = info
         self.order = weak_topological_order(cfg.entry, lambda v: cfg.succ[v])
