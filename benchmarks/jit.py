@@ -11,9 +11,10 @@ Run ``python benchmarks/jit.py [--repeat N] [--json]``. For each program of
   (``duration``; needs root and ``bpf()``), and ``native``: C at ``cc -O2``;
 
 plus the compile time at O2 (ms) and ratios to the kernel. The last lines give the
-compile time of a 100-instruction program and the batch rate of the drop-empty-UDP
-program over 64-byte packets (``JitProgram.run_batch``: one Python-to-native transition
-per batch; ``ns/packet`` native, ``wall`` with the Python call and results included).
+compile time of a 100-instruction program, cold and from the code cache, and the batch
+rate of the drop-empty-UDP program over 64-byte packets (``JitProgram.run_batch``: one
+Python-to-native transition per batch; ``ns/packet`` native, ``wall`` with the Python
+call and results included).
 ``sum_loop``'s trip count is a constant, so LLVM turns it into a closed form; the other
 programs depend on their input.
 """
@@ -25,6 +26,7 @@ import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 
 import run as bench  # benchmarks/run.py: the programs, the kernel and native runners
@@ -39,6 +41,7 @@ from pybpf.jit import (
     llvm_version,
     unavailable_reason,
 )
+from pybpf.jit.cache import CodeCache
 from pybpf.memory import AddressSpace, Region
 
 
@@ -97,6 +100,26 @@ def compile_figure(n: int = 100) -> dict[str, float]:
                 times.append(jit.compile_seconds * 1e3)
         out[label] = round(statistics.median(times), 2)
     return out
+
+
+def cache_figure(n: int = 100, rounds: int = 7) -> dict[str, float]:
+    """Median ms to a runnable ``n``-instruction program: compiled (cold) and from the code
+    cache (warm: load check, key, reading the entry and linking it)."""
+    prog = synthetic_program(n)
+    cold, warm = [], []
+    with tempfile.TemporaryDirectory() as directory:
+        cache = CodeCache(directory)
+        for _ in range(rounds):
+            cache.clear()
+            for bucket, hit in ((cold, False), (warm, True)):
+                start = time.perf_counter()
+                with JitProgram(prog, cache=cache) as jit:
+                    assert jit.cache_hit is hit
+                bucket.append((time.perf_counter() - start) * 1e3)
+    return {
+        "cold_ms": round(statistics.median(cold), 2),
+        "warm_ms": round(statistics.median(warm), 2),
+    }
 
 
 # XDP-like, r1 = data, r2 = data_end: XDP_DROP (1) for an Ethernet/IPv4/UDP packet whose
@@ -195,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     figure = compile_figure()
     batch = batch_figure()
+    cached = cache_figure()
     if args.json:
         print(
             json.dumps(
@@ -203,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rows": rows,
                     "compile_100_insns": figure,
                     "batch_drop_empty_udp": batch,
+                    "cache_100_insns": cached,
                     "kernel_skipped": kernel_skip,
                     "native_skipped": native if isinstance(native, str) else None,
                 }
@@ -225,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         f"batch, drop-empty-UDP over {batch['packets']} 64-byte packets: "
         f"{batch['ns_per_packet']} ns/packet native ({batch['mpps']} M packets/s), "
         f"{batch['wall_ns_per_packet']} ns/packet wall"
+    )
+    print(
+        f"code cache, 100-instruction program: {cached['cold_ms']} ms cold (LLVM), "
+        f"{cached['warm_ms']} ms warm (cache hit)"
     )
     return 0
 

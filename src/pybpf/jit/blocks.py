@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 from pybpf.isa import Instruction, slot_table
 from pybpf.runtime.loadcheck import (
@@ -54,14 +55,40 @@ class Function:
 
 @dataclass(frozen=True)
 class ControlFlow:
-    """A checked program: the slot table (pc -> instruction) and its functions by entry."""
+    """A checked program: the slot table (pc -> instruction) and its function entries.
+
+    :attr:`functions` (each function's blocks, by entry) is built on first use: a program
+    whose code comes from a cache never needs it.
+    """
 
     table: tuple[Instruction | None, ...]
-    functions: dict[int, Function]
+    entries: tuple[int, ...]
+
+    @cached_property
+    def functions(self) -> dict[int, Function]:
+        """Every function, by entry pc, with its reachable blocks."""
+        return {entry: _function(entry, self.table) for entry in self.entries}
+
+    @cached_property
+    def block_pcs(self) -> dict[tuple[int, int], tuple[int, ...]]:
+        """(function entry, block start) -> the block's pcs."""
+        return {
+            (entry, block.start): block.pcs
+            for entry, fn in self.functions.items()
+            for block in fn.blocks
+        }
+
+
+@lru_cache(maxsize=256)
+def _code_facts(code: int) -> tuple[bool, bool, bool]:
+    """(is a jump, ends a block unless a call, is a call) for an opcode byte (enums are slow)."""
+    insn = Instruction(code)
+    return insn.is_jump, insn.is_exit or insn.is_jump, insn.is_call
 
 
 def _ends_block(insn: Instruction) -> bool:
-    return insn.is_exit or insn.is_jump or is_local_call(insn)
+    _, ends, call = _code_facts(insn.code)
+    return ends or (call and is_local_call(insn))
 
 
 def _function(entry: int, table: Sequence[Instruction | None]) -> Function:
@@ -78,7 +105,7 @@ def _function(entry: int, table: Sequence[Instruction | None]) -> Function:
         succ = successors(insn, pc)
         if _ends_block(insn):
             leaders.update(succ)
-        if insn.is_jump:
+        if _code_facts(insn.code)[0]:
             leaders.add(jump_target(insn, pc))
         work.extend(succ)
     blocks: list[Block] = []
@@ -119,5 +146,4 @@ def analyse(
         allow_pseudo_lddw=allow_pseudo_lddw,
         allow_legacy_packet=allow_legacy_packet,
     )
-    functions = {entry: _function(entry, table) for entry in function_entries(insns)}
-    return ControlFlow(tuple(table), functions)
+    return ControlFlow(tuple(table), tuple(function_entries(insns)))

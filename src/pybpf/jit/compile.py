@@ -1,11 +1,16 @@
 """Compile: LLVM IR to native code (target machine, optimisation, MCJIT), owned until close().
 
-:func:`compile_module` parses an ``llvmlite.ir`` module into the LLVM library, verifies it,
-runs the new pass manager's pipeline at the requested speed level (0-3) and hands it to an
-MCJIT engine built on its own target machine (MCJIT takes ownership of the target machine:
-sharing one between engines crashes once an engine is freed). The result,
-:class:`NativeCode`, holds the engine and the entry point's address; :meth:`NativeCode.close`
-frees the machine code, after which the address must not be called.
+Two steps, so that compiled code can be cached (:mod:`pybpf.jit.cache`):
+:func:`compile_object` parses an ``llvmlite.ir`` module into the LLVM library, verifies it,
+runs the new pass manager's pipeline at the requested speed level (0-3) and generates
+object code for this host (a :class:`CompiledObject`: plain bytes);
+:func:`load_object` links such object code into the process with an MCJIT engine built on
+its own target machine (MCJIT takes ownership of the target machine: sharing one between
+engines crashes once an engine is freed). :func:`compile_module` does both. The result,
+:class:`NativeCode`, holds the engine and gives function and global addresses;
+:meth:`NativeCode.close` frees the machine code, after which no address may be used.
+:func:`host_identity` says what object code depends on besides the IR (LLVM version,
+triple, CPU name and features).
 
 LLVM aborts the process on some malformed input instead of raising, so everything handed
 to this module has already been checked in Python (:mod:`pybpf.jit.blocks`); an IR
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from pybpf.errors import InternalError, NotSupportedError
 
@@ -25,8 +31,12 @@ except ImportError:  # pragma: no cover - exercised only where llvmlite is missi
     llvm = None  # type: ignore[assignment]
 
 __all__ = [
+    "CompiledObject",
     "NativeCode",
     "compile_module",
+    "compile_object",
+    "load_object",
+    "host_identity",
     "runtime_address",
     "llvm_version",
     "unavailable_reason",
@@ -71,17 +81,52 @@ def _host_features() -> str:
     return _features
 
 
+def host_identity() -> dict[str, str]:
+    """What compiled code depends on besides the program: LLVM, target triple, CPU, features."""
+    if llvm is None:
+        return {}
+    with _lock:
+        _initialise()
+        return {
+            "llvm": llvm_version(),
+            "triple": llvm.get_process_triple(),
+            "cpu": llvm.get_host_cpu_name(),
+            "features": _host_features(),
+        }
+
+
+def _target_machine(opt_level: int):
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=_host_features(), opt=opt_level
+    )
+
+
+@dataclass(frozen=True)
+class CompiledObject:
+    """A compiled module as bytes: the relocatable object code and the optimised bitcode.
+
+    ``object_code`` is what runs (loaded by :func:`load_object`); ``bitcode`` is kept so
+    the assembly and the optimised IR can be shown later. Both can be stored on disk
+    (:mod:`pybpf.jit.cache`) and loaded again in another process.
+    """
+
+    object_code: bytes
+    bitcode: bytes
+    opt_level: int
+
+
 class NativeCode:
     """The machine code of one compiled module: ``address(name)``, ``assembly()``, ``close()``.
 
-    ``compile_seconds`` is the time from IR text to callable code (parse, verify,
-    optimise, code generation).
+    ``compile_seconds`` is the time to callable code: from IR text (parse, verify,
+    optimise, code generation, loading) or, for code from a cache, loading alone.
+    ``compiled`` is the :class:`CompiledObject` it was loaded from.
     """
 
-    def __init__(self, engine, target_machine, module, compile_seconds: float) -> None:
+    def __init__(self, engine, compiled: CompiledObject, compile_seconds: float) -> None:
         self._engine = engine
-        self._tm = target_machine
-        self._module = module
+        self.compiled = compiled
         self.compile_seconds = compile_seconds
         self.closed = False
 
@@ -94,18 +139,26 @@ class NativeCode:
             raise InternalError(f"compiled module has no function {name!r}")
         return address
 
+    def global_address(self, name: str) -> int:
+        """The native address of global variable ``name`` (0 when there is none)."""
+        if self.closed:
+            raise InternalError("native code is closed")
+        return self._engine.get_global_value_address(name)
+
     def assembly(self) -> str:
         """The optimised module as native assembly text (for ``dump jited``)."""
         if self.closed:
             raise InternalError("native code is closed")
         with _lock:
-            return self._tm.emit_assembly(self._module)
+            module = llvm.parse_bitcode(self.compiled.bitcode)
+            return _target_machine(self.compiled.opt_level).emit_assembly(module)
 
     def optimised_ir(self) -> str:
         """The optimised module as LLVM IR text."""
         if self.closed:
             raise InternalError("native code is closed")
-        return str(self._module)
+        with _lock:
+            return str(llvm.parse_bitcode(self.compiled.bitcode))
 
     def close(self) -> None:
         """Free the machine code (idempotent); its addresses become invalid."""
@@ -114,7 +167,7 @@ class NativeCode:
         self.closed = True
         with _lock:
             self._engine.close()
-        self._engine = self._module = self._tm = None
+        self._engine = None
 
     def __enter__(self) -> NativeCode:
         return self
@@ -123,21 +176,20 @@ class NativeCode:
         self.close()
 
 
-def compile_module(module, *, opt_level: int = 2) -> NativeCode:
-    """Compile an ``llvmlite.ir`` module for this host at ``opt_level`` (0-3)."""
+def _check_level(opt_level: int) -> None:
     if llvm is None:
         raise NotSupportedError(unavailable_reason() or "no LLVM", feature="jit")
     if opt_level not in (0, 1, 2, 3):
         raise NotSupportedError(f"optimisation level must be 0-3, not {opt_level}", feature="jit")
-    start = time.perf_counter()
+
+
+def compile_object(module, *, opt_level: int = 2) -> CompiledObject:
+    """Optimise an ``llvmlite.ir`` module for this host at ``opt_level`` (0-3) and generate
+    its object code."""
+    _check_level(opt_level)
     with _lock:
         _initialise()
-        target = llvm.Target.from_default_triple()
-        tm = target.create_target_machine(
-            cpu=llvm.get_host_cpu_name(),
-            features=_host_features(),
-            opt=opt_level,
-        )
+        tm = _target_machine(opt_level)
         module.triple = llvm.get_process_triple()
         module.data_layout = str(tm.target_data)
         try:
@@ -149,9 +201,36 @@ def compile_module(module, *, opt_level: int = 2) -> NativeCode:
             options = llvm.create_pipeline_tuning_options(speed_level=opt_level)
             builder = llvm.create_pass_builder(tm, options)
             builder.getModulePassManager().run(parsed, builder)
-        engine = llvm.create_mcjit_compiler(parsed, tm)
-        engine.finalize_object()
-    return NativeCode(engine, tm, parsed, time.perf_counter() - start)
+        return CompiledObject(tm.emit_object(parsed), parsed.as_bitcode(), opt_level)
+
+
+def load_object(compiled: CompiledObject) -> NativeCode:
+    """Link object code into this process (an MCJIT engine of its own) and return it.
+
+    Raises :class:`~pybpf.errors.InternalError` when LLVM cannot load it.
+    """
+    _check_level(compiled.opt_level)
+    start = time.perf_counter()
+    with _lock:
+        _initialise()
+        empty = llvm.parse_assembly("")
+        empty.triple = llvm.get_process_triple()
+        engine = llvm.create_mcjit_compiler(empty, _target_machine(compiled.opt_level))
+        try:
+            engine.add_object_file(llvm.ObjectFileRef.from_data(compiled.object_code))
+            engine.finalize_object()
+        except (RuntimeError, OSError) as exc:
+            engine.close()
+            raise InternalError(f"LLVM could not load the object code: {exc}") from exc
+    return NativeCode(engine, compiled, time.perf_counter() - start)
+
+
+def compile_module(module, *, opt_level: int = 2) -> NativeCode:
+    """Compile an ``llvmlite.ir`` module for this host at ``opt_level`` (0-3) and load it."""
+    start = time.perf_counter()
+    code = load_object(compile_object(module, opt_level=opt_level))
+    code.compile_seconds = time.perf_counter() - start
+    return code
 
 
 _runtime: dict[str, NativeCode] = {}  # shared modules by the name of their function

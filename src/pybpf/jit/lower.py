@@ -36,11 +36,14 @@ each block charges its length to the instruction budget before it runs.
 
 A function's frame is zeroed on entry only when the function names r10: otherwise
 nothing can reach it.
+
+An ``lddw`` with a pseudo source (a map, a map value, ...) loads its value from the
+global :data:`LDDW_TABLE` (one u64 per such instruction, in pc order: :func:`lddw_slots`),
+which the program fills after loading the code: the code does not depend on the values,
+so it can be cached and reused in a process where the maps live at other addresses.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 from pybpf.errors import InternalError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
@@ -53,9 +56,18 @@ try:  # the JIT is optional: without llvmlite, lower_program raises NotSupported
 except ImportError:  # pragma: no cover - exercised only where llvmlite is missing
     ir = None  # type: ignore[assignment]
 
-__all__ = ["lower_program", "runtime_module", "ENTRY", "REPEAT", "ACCESS_OK"]
+__all__ = [
+    "lower_program",
+    "runtime_module",
+    "lddw_slots",
+    "ENTRY",
+    "REPEAT",
+    "ACCESS_OK",
+    "LDDW_TABLE",
+]
 
 ENTRY = "pybpf_entry"
+LDDW_TABLE = "pybpf_lddw"
 REPEAT = "pybpf_repeat"
 ACCESS_OK = "pybpf_access_ok"
 
@@ -99,12 +111,17 @@ def _const(bits: int, value: int):
 class _Module:
     """Module-wide declarations shared by every function."""
 
-    def __init__(self, cfg: ControlFlow, lddw_values: Mapping[int, int], debug: bool) -> None:
+    def __init__(self, cfg: ControlFlow, debug: bool) -> None:
         self.cfg = cfg
-        self.lddw_values = lddw_values
         self.debug = debug
         self.module = ir.Module(name="pybpf")
         i64, i8, i1 = _int(64), _int(8), _int(1)
+        self.lddw_slots = lddw_slots(cfg)
+        self.lddw_table = None
+        if self.lddw_slots:  # resolved after loading: the code does not depend on the values
+            table_type = ir.ArrayType(i64, len(self.lddw_slots))
+            self.lddw_table = ir.GlobalVariable(self.module, table_type, name=LDDW_TABLE)
+            self.lddw_table.initializer = ir.Constant(table_type, None)
         self.ctx_type = i64.as_pointer()
         self.fn_type = ir.FunctionType(i64, [self.ctx_type] + [i64] * 6)
         self.dispatch_type = ir.FunctionType(i64, [self.ctx_type] + [i64] * 8)
@@ -375,8 +392,12 @@ class _FunctionLowering:
         elif cls == Class.STX:
             self.atomic(insn, pc)
         elif insn.is_lddw:
-            value = self.mod.lddw_values.get(pc, insn.imm64)
-            self.set(insn.dst, _const(64, value))
+            slot = self.mod.lddw_slots.get(pc)
+            if slot is None:
+                self.set(insn.dst, _const(64, insn.imm64))
+            else:
+                where = self.b.gep(self.mod.lddw_table, [_const(32, 0), _const(32, slot)])
+                self.set(insn.dst, self.b.load(where))
         elif insn.is_legacy_packet_load:
             self.legacy_packet(insn, pc)
         else:  # blocks.analyse refused it
@@ -717,16 +738,18 @@ class _FunctionLowering:
         self.set(0, b.zext(value, _int(64)))
 
 
-def lower_program(
-    cfg: ControlFlow, *, lddw_values: Mapping[int, int] | None = None, debug_checks: bool = False
-):
-    """The ``ir.Module`` of a checked program (see the module docstring).
+def lddw_slots(cfg: ControlFlow) -> dict[int, int]:
+    """The pc of every ``lddw`` with a pseudo source -> its index in :data:`LDDW_TABLE`."""
+    table = cfg.table
+    pcs = [pc for pc, insn in enumerate(table) if insn is not None and insn.is_lddw and insn.src]
+    return {pc: index for index, pc in enumerate(pcs)}
 
-    ``lddw_values`` maps the pc of an ``lddw`` with a pseudo source to its resolved value.
-    """
+
+def lower_program(cfg: ControlFlow, *, debug_checks: bool = False):
+    """The ``ir.Module`` of a checked program (see the module docstring)."""
     if ir is None:
         raise NotSupportedError("the JIT needs llvmlite (pip install 'pybpf[jit]')", feature="jit")
-    mod = _Module(cfg, lddw_values or {}, debug_checks)
+    mod = _Module(cfg, debug_checks)
     for function in cfg.functions.values():
         _FunctionLowering(mod, function).lower()
     i64 = _int(64)

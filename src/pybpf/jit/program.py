@@ -18,20 +18,28 @@ are bounded by the instruction budget, so unverified code runs safely.
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from pybpf.config import settings
-from pybpf.errors import InputError, NotSupportedError
+from pybpf.errors import InputError, InternalError, NotSupportedError
 from pybpf.isa import Instruction
 from pybpf.jit.batch import BatchPlan, BatchResult, PacketArg, PacketBatch
 from pybpf.jit.batchloop import BATCH
 from pybpf.jit.blocks import ControlFlow, analyse
+from pybpf.jit.cache import CodeCache
 from pybpf.jit.calls import HelperDispatcher
-from pybpf.jit.compile import NativeCode, compile_module, runtime_address, unavailable_reason
+from pybpf.jit.compile import (
+    NativeCode,
+    compile_object,
+    load_object,
+    runtime_address,
+    unavailable_reason,
+)
 from pybpf.jit.layout import BatchField
-from pybpf.jit.lower import ACCESS_OK, ENTRY, REPEAT, lower_program
+from pybpf.jit.lower import ACCESS_OK, ENTRY, LDDW_TABLE, REPEAT, lddw_slots, lower_program
 from pybpf.jit.state import RunState
 from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, default_helpers
@@ -49,6 +57,18 @@ _REPEAT_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, _U64)
 _BATCH_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, ctypes.c_void_p)
 _M64 = (1 << 64) - 1
 _NO_BUDGET = (1 << 63) - 1
+
+
+def _code_cache(cache: CodeCache | str | os.PathLike | bool) -> CodeCache | None:
+    if cache is False or cache is None:
+        return None
+    if cache is True:
+        return CodeCache()
+    if isinstance(cache, CodeCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return CodeCache(cache)
+    raise InputError(f"cache must be a CodeCache, a directory or a bool, not {cache!r}")
 
 
 def available() -> bool:
@@ -82,14 +102,18 @@ class JitProgram:
       once per instruction at compile time;
     - ``legacy_packet``: accept ``LD_ABS``/``LD_IND`` (runs then need ``packet=``);
     - ``trace``: where ``bpf_trace_printk`` output goes;
-    - ``opt_level``: LLVM speed level, 0-3 (default 2).
+    - ``opt_level``: LLVM speed level, 0-3 (default 2);
+    - ``cache``: an on-disk code cache (:class:`~pybpf.jit.cache.CodeCache`, or its
+      directory, or ``True`` for ``jit-cache`` in the state directory): a program
+      compiled before with the same options on this host skips LLVM (``cache_hit``).
 
     Load errors are those of :func:`pybpf.runtime.loadcheck.check_program`, the load
     rules every engine shares (the interpreter's, for the same programs);
     :class:`~pybpf.errors.NotSupportedError` (``feature="jit"``) when llvmlite is missing.
     ``compile_seconds`` is the time from instructions to native code (checks, lowering,
-    LLVM), ``llvm_seconds`` LLVM's share; :meth:`assembly` shows the native code.
-    Close with :meth:`close` (or use as a context manager) to free the machine code.
+    LLVM, or the cache), ``llvm_seconds`` LLVM's share (loading, on a cache hit);
+    :meth:`assembly` shows the native code. Close with :meth:`close` (or use as a context
+    manager) to free the machine code.
     """
 
     def __init__(
@@ -104,6 +128,7 @@ class JitProgram:
         legacy_packet: bool = False,
         trace: TraceSink | None = None,
         opt_level: int = 2,
+        cache: CodeCache | str | os.PathLike | bool = False,
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
@@ -124,13 +149,10 @@ class JitProgram:
             allow_legacy_packet=legacy_packet,
         )
         lddw_values = self._resolve(lddw_resolver)
-        self._block_pcs = {
-            (entry, block.start): block.pcs
-            for entry, fn in self.cfg.functions.items()
-            for block in fn.blocks
-        }
-        module = lower_program(self.cfg, lddw_values=lddw_values, debug_checks=self.debug_checks)
-        self._code: NativeCode | None = compile_module(module, opt_level=opt_level)
+        self.cache = _code_cache(cache)
+        self.cache_hit = False
+        self._code: NativeCode | None = self._compile(opt_level)
+        self._fill_lddw_table(lddw_values)
         self.compile_seconds = time.perf_counter() - started
         self.llvm_seconds = self._code.compile_seconds
         self._entry_address = self._code.address(ENTRY)
@@ -141,6 +163,39 @@ class JitProgram:
         self._states: dict[int, RunState] = {}  # every state, by context block address
         self._dispatcher = HelperDispatcher(self.helpers, self._states, self.cfg.table)
         self._pool: list[RunState] = [self._new_state()]
+
+    def _compile(self, opt_level: int) -> NativeCode:
+        """The native code: from the cache when it has this program, else from LLVM."""
+        cache, key = self.cache, None
+        if cache is not None:
+            key = cache.key(self.insns, debug_checks=self.debug_checks, opt_level=opt_level)
+            compiled = cache.load(key)
+            if compiled is not None:
+                try:
+                    code = load_object(compiled)
+                except InternalError:  # a valid entry LLVM cannot load: recompile
+                    cache.reject(key)
+                else:
+                    self.cache_hit = True
+                    return code
+        module = lower_program(self.cfg, debug_checks=self.debug_checks)
+        start = time.perf_counter()
+        compiled = compile_object(module, opt_level=opt_level)
+        code = load_object(compiled)
+        code.compile_seconds = time.perf_counter() - start
+        if cache is not None and key is not None:
+            cache.store(key, compiled)
+        return code
+
+    def _fill_lddw_table(self, values: dict[int, int]) -> None:
+        """Write the resolved ``lddw`` values where the code reads them."""
+        assert self._code is not None
+        slots = lddw_slots(self.cfg)
+        if not slots:
+            return
+        table = (_U64 * len(slots)).from_address(self._code.global_address(LDDW_TABLE))
+        for pc, index in slots.items():
+            table[index] = values[pc]
 
     def _resolve(self, resolver: LddwResolver | None) -> dict[int, int]:
         values: dict[int, int] = {}
@@ -270,7 +325,7 @@ class JitProgram:
                 done = self._batch(state.address, ctypes.addressof(desc))
                 elapsed = time.perf_counter_ns() - start
                 if state.words[0]:
-                    error = state.failure(self.budget, self._block_pcs)
+                    error = state.failure(self.budget, self.cfg.block_pcs)
                     error.packet_index = done
                     raise error
             finally:
@@ -314,7 +369,7 @@ class JitProgram:
             else:
                 r0, elapsed = self._entry(state.address), 0.0
             if state.words[0]:
-                raise state.failure(self.budget, self._block_pcs)
+                raise state.failure(self.budget, self.cfg.block_pcs)
             return r0, elapsed
         finally:
             state.end()

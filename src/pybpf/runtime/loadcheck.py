@@ -185,18 +185,21 @@ def _check_structure(
     *,
     allow_pseudo_lddw: bool,
     allow_legacy_packet: bool,
-) -> None:
+) -> tuple[dict[int, tuple[int, int, int]], list[int]]:
+    """Check every instruction; returns each pc's (uses, defs, kills) and the entries."""
     nslots = len(table)
+    effects: dict[int, tuple[int, int, int]] = {}
+    entries = {0}
+
+    def land(target: int, what: str, pc: int) -> None:
+        if not 0 <= target < nslots:
+            raise InputError(f"{what} to pc {target} is outside the program", pc=pc)
+        if table[target] is None:
+            raise InputError(f"{what} to pc {target} lands inside an lddw", pc=pc)
+
     pc = 0
     for insn in insns:
         check_insn(insn, pc)
-
-        def land(target: int, what: str, _pc: int = pc) -> None:
-            if not 0 <= target < nslots:
-                raise InputError(f"{what} to pc {target} is outside the program", pc=_pc)
-            if table[target] is None:
-                raise InputError(f"{what} to pc {target} lands inside an lddw", pc=_pc)
-
         facts = _facts(insn.code)
         if facts.is_call and insn.src == CallKind.KFUNC:
             raise NotSupportedError("kfunc calls are not supported", feature="kfunc", pc=pc)
@@ -217,29 +220,30 @@ def _check_structure(
                 pc=pc,
             )
         if facts.is_ja or facts.is_branch:
-            land(jump_target(insn, pc), "jump")
+            land(jump_target(insn, pc), "jump", pc)
         if facts.is_call and insn.src == CallKind.LOCAL:
-            land(call_target(insn, pc), "call")
-        uses, defs, _ = _uses_defs(insn)
-        if _writes_r10(insn, defs):
+            target = call_target(insn, pc)
+            land(target, "call", pc)
+            entries.add(target)
+        effect = effects[pc] = _uses_defs(insn)
+        if _writes_r10(insn, effect[1]):
             raise InputError("r10 (the frame pointer) is read-only", pc=pc)
         nxt = pc + (2 if facts.is_lddw else 1)
         falls_through = not (facts.is_exit or facts.is_ja)
         if falls_through and nxt >= nslots:
             raise InputError("the last instruction falls off the end of the program", pc=pc)
         pc = nxt
+    return effects, sorted(entries)
 
 
 def _dataflow(
-    insns: Sequence[Instruction], table: Sequence[Instruction | None], entry_mask: int
+    effects: dict[int, tuple[int, int, int]],
+    entries: list[int],
+    table: Sequence[Instruction | None],
+    entry_mask: int,
 ) -> None:
-    effects = {}
-    pc = 0
-    for insn in insns:
-        effects[pc] = _uses_defs(insn)
-        pc += insn.slots
     first_error: tuple[int, int] | None = None
-    for entry in function_entries(insns):
+    for entry in entries:
         start = entry_mask if entry == 0 else (_ARGS | _bit(FRAME_POINTER))
         state: dict[int, int] = {entry: start}
         work = [entry]
@@ -283,10 +287,10 @@ def check_program(
     for reg in entry_registers:
         if not 0 <= reg <= FRAME_POINTER:
             raise InputError(f"invalid entry register r{reg}")
-    _check_structure(
+    effects, entries = _check_structure(
         insns, table, allow_pseudo_lddw=allow_pseudo_lddw, allow_legacy_packet=allow_legacy_packet
     )
     mask = _bit(FRAME_POINTER)
     for reg in entry_registers:
         mask |= _bit(reg)
-    _dataflow(insns, table, mask & _ALL)
+    _dataflow(effects, entries, table, mask & _ALL)
