@@ -157,6 +157,12 @@ def test_arithmetic_on_a_maybe_null_pointer_is_rejected():
     _reject(r, "possibly null")
 
 
+def test_frame_pointer_is_read_only():
+    _reject(_xdp("r10 = 0\n*(u64 *)(r10 - 8) = 1\nr0 = 0\nexit"), "read-only", pc=0)
+    _reject(_xdp("r10 += -1000\nr0 = 0\nexit"), "read-only", pc=0)
+    _reject(_xdp("r10 = *(u64 *)(r1 + 0)\nr0 = 0\nexit"), "read-only", pc=0)
+
+
 def test_unknown_helper_is_rejected():
     _reject(_xdp("call 100000\nr0 = 0\nexit"), "invalid helper function id", pc=0)
 

@@ -167,13 +167,8 @@ def _load_ctx(
         _number(s, dst, width, signed)
         return
     f = touched[0]
-    if (
-        lo != hi
-        or len(touched) > 1
-        or f.offset != lo
-        or f.size != width
-        or f.kind == FieldKind.POINTER
-    ):
+    exact = lo == hi and len(touched) == 1 and f.offset == lo and f.size == width
+    if not exact or signed or f.kind == FieldKind.POINTER:
         s.havoc(dst, ALL)  # a pointer read partly, or a pointer we do not model: unusable
         return
     s.havoc(dst, int(T.PACKET))

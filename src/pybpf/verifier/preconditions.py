@@ -9,7 +9,7 @@ maps) unless the program type is privileged.
 
 from __future__ import annotations
 
-from pybpf.progtypes.contexts import helper_allowed
+from pybpf.progtypes.contexts import LAYOUTS, helper_allowed
 from pybpf.verifier import ir
 from pybpf.verifier.assertions import (
     Addable,
@@ -93,8 +93,8 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
         elif kind == ArgKind.CTX:
             out.append(TypeConstraint(reg, Group.CTX_OR_NUM if arg.or_null else Group.CTX))
             out.append(ZeroCtxOffset(reg, arg.or_null))
-        elif kind == ArgKind.FUNC:
-            out.append(TypeConstraint(reg, Group.FUNC))
+        elif kind == ArgKind.FUNC:  # the callback's body would go unverified
+            return [Unsupported(f"helper {contract.name}: callbacks are not supported")]
         elif kind == ArgKind.SOCKET:
             out.append(TypeConstraint(reg, Group.SOCKET))
         elif kind == ArgKind.SOCK_COMMON:
@@ -191,10 +191,31 @@ def _bin(ins: ir.Bin, info: ProgramInfo) -> list[Assertion]:
     return [TypeConstraint(ins.dst, Group.NUMBER), TypeConstraint(src, Group.NUMBER)]
 
 
+def _skb_context(info: ProgramInfo) -> bool:
+    """LD_ABS/LD_IND are defined for socket-buffer contexts (any context of a test)."""
+    layout = info.context
+    return layout.name == "__sk_buff" or LAYOUTS.get(layout.name) is not layout
+
+
+def _written(ins: ir.IrInstruction) -> int | None:
+    """The register an instruction writes (besides r0 and r1-r5 for calls), if any."""
+    if isinstance(ins, (ir.Bin, ir.Un, ir.LoadMapFd, ir.LoadMapValue, ir.LoadMapByIndex)):
+        return ins.dst
+    if isinstance(ins, ir.LoadFunc):
+        return ins.dst
+    if isinstance(ins, ir.Mem) and ins.is_load and not isinstance(ins.value, ir.Imm):
+        return ins.value
+    if isinstance(ins, ir.Atomic) and ins.fetch and ins.op != ir.AtomicOp.CMPXCHG:
+        return ins.src
+    return None
+
+
 def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) -> list[Assertion]:
     """The preconditions of ``ins`` executed ``depth`` frames deep (1 in the entry function)."""
     if ins is None:
         return []
+    if _written(ins) == 10:
+        return [Unsupported("the frame pointer r10 is read-only")]
     if isinstance(ins, ir.Bin):
         return _bin(ins, info)
     if isinstance(ins, ir.Un):
@@ -202,8 +223,11 @@ def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) 
     if isinstance(ins, ir.Mem):
         return _mem(ins, info, info.options.subprogram_stack_size)
     if isinstance(ins, ir.Atomic):
+        out = [TypeConstraint(ins.src, Group.NUMBER)]
+        if ins.op == ir.AtomicOp.CMPXCHG:
+            out.append(TypeConstraint(0, Group.NUMBER))  # the value compared with
         return [
-            TypeConstraint(ins.src, Group.NUMBER),
+            *out,
             TypeConstraint(ins.base, Group.POINTER),
             ValidAccess(ins.base, ins.offset, ins.width, "write"),
         ]
@@ -225,7 +249,12 @@ def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) 
             out.append(ValidReturn(*info.return_range))
         return out
     if isinstance(ins, ir.Packet):
-        return [TypeConstraint(6, Group.CTX), ZeroCtxOffset(6)]
+        if not _skb_context(info):
+            return [Unsupported("legacy packet loads need a socket buffer context")]
+        out = [TypeConstraint(6, Group.CTX), ZeroCtxOffset(6)]
+        if ins.regoffset is not None:
+            out.append(TypeConstraint(ins.regoffset, Group.NUMBER))
+        return out
     if isinstance(ins, ir.CallKfunc):
         return [Unsupported("kfunc calls are not supported")]
     if isinstance(ins, ir.Undefined):
