@@ -244,6 +244,11 @@ def test_combined_stack_of_all_frames_is_limited():
     ).accepted
 
 
+def test_context_accesses_stay_within_one_field():
+    _reject(_xdp("r0 = *(u64 *)(r1 + 12)\nr0 = 0\nexit"), "within one field", pc=0)
+    assert _xdp("r0 = *(u16 *)(r1 + 12)\nr0 = 0\nexit").accepted  # a narrow read
+
+
 def test_context_offsets_must_be_constant():
     text = "r2 = *(u32 *)(r1 + 12)\nr2 &= 4\nr1 += r2\nr0 = *(u32 *)(r1 + 12)\nexit"
     _reject(_xdp(text), "variable offset", pc=3)

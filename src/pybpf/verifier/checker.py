@@ -88,6 +88,14 @@ def _check_ctx(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
             _require(layout.writable, "Cannot write to a read-only context")
     _require(lo + a.offset >= 0, "Lower bound must be at least 0")
     _require(hi + a.offset + wmax <= layout.size, f"Upper bound must be at most {layout.size}")
+    if info.options.linux_rules and layout.fields and a.access != "compare" and lo == hi:
+        # the loader rewrites each access to one field of the runtime's context
+        start = int(lo) + a.offset
+        fields = layout.fields_overlapping(start, start + int(wmax))
+        _require(
+            len(fields) == 1 and fields[0].offset <= start and start + wmax <= fields[0].end,
+            "Context access does not fall within one field",
+        )
 
 
 def _check_packet(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
