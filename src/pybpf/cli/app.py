@@ -56,9 +56,9 @@ def cli(ctx: click.Context, json_mode: bool, pretty: bool) -> None:
 
 
 def _register() -> None:
-    from pybpf.cli import conformance_cmd, isa_cmd, object_cmd
+    from pybpf.cli import conformance_cmd, isa_cmd, map_cmd, object_cmd, prog_cmd
 
-    for module in (isa_cmd, object_cmd, conformance_cmd):
+    for module in (isa_cmd, object_cmd, conformance_cmd, map_cmd, prog_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 

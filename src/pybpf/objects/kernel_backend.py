@@ -15,9 +15,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from pybpf.objects.program import TestRunResult
+from pybpf.progtypes import ProgType
 from pybpf.spec import ObjectSpec
 
 __all__ = ["KernelProgramView", "load_kernel"]
+
+_NO_CTX_OUT = {
+    ProgType.RAW_TRACEPOINT,
+    ProgType.RAW_TRACEPOINT_WRITABLE,
+    ProgType.TRACING,
+    ProgType.SYSCALL,
+}
 
 
 class KernelProgramView:
@@ -46,8 +54,17 @@ class KernelProgramView:
     def test_run(
         self, data_in: bytes = b"", ctx_in: bytes | None = None, repeat: int = 1
     ) -> TestRunResult:
-        """``BPF_PROG_TEST_RUN`` in the kernel (its context rules, its errors)."""
-        r = self.kernel.test_run(bytes(data_in), ctx=ctx_in, repeat=repeat)
+        """``BPF_PROG_TEST_RUN`` in the kernel (its context rules, its errors). ``repeat``
+        1 is sent as 0 (the same for Linux, and the only value raw tracepoints accept);
+        types whose runs give no context back (raw tracepoints, tracing, syscall) get no
+        ``ctx_out`` buffer, which Linux refuses for them."""
+        ctx_size_out = 0 if self.type in _NO_CTX_OUT else None
+        r = self.kernel.test_run(
+            bytes(data_in),
+            ctx=ctx_in,
+            repeat=repeat if repeat > 1 else 0,
+            ctx_size_out=ctx_size_out,
+        )
         return TestRunResult(r.retval, r.duration, r.data_out, r.ctx_out)
 
     def close(self) -> None:

@@ -201,8 +201,8 @@ class Program:
         *,
         cpu: int = 0,
     ) -> TestRunResult:
-        """``BPF_PROG_TEST_RUN``: run ``repeat`` times; returns retval, mean duration (ns),
-        data_out and ctx_out.
+        """``BPF_PROG_TEST_RUN``: run ``repeat`` times (0 counts as 1, as in Linux); returns
+        retval, mean duration (ns), data_out and ctx_out.
 
         Context, until the verifier provides context layouts and their rewrites:
 
@@ -211,7 +211,9 @@ class Program:
           whose Linux context is an opaque struct the program reads directly): with
           ``ctx_in`` r1 = a copy of it (read-only unless the type's context is writable, as
           ``syscall``'s) and r2 = its length, as Linux; without it r1 = a writable copy of
-          ``data_in`` and r2 = its length, the bpf_conformance convention;
+          ``data_in`` and r2 = its length, the bpf_conformance convention. ``ctx_out`` is
+          the context after the run(s) when it is writable (untyped, ``syscall``), else
+          ``None``: Linux gives none for those types;
         - every other type (``xdp``, ``socket``/``tc``/``cgroup_skb``, socket and cgroup
           hooks: structured contexts Linux rewrites): r1 = a writable copy of ``data_in``,
           r2 = its length. Such a program that reads its context fields sees the packet
@@ -225,8 +227,9 @@ class Program:
         """
         if self.closed:
             raise InputError("the program is closed", program=self.name)
-        if not isinstance(repeat, int) or repeat < 1:
-            raise InputError(f"repeat must be a positive integer, not {repeat!r}")
+        if not isinstance(repeat, int) or repeat < 0:
+            raise InputError(f"repeat must be a non-negative integer, not {repeat!r}")
+        repeat = max(repeat, 1)  # Linux: 0 means once
         data_in = bytes(data_in)
         if ctx_in is not None and self.context == "buffer":
             raise NotSupportedError(
@@ -255,9 +258,9 @@ class Program:
             packet = data if data_in else None
             r0, elapsed = self._run(args, space, packet, cpu, repeat)
             data_out = bytes(data.view[: len(data_in)])
-            ctx_out = bytes(ctx.view[: len(ctx_in)]) if ctx is not None and ctx_in else None
-            if ctx_in is not None and ctx_out is None:
-                ctx_out = b""
+            ctx_out = None
+            if ctx is not None and ctx.writable:
+                ctx_out = bytes(ctx.view[: len(ctx_in)]) if ctx_in else b""
         finally:
             for region in (data, ctx):
                 if region is not None:
