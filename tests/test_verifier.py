@@ -280,6 +280,14 @@ def test_rejection_raises_verifier_error_with_location():
     assert r.to_json()["verdict"] == "reject"
 
 
+def test_program_types_without_a_layout_are_not_supported():
+    from pybpf.errors import NotSupportedError
+
+    with pytest.raises(NotSupportedError) as info:
+        verify(assemble("r0 = 0\nexit"), ProgType.UNSPEC)
+    assert info.value.feature == "prog_type"
+
+
 def test_accepting_does_not_raise_and_bytes_are_accepted():
     from pybpf.isa import encode
 

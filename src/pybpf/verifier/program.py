@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pybpf.errors import NotSupportedError
 from pybpf.maptypes import MapType
 from pybpf.progtypes import ProgType
 from pybpf.progtypes.contexts import ContextLayout, rules_for
@@ -93,10 +94,17 @@ class ProgramInfo:
         options: Options | None = None,
         maps_by_index: tuple[MapDescriptor, ...] = (),
     ) -> ProgramInfo:
-        """The info of a program of ``prog_type`` (``KeyError`` if pybpf has no layout)."""
+        """The info of a program of ``prog_type``.
+
+        Raises :class:`~pybpf.errors.NotSupportedError` when pybpf has no context layout
+        for the type.
+        """
         rules = rules_for(prog_type)
         if rules is None:
-            raise KeyError(prog_type)
+            name = getattr(prog_type, "type_name", str(prog_type))
+            raise NotSupportedError(
+                f"no context layout for program type {name}", feature="prog_type"
+            )
         return ProgramInfo(
             context=rules.context,
             privileged=rules.privileged,
