@@ -128,6 +128,10 @@ def analyze(
     return result
 
 
+def _first(*choices: ProgType | None) -> ProgType:
+    return next(c for c in choices if c is not None)
+
+
 def _round16(n: int) -> int:
     return (n + 15) // 16 * 16
 
@@ -204,14 +208,17 @@ def verify(
         insns: Sequence[Instruction] = decode(bytes(program))
     elif hasattr(program, "instructions"):
         insns = program.instructions
-        prog_type = prog_type or getattr(program, "type", None)
+        if prog_type is None:
+            prog_type = getattr(program, "type", None)
         name = name or getattr(program, "name", None)
     else:
         insns = program
     if isinstance(maps, Sequence):
         maps = {i: m for i, m in enumerate(maps)}
     if info is None:
-        info = ProgramInfo.for_type(prog_type or ProgType.SOCKET_FILTER, maps, options)
+        if prog_type is None:
+            prog_type = ProgType.SOCKET_FILTER
+        info = ProgramInfo.for_type(prog_type, maps, options)
     lowered = _resolve_indexes(lower(insns))
     result = analyze(lowered, info, entry_state(info))
     result.program = name
@@ -273,7 +280,7 @@ def verify_object(
     program = obj.program(name)
     result = verify(
         linked,
-        prog_type or linked.type or ProgType.SOCKET_FILTER,
+        _first(prog_type, linked.type, ProgType.SOCKET_FILTER),
         maps=descs,
         options=options,
         name=name,
