@@ -316,3 +316,82 @@ def test_extending_a_free_variable_keeps_the_other_variables(mine, theirs):
     for u in _VARS + [None]:
         for w in _VARS + [None]:
             assert extended.diff(u, w) == here.diff(u, w), (u, w)
+
+
+# ---- the transformer's shortcuts agree with the word semantics ---------------------------------
+_BIN_OPS = {
+    "add": ir.BinOp.ADD,
+    "sub": ir.BinOp.SUB,
+    "mul": ir.BinOp.MUL,
+    "udiv": ir.BinOp.UDIV,
+    "umod": ir.BinOp.UMOD,
+    "sdiv": ir.BinOp.SDIV,
+    "smod": ir.BinOp.SMOD,
+    "and": ir.BinOp.AND,
+    "or": ir.BinOp.OR,
+    "xor": ir.BinOp.XOR,
+    "lsh": ir.BinOp.LSH,
+    "rsh": ir.BinOp.RSH,
+    "arsh": ir.BinOp.ARSH,
+}
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    _OPS,
+    st.booleans(),
+    _SETS,
+    _WORDS,
+    st.booleans(),
+)
+def test_alu_instructions_contain_every_concrete_result(op, is64, xs, y, with_imm):
+    """Whole instructions (relational shortcuts included) against the reference."""
+    from pybpf.verifier.program import ProgramInfo
+    from pybpf.verifier.transformer import transform
+
+    info = ProgramInfo(context=None)  # type: ignore[arg-type]  # ALU never reads it
+    state = State()
+    state.havoc("r1", int(T.NUM))
+    state.set_values("r1", *_pair(xs))
+    if with_imm:
+        imm = _signed(y, 32)
+        src: ir.Value = ir.Imm(imm)
+        y = imm
+    else:
+        state.havoc("r2", int(T.NUM))
+        state.set_values("r2", *_pair([y]))
+        src = 2
+    after = transform(ir.Bin(_BIN_OPS[op], 1, src, is64), state, info, "")
+    width = 64 if is64 else 32
+    for x in xs:
+        assert _contains(after.values("r1"), reference(op, width, x, y)), (op, is64, x, y)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SETS, st.booleans(), st.sampled_from([8, 16, 32, 0]))
+def test_moves_contain_every_concrete_result(xs, is64, bits):
+    from pybpf.verifier.program import ProgramInfo
+    from pybpf.verifier.transformer import transform
+
+    info = ProgramInfo(context=None)  # type: ignore[arg-type]
+    state = State()
+    state.havoc("r2", int(T.NUM))
+    state.set_values("r2", *_pair(xs))
+    op = {0: ir.BinOp.MOV, 8: ir.BinOp.MOVSX8, 16: ir.BinOp.MOVSX16, 32: ir.BinOp.MOVSX32}[bits]
+    after = transform(ir.Bin(op, 1, 2, is64), state, info, "")
+    mask = (1 << (64 if is64 else 32)) - 1
+    for x in xs:
+        value = (_signed(x, bits) if bits else x) & mask
+        assert _contains(after.values("r1"), value), (bits, is64, x)
+
+
+def test_32_bit_and_with_all_ones_truncates():
+    from pybpf.verifier.program import ProgramInfo
+    from pybpf.verifier.transformer import transform
+
+    state = State()
+    state.havoc("r1", int(T.NUM))
+    state.set_values("r1", *_pair([1 << 32]))
+    info = ProgramInfo(context=None)  # type: ignore[arg-type]
+    after = transform(ir.Bin(ir.BinOp.AND, 1, ir.Imm(-1), False), state, info, "")
+    assert after.values("r1")[1] == Interval(0, 0)

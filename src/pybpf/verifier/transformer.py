@@ -218,7 +218,7 @@ def _alu(s: State, ins: ir.Bin) -> State:
     b = _imm_pair(ins) if isinstance(ins.src, ir.Imm) else s.values(f"r{ins.src}")
     op = _ARITH[ins.op]
     if op == "and" and b[1].is_singleton:
-        mask = int(b[1].lo)
+        mask = int(b[1].lo) if ins.is64 else int(b[1].lo) & 0xFFFFFFFF
         if mask == (1 << mask.bit_length()) - 1 and a[1].hi <= mask:
             return s  # masking a value that already fits: no change, relations kept
     pair = arith.compute(op, width, a, b)
