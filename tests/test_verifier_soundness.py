@@ -166,6 +166,68 @@ def test_accepted_programs_never_fault(seed):
                 raise AssertionError(f"false accept (packet {size}):\n{text}\n{err}") from err
 
 
+_ALU = ["+=", "-=", "*=", "&=", "|=", "^=", "<<=", ">>=", "s>>=", "/=", "%=", "s/=", "s%="]
+_CONSTS = [0, 1, -1, 7, 255, 256, 65535, -65536, 0x7FFFFFFF, -0x80000000]
+
+
+def _value_program(seed: int) -> str:
+    """Straight-line number code with stack stores and loads, ending in ``r0 = rK``."""
+    rng = random.Random(seed)
+    lines = [f"r{r} = {rng.choice(_CONSTS)}" for r in range(6)]
+    lines += [f"r{r} = {rng.choice([1 << 32, (1 << 63) + 5, -(1 << 40)])} ll" for r in (6, 7)]
+    regs = [f"r{r}" for r in range(8)]
+    for _ in range(rng.randrange(3, 14)):
+        r, q = rng.choice(regs), rng.choice(regs)
+        w = rng.choice(["r", "w"])
+        width = rng.choice([8, 16, 32, 64])
+        off = rng.choice([8, 16, 12, 4, 2, 1, 7])
+        lines.append(
+            rng.choice(
+                [
+                    f"{w}{r[1:]} {rng.choice(_ALU)} {w}{q[1:]}",
+                    f"{w}{r[1:]} {rng.choice(_ALU)} {rng.choice(_CONSTS)}",
+                    f"*(u{width} *)(r10 - {off}) = {q}",
+                    f"*(u{width} *)(r10 - {off}) = {rng.choice(_CONSTS)}",
+                    f"{r} = *(u{width} *)(r10 - {off})",
+                    f"{r} = *(s{rng.choice([8, 16, 32])} *)(r10 - {off})",
+                    f"{r} = {q}",
+                    f"w{r[1:]} = w{q[1:]}",
+                    f"{r} = -{r}",
+                    f"{r} = be{rng.choice([16, 32, 64])} {r}",
+                    f"{r} = (s{rng.choice([8, 16, 32])}){q}",
+                    f"lock *(u64 *)(r10 - 16) += {q}",
+                ]
+            )
+        )
+    lines += [f"r0 = {rng.choice(regs)}", "exit"]
+    return "\n".join(lines)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32))
+def test_values_contain_what_the_interpreter_computes(seed):
+    """The abstract r0 at exit contains the concrete r0 (stack cells, wrap-around, casts)."""
+    text = _value_program(seed)
+    insns = assemble(text)
+    result = analyze(lower(insns), INFO, entry_state(INFO), keep_invariants=True)
+    exit_state = result.invariants.get("exit")
+    if exit_state is None or exit_state.bottom or exit_state.type_of("r0") != 2:
+        return  # rejected (e.g. a read of uninitialised stack) or r0 not a number
+    try:
+        vm = Interpreter(insns)
+    except InputError:
+        return
+    try:
+        r0 = vm.run((0,))
+    except ExecutionError:
+        return
+    finally:
+        vm.close()
+    s, u = exit_state.values("r0")
+    signed = r0 - (1 << 64) if r0 >> 63 else r0
+    assert u.contains(r0) and s.contains(signed), f"{text}\nr0 = {r0:#x}, abstract {s} {u}"
+
+
 def test_the_generator_produces_accepted_programs():
     runnable = 0
     for seed in range(200):
