@@ -8,7 +8,7 @@ data_end`` learnt at a branch proves a later 8-byte access.
 
 from __future__ import annotations
 
-from pybpf.progtypes.contexts import SOCK_LAYOUT, FieldKind
+from pybpf.progtypes.contexts import LAYOUTS, SOCK_LAYOUT
 from pybpf.verifier import assertions as A
 from pybpf.verifier.contracts import contract_for
 from pybpf.verifier.domains.arith import low32
@@ -88,7 +88,8 @@ def _check_ctx(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
             _require(layout.writable, "Cannot write to a read-only context")
     _require(lo + a.offset >= 0, "Lower bound must be at least 0")
     _require(hi + a.offset + wmax <= layout.size, f"Upper bound must be at most {layout.size}")
-    if info.options.linux_rules and layout.fields and a.access != "compare" and lo == hi:
+    known = LAYOUTS.get(layout.name) is layout  # a Linux (or Windows) struct, not a test's
+    if info.options.linux_rules and known and a.access != "compare" and lo == hi:
         # the loader rewrites each access to one field of the runtime's context
         start = int(lo) + a.offset
         fields = layout.fields_overlapping(start, start + int(wmax))
