@@ -15,7 +15,7 @@ from pybpf.verifier.domains.arith import low32
 from pybpf.verifier.domains.interval import INF
 from pybpf.verifier.domains.stack import TOTAL_STACK
 from pybpf.verifier.domains.state import State
-from pybpf.verifier.domains.types import OFFSET_KIND, Group, T
+from pybpf.verifier.domains.types import Group, T
 from pybpf.verifier.ir import Call
 from pybpf.verifier.preconditions import assertions_for
 from pybpf.verifier.program import ProgramInfo
@@ -89,7 +89,7 @@ def _check_ctx(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
     _require(lo + a.offset >= 0, "Lower bound must be at least 0")
     _require(hi + a.offset + wmax <= layout.size, f"Upper bound must be at most {layout.size}")
     known = LAYOUTS.get(layout.name) is layout  # a Linux (or Windows) struct, not a test's
-    if info.options.linux_rules and known and a.access != "compare" and lo == hi:
+    if info.options.linux_rules and known and layout.fields and a.access != "compare" and lo == hi:
         # the loader rewrites each access to one field of the runtime's context
         start = int(lo) + a.offset
         fields = layout.fields_overlapping(start, start + int(wmax))
@@ -326,6 +326,3 @@ def check(assertion: A.Assertion, state: State, info: ProgramInfo) -> str | None
     except _Fail as fail:
         return str(fail)
     return None
-
-
-__all__ += ["OFFSET_KIND", "FieldKind"]
