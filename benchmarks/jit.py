@@ -11,7 +11,8 @@ Run ``python benchmarks/jit.py [--repeat N] [--json]``. For each program of
   (``duration``; needs root and ``bpf()``), and ``native``: C at ``cc -O2``;
 
 plus the compile time at O2 (ms) and ratios to the kernel. The last lines give the
-compile time of a 100-instruction program, cold and from the code cache, and the batch
+compile time of a 100-instruction program, cold and from the code cache, a map lookup
+on an array and a hash map (native map calls against the Python helper), and the batch
 rate of the drop-empty-UDP program over 64-byte packets (``JitProgram.run_batch``: one
 Python-to-native transition per batch; ``ns/packet`` native, ``wall`` with the Python
 call and results included).
@@ -122,6 +123,46 @@ def cache_figure(n: int = 100, rounds: int = 7) -> dict[str, float]:
     }
 
 
+# Look key r1 up and add 1 to its value (r0: the new value, or 0 when missing).
+MAP_COUNT = """
+    *(u32 *)(r10 - 4) = r1
+    r1 = map[fd:1] ll
+    r2 = r10
+    r2 += -4
+    call 1
+    if r0 == 0 goto out
+    r1 = 1
+    lock *(u64 *)(r0 + 0) += r1
+    r0 = *(u64 *)(r0 + 0)
+out:
+    exit
+"""
+
+
+def map_figure(repeat: int = 20000) -> dict[str, float]:
+    """ns per run of MAP_COUNT on an ARRAY and a HASH map: native map calls (``inline``)
+    and through the Python helper (``python``)."""
+    from pybpf.maps import create_map
+    from pybpf.maptypes import MapType
+    from pybpf.runtime.maps import map_lddw_resolver
+
+    out: dict[str, float] = {}
+    for kind in (MapType.ARRAY, MapType.HASH):
+        with create_map(type=kind, key_size=4, value_size=8, max_entries=64) as m:
+            m.set_codecs("uint", "uint")
+            m[3] = 0
+            for label, inline in (("inline", True), ("python", False)):
+                with JitProgram(
+                    assemble(MAP_COUNT),
+                    lddw_resolver=map_lddw_resolver({1: m}),
+                    inline_maps=inline,
+                ) as prog:
+                    runs = repeat if inline else max(repeat // 20, 100)
+                    ns = min(prog.run_repeat((3,), repeat=runs)[1] for _ in range(3))
+                out[f"{kind.name.lower()}_{label}_ns"] = round(ns, 1)
+    return out
+
+
 # XDP-like, r1 = data, r2 = data_end: XDP_DROP (1) for an Ethernet/IPv4/UDP packet whose
 # UDP length says it carries nothing, XDP_PASS (2) otherwise (the drop-empty-UDP sample).
 DROP_EMPTY_UDP = """
@@ -219,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     figure = compile_figure()
     batch = batch_figure()
     cached = cache_figure()
+    maps = map_figure()
     if args.json:
         print(
             json.dumps(
@@ -228,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                     "compile_100_insns": figure,
                     "batch_drop_empty_udp": batch,
                     "cache_100_insns": cached,
+                    "map_lookup_ns": maps,
                     "kernel_skipped": kernel_skip,
                     "native_skipped": native if isinstance(native, str) else None,
                 }
@@ -250,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         f"batch, drop-empty-UDP over {batch['packets']} 64-byte packets: "
         f"{batch['ns_per_packet']} ns/packet native ({batch['mpps']} M packets/s), "
         f"{batch['wall_ns_per_packet']} ns/packet wall"
+    )
+    print(
+        "map lookup + atomic add, ns/run: "
+        + ", ".join(f"{name[:-3]} {value}" for name, value in maps.items())
     )
     print(
         f"code cache, 100-instruction program: {cached['cold_ms']} ms cold (LLVM), "

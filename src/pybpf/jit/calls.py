@@ -21,7 +21,8 @@ from pybpf.errors import HelperError
 from pybpf.isa import Instruction
 from pybpf.jit.layout import Slot, Status
 from pybpf.jit.state import RunState
-from pybpf.runtime import HelperRegistry, helper_failure
+from pybpf.maps import Map
+from pybpf.runtime import HelperRegistry, expose_maps, helper_failure
 
 __all__ = ["HelperDispatcher", "DISPATCH_TYPE"]
 
@@ -36,6 +37,9 @@ class HelperDispatcher:
     ``runs`` maps a context block address to its :class:`RunState` (the program adds
     every state it creates); ``table`` is the program's slot
     table, used to report a missing ``call``'s helper id as the signed immediate.
+    ``expose``: maps whose calls run natively (:mod:`pybpf.jit.mapcalls`); their regions
+    join the run's address space before any helper runs, as the Python lookup would
+    have added them, so helpers may read values the native code found.
     """
 
     def __init__(
@@ -43,10 +47,13 @@ class HelperDispatcher:
         registry: HelperRegistry,
         runs: dict[int, RunState],
         table: Sequence[Instruction | None] = (),
+        *,
+        expose: Sequence[Map] = (),
     ) -> None:
         self.registry = registry
         self.runs = runs
         self.table = table
+        self.expose = tuple(expose)
         self._callback = DISPATCH_TYPE(self._dispatch)  # kept alive as long as the program
         self.address: int = ctypes.cast(self._callback, ctypes.c_void_p).value or 0
 
@@ -56,6 +63,8 @@ class HelperDispatcher:
             return 0
         try:
             state.show_frames(depth)
+            if self.expose:  # maps native code used: their values are program memory
+                expose_maps(state.space, [m for m in self.expose if not m.closed])
             ctx = state.ctx
             ctx.pc = pc
             ctx.helper_id = helper_id

@@ -66,6 +66,7 @@ class Slot(IntEnum):
     BATCH_DATA = 26  # batch runs: the current packet's start and end (the batch loop
     BATCH_END = 27  # writes them before each packet)
     BATCH_ROW = 28  # 1: row 0 of the region table is the current packet (debug checks)
+    CPU = 29  # the run's CPU (per-CPU maps in native map calls)
 
 
 FIELDS = len(Slot)

@@ -45,11 +45,21 @@ so it can be cached and reused in a process where the maps live at other address
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pybpf.errors import InternalError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
 from pybpf.isa.opcodes import ATOMIC_FETCH, FRAME_POINTER, MAX_CALL_DEPTH, STACK_SIZE
 from pybpf.jit.blocks import Block, ControlFlow, Function, call_target, jump_target
 from pybpf.jit.layout import PERM_READ, PERM_WRITE, REGION_FIELDS, Slot, Status
+from pybpf.jit.mapcalls import (
+    MAP_HELPERS,
+    SITE_TABLE,
+    MapSite,
+    lower_map_call,
+    map_registers,
+    track,
+)
 
 try:  # the JIT is optional: without llvmlite, lower_program raises NotSupportedError
     from llvmlite import ir
@@ -111,9 +121,10 @@ def _const(bits: int, value: int):
 class _Module:
     """Module-wide declarations shared by every function."""
 
-    def __init__(self, cfg: ControlFlow, debug: bool) -> None:
+    def __init__(self, cfg: ControlFlow, debug: bool, sites: Mapping[int, MapSite]) -> None:
         self.cfg = cfg
         self.debug = debug
+        self.sites = sites
         self.module = ir.Module(name="pybpf")
         i64, i8, i1 = _int(64), _int(8), _int(1)
         self.lddw_slots = lddw_slots(cfg)
@@ -122,6 +133,17 @@ class _Module:
             table_type = ir.ArrayType(i64, len(self.lddw_slots))
             self.lddw_table = ir.GlobalVariable(self.module, table_type, name=LDDW_TABLE)
             self.lddw_table.initializer = ir.Constant(table_type, None)
+        self.site_table = None
+        rows = sum(site.rows for site in sites.values())
+        if rows:  # what native map calls need at run time (pybpf.jit.mapcalls)
+            table_type = ir.ArrayType(i64, rows)
+            self.site_table = ir.GlobalVariable(self.module, table_type, name=SITE_TABLE)
+            self.site_table.initializer = ir.Constant(table_type, None)
+        self.memcpy = ir.Function(
+            self.module,
+            ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i8.as_pointer(), i64, i1]),
+            name="llvm.memcpy.p0.p0.i64",
+        )
         self.ctx_type = i64.as_pointer()
         self.fn_type = ir.FunctionType(i64, [self.ctx_type] + [i64] * 6)
         self.dispatch_type = ir.FunctionType(i64, [self.ctx_type] + [i64] * 8)
@@ -252,6 +274,8 @@ class _FunctionLowering:
         self.blocks = {
             blk.start: self.fn.append_basic_block(f"pc{blk.start}") for blk in function.blocks
         }
+        self.maps_at = map_registers(function.blocks, self.table, mod.sites)
+        self.map_regs: dict = {}
         self.unwind = self.fn.append_basic_block("unwind")
         self.out_of_budget = None
         b.branch(self.blocks[function.entry])
@@ -342,12 +366,15 @@ class _FunctionLowering:
         for block in self.function.blocks:
             self.b.position_at_end(self.blocks[block.start])
             self.known = {}  # values from other blocks need not dominate this one
+            self.map_regs = dict(self.maps_at.get(block.start, {}))  # register -> map site
             if self.mod.debug:
                 self.charge(block)
             for pc in block.pcs:
                 insn = self.table[pc]
                 assert insn is not None
                 self.instruction(insn, pc)
+                if self.mod.sites:
+                    track(self.map_regs, insn, pc, self.mod.sites)
             last = self.table[block.last]
             assert last is not None
             if not self.b.block.is_terminated:
@@ -496,7 +523,11 @@ class _FunctionLowering:
             if insn.call_kind == CallKind.LOCAL:
                 self.local_call(call_target(insn, pc), pc)
             elif insn.call_kind == CallKind.HELPER:
-                self.helper_call(_const(64, insn.imm), pc)
+                site = self.map_regs.get(1) if insn.imm in MAP_HELPERS else None
+                if site is not None:
+                    lower_map_call(self, insn.imm, site, pc)
+                else:
+                    self.helper_call(_const(64, insn.imm), pc)
             else:  # pragma: no cover - blocks.analyse refuses kfuncs
                 raise InternalError("kfunc call reached lowering", pc=pc)
         elif insn.is_callx:
@@ -745,11 +776,17 @@ def lddw_slots(cfg: ControlFlow) -> dict[int, int]:
     return {pc: index for index, pc in enumerate(pcs)}
 
 
-def lower_program(cfg: ControlFlow, *, debug_checks: bool = False):
-    """The ``ir.Module`` of a checked program (see the module docstring)."""
+def lower_program(
+    cfg: ControlFlow, *, debug_checks: bool = False, map_sites: Mapping[int, MapSite] | None = None
+):
+    """The ``ir.Module`` of a checked program (see the module docstring).
+
+    ``map_sites`` (:func:`pybpf.jit.mapcalls.find_sites`): the ``lddw`` of maps whose
+    helper calls become native code; ignored under ``debug_checks``.
+    """
     if ir is None:
         raise NotSupportedError("the JIT needs llvmlite (pip install 'pybpf[jit]')", feature="jit")
-    mod = _Module(cfg, debug_checks)
+    mod = _Module(cfg, debug_checks, {} if debug_checks else (map_sites or {}))
     for function in cfg.functions.values():
         _FunctionLowering(mod, function).lower()
     i64 = _int(64)

@@ -40,6 +40,7 @@ from pybpf.jit.compile import (
 )
 from pybpf.jit.layout import BatchField
 from pybpf.jit.lower import ACCESS_OK, ENTRY, LDDW_TABLE, REPEAT, lddw_slots, lower_program
+from pybpf.jit.mapcalls import SITE_TABLE, find_sites
 from pybpf.jit.state import RunState
 from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, default_helpers
@@ -57,6 +58,17 @@ _REPEAT_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, _U64)
 _BATCH_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, ctypes.c_void_p)
 _M64 = (1 << 64) - 1
 _NO_BUDGET = (1 << 63) - 1
+
+
+_FORKS = [0]  # bumped in forked children: lock tokens in site tables change with the pid
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _code_cache(cache: CodeCache | str | os.PathLike | bool) -> CodeCache | None:
@@ -105,7 +117,10 @@ class JitProgram:
     - ``opt_level``: LLVM speed level, 0-3 (default 2);
     - ``cache``: an on-disk code cache (:class:`~pybpf.jit.cache.CodeCache`, or its
       directory, or ``True`` for ``jit-cache`` in the state directory): a program
-      compiled before with the same options on this host skips LLVM (``cache_hit``).
+      compiled before with the same options on this host skips LLVM (``cache_hit``);
+    - ``inline_maps``: lower ``map_lookup_elem``/``update``/``delete`` on array and hash
+      maps the program loads with ``lddw`` to native code (:mod:`pybpf.jit.mapcalls`;
+      never under ``debug_checks``); ``map_sites`` lists them.
 
     Load errors are those of :func:`pybpf.runtime.loadcheck.check_program`, the load
     rules every engine shares (the interpreter's, for the same programs);
@@ -129,6 +144,7 @@ class JitProgram:
         trace: TraceSink | None = None,
         opt_level: int = 2,
         cache: CodeCache | str | os.PathLike | bool = False,
+        inline_maps: bool = True,
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
@@ -149,10 +165,19 @@ class JitProgram:
             allow_legacy_packet=legacy_packet,
         )
         lddw_values = self._resolve(lddw_resolver)
+        self.map_sites = (
+            find_sites(self.cfg.table, lddw_values)
+            if inline_maps and not self.debug_checks
+            else {}
+        )
+        self._site_maps = tuple(site.map for site in self.map_sites.values())
+        self._site_table = None
+        self._forks = _FORKS[0]
         self.cache = _code_cache(cache)
         self.cache_hit = False
         self._code: NativeCode | None = self._compile(opt_level)
         self._fill_lddw_table(lddw_values)
+        self._fill_site_table()
         self.compile_seconds = time.perf_counter() - started
         self.llvm_seconds = self._code.compile_seconds
         self._entry_address = self._code.address(ENTRY)
@@ -161,14 +186,22 @@ class JitProgram:
         self._batch: Callable | None = None  # the shared batch loop, on first use
         self._access = runtime_address(ACCESS_OK) if self.debug_checks else 0
         self._states: dict[int, RunState] = {}  # every state, by context block address
-        self._dispatcher = HelperDispatcher(self.helpers, self._states, self.cfg.table)
+        self._dispatcher = HelperDispatcher(
+            self.helpers, self._states, self.cfg.table, expose=self._site_maps
+        )
         self._pool: list[RunState] = [self._new_state()]
 
     def _compile(self, opt_level: int) -> NativeCode:
         """The native code: from the cache when it has this program, else from LLVM."""
         cache, key = self.cache, None
         if cache is not None:
-            key = cache.key(self.insns, debug_checks=self.debug_checks, opt_level=opt_level)
+            shapes = [site.shape() for site in self.map_sites.values()]
+            key = cache.key(
+                self.insns,
+                debug_checks=self.debug_checks,
+                opt_level=opt_level,
+                extra={"maps": shapes} if shapes else None,
+            )
             compiled = cache.load(key)
             if compiled is not None:
                 try:
@@ -178,7 +211,9 @@ class JitProgram:
                 else:
                     self.cache_hit = True
                     return code
-        module = lower_program(self.cfg, debug_checks=self.debug_checks)
+        module = lower_program(
+            self.cfg, debug_checks=self.debug_checks, map_sites=self.map_sites
+        )
         start = time.perf_counter()
         compiled = compile_object(module, opt_level=opt_level)
         code = load_object(compiled)
@@ -196,6 +231,28 @@ class JitProgram:
         table = (_U64 * len(slots)).from_address(self._code.global_address(LDDW_TABLE))
         for pc, index in slots.items():
             table[index] = values[pc]
+
+    def _fill_site_table(self) -> None:
+        """Write what native map calls need (again after a fork or when a map closed)."""
+        if not self.map_sites:
+            return
+        assert self._code is not None
+        rows = [value for site in self.map_sites.values() for value in site.row()]
+        if self._site_table is None:
+            address = self._code.global_address(SITE_TABLE)
+            self._site_table = (_U64 * len(rows)).from_address(address)
+        self._site_table[:] = rows
+        self._forks = _FORKS[0]
+
+    def _check_sites(self) -> None:
+        """Before a run: refresh the site table when the process forked or a map closed."""
+        if self._forks != _FORKS[0]:
+            self._fill_site_table()
+            return
+        for m in self._site_maps:
+            if m.closed:
+                self._fill_site_table()
+                return
 
     def _resolve(self, resolver: LddwResolver | None) -> dict[int, int]:
         values: dict[int, int] = {}
@@ -292,6 +349,8 @@ class JitProgram:
     ) -> BatchResult:
         if self._code is None:
             raise InputError("the JIT program is closed")
+        if self._site_maps:
+            self._check_sites()
         space = memory if memory is not None else AddressSpace()
         results = array("Q", bytes(8 * len(batch)))
         added = []
@@ -345,6 +404,8 @@ class JitProgram:
     def _call(self, args, memory, packet, cpu, repeat: int) -> tuple[int, float]:
         if self._code is None:
             raise InputError("the JIT program is closed")
+        if self._site_maps:
+            self._check_sites()
         try:
             state = self._pool.pop()
         except IndexError:

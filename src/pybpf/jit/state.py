@@ -129,6 +129,7 @@ class RunState:
             self.space = ctx.memory = space
         if ctx.cpu != cpu:
             ctx.cpu = cpu
+            words[Slot.CPU] = cpu & _M64
         trace = trace if trace is not None else self._default_trace
         if ctx.trace is not trace:
             ctx.trace = trace
