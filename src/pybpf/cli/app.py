@@ -56,9 +56,16 @@ def cli(ctx: click.Context, json_mode: bool, pretty: bool) -> None:
 
 
 def _register() -> None:
-    from pybpf.cli import conformance_cmd, isa_cmd, map_cmd, object_cmd, prog_cmd
+    from pybpf.cli import (
+        conformance_cmd,
+        isa_cmd,
+        map_cmd,
+        object_cmd,
+        prog_cmd,
+        verify_cmd,
+    )
 
-    for module in (isa_cmd, object_cmd, conformance_cmd, map_cmd, prog_cmd):
+    for module in (isa_cmd, object_cmd, verify_cmd, conformance_cmd, map_cmd, prog_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -71,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     _STATE.clear()
     try:
-        cli.main(args=args, prog_name="pybpf", standalone_mode=False)
+        # Without standalone mode, click returns a command's Exit code instead of raising it.
+        status = cli.main(args=args, prog_name="pybpf", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -91,4 +99,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    sys.exit(0)
+    sys.exit(status if isinstance(status, int) else 0)

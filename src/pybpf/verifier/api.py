@@ -196,9 +196,11 @@ def verify(
     info: ProgramInfo | None = None,
     name: str | None = None,
     section: str | None = None,
+    keep_invariants: bool = False,
 ) -> Result:
     """Verify a program; the :class:`Result` says accept or reject and why.
 
+    ``keep_invariants`` keeps the invariant at each instruction in ``Result.invariants``.
     ``program`` is a list of instructions, raw bytecode, or a linked program (anything
     with ``instructions`` and ``type``, such as :class:`pybpf.spec.LinkedProgram`).
     ``maps`` describe the maps by fd or, for linked programs, by index (``MAP_IDX``).
@@ -220,7 +222,7 @@ def verify(
             prog_type = ProgType.SOCKET_FILTER
         info = ProgramInfo.for_type(prog_type, maps, options)
     lowered = _resolve_indexes(lower(insns))
-    result = analyze(lowered, info, entry_state(info))
+    result = analyze(lowered, info, entry_state(info), keep_invariants)
     result.program = name
     result.section = section
     return result
@@ -247,6 +249,7 @@ def verify_object(
     prog_type: ProgType | None = None,
     *,
     options: Options | None = None,
+    keep_invariants: bool = False,
 ) -> Result:
     """Verify program ``name`` of an object spec (linked with the functions it calls).
 
@@ -285,6 +288,7 @@ def verify_object(
         options=options,
         name=name,
         section=program.section,
+        keep_invariants=keep_invariants,
     )
     _with_lines(result, linked.line_info)
     return result
