@@ -746,3 +746,25 @@ def test_benchmark_programs_compute_what_they_claim():
         assert jit_bench.bench_jit(name, 10, budget_s=0)["result"] == bench.EXPECTED[name]
     synthetic = jit_bench.synthetic_program(100)
     assert len(synthetic) == 100 and check_same(synthetic)[0] == "ok"
+
+
+def test_dump_jited_lists_functions_without_directives():
+    from pybpf.jit import jit_listing
+
+    prog = [I.mov(0, 0), I.lddw(1, 7, src=1), I.call_local(1), EXIT, I.mov(0, "r10"), EXIT]
+    text = jit_listing(prog, opt_level=0)  # map references need no maps; nothing runs
+    lines = text.splitlines()
+    assert lines[0] == "pybpf_entry:" and "bpf_fn_5:" in lines and "bpf_fn_0:" in lines
+    assert not any(line.lstrip().startswith((".p2align", ".cfi", ".size", ".type", "#"))
+                   for line in lines)  # fmt: skip
+    assert "pybpf_repeat:" not in lines and "pybpf_lddw:" not in lines
+    records = jit_listing(prog, json=True, opt_level=0, harness=True)
+    names = [r["name"] for r in records]
+    assert names[0] == "pybpf_entry" and "pybpf_repeat" in names and "pybpf_lddw" not in names
+    insns = [i for r in records for i in r["insns"]]
+    assert all(set(i) <= {"operation", "operands", "label"} and i["operation"] for i in insns)
+    assert any(i["operation"].startswith("ret") for i in insns)
+    assert any("label" in i for i in insns)  # the repeat loop's jump target
+    with JitProgram([I.mov(0, 1), EXIT]) as jit:
+        assert jit.dump_jited().startswith("pybpf_entry:")
+        assert jit.dump_jited(json=True)[0]["name"] == "pybpf_entry"

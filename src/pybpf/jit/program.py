@@ -38,6 +38,7 @@ from pybpf.jit.compile import (
     runtime_address,
     unavailable_reason,
 )
+from pybpf.jit.dump import dump_jited
 from pybpf.jit.layout import BatchField
 from pybpf.jit.lower import ACCESS_OK, ENTRY, LDDW_TABLE, REPEAT, lddw_slots, lower_program
 from pybpf.jit.mapcalls import SITE_TABLE, find_sites
@@ -449,6 +450,11 @@ class JitProgram:
         if self._code is None:
             raise InputError("the JIT program is closed")
         return self._code.assembly()
+
+    def dump_jited(self, *, json: bool = False, harness: bool = False):
+        """The native code as ``bpftool prog dump jited`` shows it: text, or with ``json``
+        bpftool's ``-j`` records (:func:`pybpf.jit.dump.dump_jited`)."""
+        return dump_jited(self.assembly(), json=json, harness=harness)
 
     def close(self) -> None:
         """Free the machine code and the pooled run states (idempotent)."""
