@@ -363,3 +363,20 @@ def test_every_map_helper_is_registered_by_linux_name():
 
         assert lookup(name).id in registry
     assert Region  # imported for type use
+
+
+def test_cpu_only_selects_a_value_in_per_cpu_maps():
+    """A program on CPU 3 sees the one value of a non-per-CPU map (as Linux and the JIT)."""
+    from pybpf.maps import MapDefinition, create_map
+    from pybpf.maptypes import MapType
+
+    for map_type in (MapType.ARRAY, MapType.HASH):
+        with create_map(MapDefinition(map_type, 4, 8, 4), backing="anonymous") as m:
+            key = (1).to_bytes(4, "little")
+            m.update_raw(key, (42).to_bytes(8, "little"))
+            assert m.elem_lookup(key, 3) == m.elem_lookup(key, 0) != 0
+    with create_map(
+        MapDefinition(MapType.PERCPU_ARRAY, 4, 8, 4, ncpus=4), backing="anonymous"
+    ) as m:
+        key = (1).to_bytes(4, "little")
+        assert m.elem_lookup(key, 3) == m.elem_lookup(key, 0) + 3 * 8

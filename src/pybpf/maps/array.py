@@ -192,6 +192,7 @@ class ArrayMap(Map):
 
     # ---- programs ------------------------------------------------------------------------
     def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
+        cpu = cpu if self.percpu else 0  # only per-CPU maps have a value per CPU
         i = int.from_bytes(key, "little")
         if i >= self.max_entries:
             return 0
@@ -214,6 +215,7 @@ class ArrayMap(Map):
     def slot_addresses(self, i: int, cpu: int = 0) -> tuple[int, int] | None:
         """``(None-key, value address)`` of element ``i``: arrays have no stored keys, so
         the key address is 0 and the caller supplies the index."""
+        cpu = cpu if self.percpu else 0  # only per-CPU maps have a value per CPU
         if not 0 <= i < self.max_entries:
             return None
         return 0, self._values_address + i * self._slot + cpu * self._stride

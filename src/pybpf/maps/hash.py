@@ -558,6 +558,7 @@ class HashMap(Map):
 
     # ---- programs --------------------------------------------------------------------------
     def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
+        cpu = cpu if self.percpu else 0  # only per-CPU maps have a value per CPU
         if self._desc is not None:
             r = self._native_lookup(key, self._lru)
             if r >= 0:
@@ -572,6 +573,7 @@ class HashMap(Map):
         return self._values_address + s * self._vslot + cpu * round8(self.value_size)
 
     def elem_lookup_quiet(self, key: bytes, cpu: int = 0) -> int:
+        cpu = cpu if self.percpu else 0  # only per-CPU maps have a value per CPU
         if self._desc is not None:
             r = self._native_lookup(key, 0)
             if r >= 0:
@@ -652,6 +654,7 @@ class HashOfMaps(HashMap):
         return value
 
     def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
+        cpu = cpu if self.percpu else 0  # only per-CPU maps have a value per CPU
         h = zlib.crc32(key, self._seed)
         with self.lock:
             s = self._find(key, h)
