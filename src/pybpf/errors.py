@@ -43,6 +43,7 @@ __all__ = [
     "BTFError",
     "ElfError",
     "MapError",
+    "CaptureError",
 ]
 
 # Attributes that describe where an error happened, in the order they are printed.
@@ -258,3 +259,27 @@ class MapError(PybpfError, OSError):
 
     def __str__(self) -> str:
         return PybpfError.__str__(self)
+
+
+class CaptureError(InputError):
+    """A packet capture (pcap or pcapng) is truncated, corrupted or not a capture at all.
+
+    ``path`` names the file (when there is one), ``packet`` is the 1-based number of the
+    broken record (the next packet after the last complete one; ``None`` when the file
+    header itself is bad) and ``offset`` the byte offset of the broken record or block.
+    """
+
+    def __init__(self, message: str, *, packet: int | None = None, **location: Any) -> None:
+        super().__init__(message, **location)
+        self.packet = packet
+
+    def location(self) -> str:
+        """The location part of the message (``"in.pcap: packet 3: offset 0x58"``), or ``""``."""
+        where = super().location()
+        if self.packet is None:
+            return where
+        parts = [where] if where else []
+        if self.path is not None and parts:
+            head, _, rest = where.partition(": ")
+            return ": ".join(p for p in (head, f"packet {self.packet}", rest) if p)
+        return ": ".join([f"packet {self.packet}", *parts])
