@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import subprocess
@@ -59,16 +60,26 @@ def test_ipv4_checksum_example_refuses_non_ipv4():
     assert json.loads(proc.stdout) == {"retval": 0xFFFFFFFF}
 
 
-def test_readme_python_snippet_runs():
+def test_readme_python_snippets_print_what_they_say(tmp_path):
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    assert blocks, "README has no python example"
+    assert len(blocks) >= 2, "README lost its python examples"
     for block in blocks:
+        expected = re.findall(r"^# -> (.*)$", block, re.M)
+        assert expected, "each README python block ends with '# -> <output>'"
         proc = subprocess.run(
-            [sys.executable, "-c", block], capture_output=True, text=True, timeout=60
+            [sys.executable, "-c", block], capture_output=True, text=True, timeout=60, cwd=ROOT,
+            env={**os.environ, "PYBPF_STATE": str(tmp_path)},
         )
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip().splitlines()[-1] == "46"
+        assert proc.stdout.strip().splitlines()[-1] == expected[-1]
+
+
+def test_readme_quick_start_runs_the_pipeline_example():
+    proc = _pybpf("prog", "run", str(EXAMPLES / "c" / "pipeline.o"), "--program", "start",
+                  "--ctx-in", str(EXAMPLES / "c" / "pipeline_args.bin"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Return value: 35")
 
 
 def test_readme_quick_start_example_command_matches_the_example_files():
