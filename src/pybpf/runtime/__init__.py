@@ -8,14 +8,24 @@ engines call helpers with an :class:`ExecutionContext` as
 """
 
 from pybpf.runtime.basics import BASIC_HELPERS, register_basics
+from pybpf.runtime.checksum import CHECKSUM_HELPERS, register_checksum
 from pybpf.runtime.context import ExecutionContext, TraceSink
+from pybpf.runtime.locks import LOCK_HELPERS, register_locks
 from pybpf.runtime.maps import MAP_HELPERS, expose_maps, map_lddw_resolver, register_maps
 from pybpf.runtime.printk import TRACE_PIPE, BprintfError, TracePipe, format_bprintf
+from pybpf.runtime.probe import PROBE_HELPERS, register_probe
+from pybpf.runtime.process import PROCESS_HELPERS, register_process
 from pybpf.runtime.registry import HelperFn, HelperRegistry, call_helper, helper_failure
+from pybpf.runtime.strings import STRING_HELPERS, register_strings
 
 __all__ = [
     "BASIC_HELPERS",
     "BprintfError",
+    "CHECKSUM_HELPERS",
+    "LOCK_HELPERS",
+    "PROBE_HELPERS",
+    "PROCESS_HELPERS",
+    "STRING_HELPERS",
     "ExecutionContext",
     "HelperFn",
     "HelperRegistry",
@@ -31,9 +41,23 @@ __all__ = [
     "map_lddw_resolver",
     "register_basics",
     "register_maps",
+    "register_checksum",
+    "register_locks",
+    "register_probe",
+    "register_process",
+    "register_strings",
 ]
 
 
 def default_helpers() -> HelperRegistry:
     """A new registry holding every helper implemented by the runtime."""
-    return register_maps(register_basics(HelperRegistry()))
+    registry = register_maps(register_basics(HelperRegistry()))
+    for register in (
+        register_checksum,
+        register_strings,
+        register_process,
+        register_probe,
+        register_locks,
+    ):
+        register(registry)
+    return registry
