@@ -153,6 +153,7 @@ class PcapngReader:
         head = struct.Struct(order + "II").unpack_from
         word = struct.Struct(order + "I").unpack_from
         epb = struct.Struct(order + "IIIII").unpack_from
+        epb7 = struct.Struct(order + "IIIIIII").unpack_from
         base = 0
         pos = 0
         n = len(buf)
@@ -161,6 +162,34 @@ class PcapngReader:
             while True:
                 need = 12  # bytes the block at pos needs before it can be read
                 while pos + 12 <= n:
+                    if pos + 28 <= n:
+                        # Fast path: a well-formed EPB, every check in one expression; any
+                        # other block (or a broken one) takes the checked path below.
+                        btype, blen, ifid, hi, lo, caplen, orig = epb7(buf, pos)
+                        end = pos + blen
+                        if (
+                            btype == EPB
+                            and end <= n
+                            and 32 + caplen <= blen <= block_limit
+                            and not blen & 3
+                            and caplen <= limit
+                            and ifid < len(section)
+                            and word(buf, end - 4)[0] == blen
+                        ):
+                            index, linktype, _snap, mul, div, add = section[ifid]
+                            count += 1
+                            yield new(
+                                frame,
+                                (
+                                    ((hi << 32) | lo) * mul // div + add,
+                                    buf[pos + 28 : pos + 28 + caplen],
+                                    orig,
+                                    index,
+                                    linktype,
+                                ),
+                            )
+                            pos = end
+                            continue
                     btype, blen = head(buf, pos)
                     if btype == SHB:
                         if pos + 16 > n:
@@ -171,6 +200,7 @@ class PcapngReader:
                         head = struct.Struct(order + "II").unpack_from
                         word = struct.Struct(order + "I").unpack_from
                         epb = struct.Struct(order + "IIIII").unpack_from
+                        epb7 = struct.Struct(order + "IIIIIII").unpack_from
                         blen = head(buf, pos)[1]
                         if blen < 28:
                             raise self._error(f"section header length {blen} too short", base + pos)
@@ -221,14 +251,15 @@ class PcapngReader:
                             raise self._error("simple packet block too short", base + pos)
                         if not section:
                             raise self._error("simple packet before any interface", base + pos)
-                        index, linktype, snap, _mul, _div, _add = section[0]
+                        # No timestamp: 0 units plus the interface's offset, as libpcap.
+                        index, linktype, snap, _mul, _div, add = section[0]
                         orig = word(buf, pos + 8)[0]
                         caplen = min(orig, blen - 16)
                         if snap:
                             caplen = min(caplen, snap)
                         count += 1
                         yield new(
-                            frame, (0, buf[pos + 12 : pos + 12 + caplen], orig, index, linktype)
+                            frame, (add, buf[pos + 12 : pos + 12 + caplen], orig, index, linktype)
                         )
                     elif btype == IDB:
                         self.count = count
