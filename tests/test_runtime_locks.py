@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -69,6 +70,8 @@ def test_a_held_lock_makes_others_wait():
 
 def test_programs_in_threads_lose_no_update():
     threads, runs = 4, 300
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, inside the locked section too
     with Region(16, kind="map_value") as value:
         vms = [
             Interpreter(assemble(PROGRAM), helpers=default_helpers(), entry_registers=(1, 10))
@@ -83,8 +86,11 @@ def test_programs_in_threads_lose_no_update():
         workers = [threading.Thread(target=work, args=(vm,)) for vm in vms]
         for w in workers:
             w.start()
-        for w in workers:
-            w.join()
+        try:
+            for w in workers:
+                w.join()
+        finally:
+            sys.setswitchinterval(interval)
         for vm in vms:
             vm.close()
         assert int.from_bytes(value.view[8:16], "little") == threads * runs
