@@ -16,7 +16,7 @@ from ..errors import CaptureError
 from .frame import MAX_RECORD, Frame, Interface
 from .pcap import PcapReader, PcapWriter, pcap_magic
 from .pcapng import PcapngReader, PcapngWriter, pcapng_magic
-from .source import ByteSource, open_source
+from .source import ByteSource, open_source, read_at_least
 
 __all__ = ["Capture", "detect_format", "open_capture", "open_writer", "FORMATS"]
 
@@ -45,7 +45,7 @@ class Capture:
     def __init__(self, source: ByteSource, *, max_record: int = MAX_RECORD) -> None:
         file, path, owned = open_source(source)
         try:
-            head = file.read(4) or b""
+            head = read_at_least(file.read, b"", 4)
             fmt = detect_format(head)
             if fmt is None:
                 what = "an empty file" if not head else "not a pcap or pcapng capture"

@@ -68,7 +68,7 @@ class PcapngReader:
         self.sections = 0
         self.interfaces: list[Interface] = []
         try:
-            buf = read_at_least(self._file.read, _head, 12)
+            buf = read_at_least(self._file.read, _head, 16)
             if not pcapng_magic(buf):
                 raise CaptureError(
                     "not a pcapng file (no section header)", path=self.path, offset=0
@@ -76,7 +76,9 @@ class PcapngReader:
             if len(buf) < 12:
                 raise CaptureError("truncated section header block", path=self.path, offset=0)
             self.byteorder = self._byte_order(buf, 0, None)
-            self.version = struct.unpack_from(self.byteorder + "HH", buf, 12)
+            self.version = (
+                struct.unpack_from(self.byteorder + "HH", buf, 12) if len(buf) >= 16 else None
+            )
         except BaseException:
             self.close()
             raise
