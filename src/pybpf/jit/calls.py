@@ -15,18 +15,24 @@ once and :class:`~pybpf.jit.program.JitProgram` raises the kept exception.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+import errno
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pybpf.errors import HelperError
 from pybpf.isa import Instruction
-from pybpf.jit.layout import Slot, Status
+from pybpf.isa.opcodes import MAX_TAIL_CALLS
+from pybpf.jit.layout import TAIL_CALL, Slot, Status
 from pybpf.jit.state import RunState
-from pybpf.maps import Map
+from pybpf.maps import Map, ProgArray, by_handle
 from pybpf.runtime import HelperRegistry, expose_maps, helper_failure
 
-__all__ = ["HelperDispatcher", "DISPATCH_TYPE"]
+__all__ = ["HelperDispatcher", "DISPATCH_TYPE", "TailCallTargets"]
 
+TailCallTargets = Callable[[int], Any]  # program id -> an object with tail_run (or None)
 _M64 = (1 << 64) - 1
+_M32 = (1 << 32) - 1
+_ENOENT = -errno.ENOENT & _M64
 _U64 = ctypes.c_uint64
 DISPATCH_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, *([_U64] * 8))
 
@@ -40,6 +46,7 @@ class HelperDispatcher:
     ``expose``: maps whose calls run natively (:mod:`pybpf.jit.mapcalls`); their regions
     join the run's address space before any helper runs, as the Python lookup would
     have added them, so helpers may read values the native code found.
+    ``tail_call_targets``: makes ``bpf_tail_call`` run programs (see the module docstring).
     """
 
     def __init__(
@@ -49,8 +56,10 @@ class HelperDispatcher:
         table: Sequence[Instruction | None] = (),
         *,
         expose: Sequence[Map] = (),
+        tail_call_targets: TailCallTargets | None = None,
     ) -> None:
         self.registry = registry
+        self.tail_call_targets = tail_call_targets
         self.runs = runs
         self.table = table
         self.expose = tuple(expose)
@@ -68,6 +77,8 @@ class HelperDispatcher:
             ctx = state.ctx
             ctx.pc = pc
             ctx.helper_id = helper_id
+            if helper_id == TAIL_CALL and self.tail_call_targets is not None:
+                return self._tail_call(state, pc, r1, r2, r3)
             fn = self.registry.get(helper_id)
             if fn is None:
                 insn = self.table[pc] if pc < len(self.table) else None
@@ -88,3 +99,28 @@ class HelperDispatcher:
             state.error = exc
             state.block[Slot.STATUS] = Status.HELPER
             return 0
+
+    def _tail_call(self, state: RunState, pc: int, ctx: int, handle: int, index: int) -> int:
+        """``bpf_tail_call(ctx, prog_array, index)``: the target's r0 (``Slot.TAILED``
+        set) or -ENOENT (fall through)."""
+        array = by_handle(handle)
+        if not isinstance(array, ProgArray) or array.closed:
+            raise HelperError(
+                f"bpf_tail_call: {handle:#x} is not a live prog array",
+                helper_id=TAIL_CALL,
+                pc=pc,
+            )
+        index &= _M32
+        if index >= array.max_entries or state.tail_calls >= MAX_TAIL_CALLS:
+            return _ENOENT
+        state.tail_calls += 1
+        prog_id = array.program_id(index)
+        assert self.tail_call_targets is not None
+        target = self.tail_call_targets(prog_id) if prog_id else None
+        if target is None:
+            return _ENOENT
+        r0, state.tail_calls = target.tail_run(state, ctx)
+        if state.debug:
+            state.load_regions()  # the target may have exposed maps
+        state.block[Slot.TAILED] = 1
+        return r0 & _M64

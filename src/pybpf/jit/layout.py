@@ -31,7 +31,10 @@ __all__ = [
     "BATCH_FIELDS",
     "PacketArg",
     "PATCH_FIELDS",
+    "TAIL_CALL",
 ]
+
+TAIL_CALL = 12  # helper id of bpf_tail_call (lowered to return the target's r0)
 
 
 class Slot(IntEnum):
@@ -67,6 +70,10 @@ class Slot(IntEnum):
     BATCH_END = 27  # writes them before each packet)
     BATCH_ROW = 28  # 1: row 0 of the region table is the current packet (debug checks)
     CPU = 29  # the run's CPU (per-CPU maps in native map calls)
+    TAILED = 30  # 1 after a bpf_tail_call ran its target: the calling function returns r0
+    TAIL_COUNT = 31  # bpf_tail_call count of the run's chain (Linux's tail_call_cnt)
+    TAIL_COUNT_INIT = 32  # copied to TAIL_COUNT by the entry function (a target continues
+    # its caller's count; 0 for a program run from Python, each run of repeat or batch)
 
 
 FIELDS = len(Slot)

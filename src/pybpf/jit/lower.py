@@ -51,7 +51,7 @@ from pybpf.errors import InternalError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
 from pybpf.isa.opcodes import ATOMIC_FETCH, FRAME_POINTER, MAX_CALL_DEPTH, STACK_SIZE
 from pybpf.jit.blocks import Block, ControlFlow, Function, call_target, jump_target
-from pybpf.jit.layout import PERM_READ, PERM_WRITE, REGION_FIELDS, Slot, Status
+from pybpf.jit.layout import PERM_READ, PERM_WRITE, REGION_FIELDS, TAIL_CALL, Slot, Status
 from pybpf.jit.mapcalls import (
     MAP_HELPERS,
     SITE_TABLE,
@@ -526,6 +526,8 @@ class _FunctionLowering:
                 site = self.map_regs.get(1) if insn.imm in MAP_HELPERS else None
                 if site is not None:
                     lower_map_call(self, insn.imm, site, pc)
+                elif insn.imm == TAIL_CALL:
+                    self.tail_call(pc)
                 else:
                     self.helper_call(_const(64, insn.imm), pc)
             else:  # pragma: no cover - blocks.analyse refuses kfuncs
@@ -584,6 +586,17 @@ class _FunctionLowering:
         args = [self.ctx, helper_id, _const(64, pc), self.depth] + self.call_args()
         self.set(0, b.call(dispatch, args))
         self.check_status()
+
+    def tail_call(self, pc: int) -> None:
+        """``bpf_tail_call``: the dispatcher runs the target (or falls through with r0 =
+        -ENOENT); when the target ran (``Slot.TAILED``), this function returns its r0."""
+        self.helper_call(_const(64, TAIL_CALL), pc)
+        b = self.b
+        tailed = self.slot(Slot.TAILED)
+        done = self.split(b.icmp_unsigned("!=", b.load(tailed), _const(64, 0)), "tail")
+        b.store(_const(64, 0), tailed)
+        b.ret(self.get(0))
+        b.position_at_end(done)
 
     # ---- memory --------------------------------------------------------------------------
     def address(self, reg: int, off: int):
@@ -802,6 +815,7 @@ def lower_program(
     b.store(_const(64, 0), slot(Slot.STATUS))
     b.store(b.load(slot(Slot.MAY_GOTO_INIT)), slot(Slot.MAY_GOTO))
     b.store(b.load(slot(Slot.BUDGET_INIT)), slot(Slot.BUDGET))
+    b.store(b.load(slot(Slot.TAIL_COUNT_INIT)), slot(Slot.TAIL_COUNT))
     args = [b.load(slot(Slot.ARG1 + i)) for i in range(5)]
     b.ret(b.call(mod.functions[0], [ctx, _const(64, 0)] + args))
     _build_repeat(mod, entry)

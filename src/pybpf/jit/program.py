@@ -30,7 +30,7 @@ from pybpf.jit.batch import BatchPlan, BatchResult, PacketArg, PacketBatch
 from pybpf.jit.batchloop import BATCH
 from pybpf.jit.blocks import ControlFlow, analyse
 from pybpf.jit.cache import CodeCache
-from pybpf.jit.calls import HelperDispatcher
+from pybpf.jit.calls import HelperDispatcher, TailCallTargets
 from pybpf.jit.compile import (
     NativeCode,
     compile_object,
@@ -121,7 +121,11 @@ class JitProgram:
       compiled before with the same options on this host skips LLVM (``cache_hit``);
     - ``inline_maps``: lower ``map_lookup_elem``/``update``/``delete`` on array and hash
       maps the program loads with ``lddw`` to native code (:mod:`pybpf.jit.mapcalls`;
-      never under ``debug_checks``); ``map_sites`` lists them.
+      never under ``debug_checks``); ``map_sites`` lists them;
+    - ``tail_call_targets``: ``fn(program_id) -> target | None``, the programs a prog
+      array's ids name (as the interpreter's): with it ``bpf_tail_call`` runs them
+      (:mod:`pybpf.jit.calls`); a :class:`JitProgram` is such a target itself
+      (:meth:`tail_run`).
 
     Load errors are those of :func:`pybpf.runtime.loadcheck.check_program`, the load
     rules every engine shares (the interpreter's, for the same programs);
@@ -146,6 +150,7 @@ class JitProgram:
         opt_level: int = 2,
         cache: CodeCache | str | os.PathLike | bool = False,
         inline_maps: bool = True,
+        tail_call_targets: TailCallTargets | None = None,
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
@@ -188,7 +193,11 @@ class JitProgram:
         self._access = runtime_address(ACCESS_OK) if self.debug_checks else 0
         self._states: dict[int, RunState] = {}  # every state, by context block address
         self._dispatcher = HelperDispatcher(
-            self.helpers, self._states, self.cfg.table, expose=self._site_maps
+            self.helpers,
+            self._states,
+            self.cfg.table,
+            expose=self._site_maps,
+            tail_call_targets=tail_call_targets,
         )
         self._pool: list[RunState] = [self._new_state()]
 
@@ -289,6 +298,15 @@ class JitProgram:
         helper raised (all with ``pc``).
         """
         return self._call(args, memory, packet, cpu, 0)[0]
+
+    def tail_run(self, caller, ctx: int) -> tuple[int, int]:
+        """Run as the target of a tail call made on ``caller`` (a JIT run state or an
+        interpreter machine): same address space, packet, cpu and trace, r1 = ``ctx``, the
+        chain's count continued; returns ``(r0, the chain's tail call count)``."""
+        c = caller.ctx
+        return self._call(
+            (ctx,), caller.space, c.packet, c.cpu, 0, trace=c.trace, tail_calls=caller.tail_calls
+        )
 
     def run_repeat(
         self,
@@ -402,7 +420,11 @@ class JitProgram:
             if ctx_region is not None:
                 ctx_region.close()
 
-    def _call(self, args, memory, packet, cpu, repeat: int) -> tuple[int, float]:
+    def _call(
+        self, args, memory, packet, cpu, repeat: int, *, trace=None, tail_calls: int | None = None
+    ) -> tuple:
+        """One run (or ``repeat``): (r0, ns per run), or with ``tail_calls`` (a tail call's
+        target) (r0, the chain's count)."""
         if self._code is None:
             raise InputError("the JIT program is closed")
         if self._site_maps:
@@ -420,9 +442,10 @@ class JitProgram:
                 args if type(args) is tuple else tuple(args),
                 packet=packet,
                 cpu=cpu,
-                trace=self.trace,
+                trace=self.trace if trace is None else trace,
                 budget=self.budget if self.debug_checks else _NO_BUDGET,
                 debug=self.debug_checks,
+                tail_calls=tail_calls or 0,
             )
             if repeat:
                 start = time.perf_counter_ns()
@@ -432,6 +455,8 @@ class JitProgram:
                 r0, elapsed = self._entry(state.address), 0.0
             if state.words[0]:
                 raise state.failure(self.budget, self.cfg.block_pcs)
+            if tail_calls is not None:
+                return r0, state.tail_calls
             return r0, elapsed
         finally:
             state.end()

@@ -46,6 +46,7 @@ _STATUS = int(Slot.STATUS)
 _PACKET, _PACKET_SIZE = int(Slot.PACKET), int(Slot.PACKET_SIZE)
 _HAS_PACKET, _REGIONS, _NREGIONS = int(Slot.HAS_PACKET), int(Slot.REGIONS), int(Slot.NREGIONS)
 _ARG1, _BUDGET_INIT, _MAY_GOTO_INIT = int(Slot.ARG1), int(Slot.BUDGET_INIT), int(Slot.MAY_GOTO_INIT)
+_TAIL_COUNT, _TAIL_COUNT_INIT = int(Slot.TAIL_COUNT), int(Slot.TAIL_COUNT_INIT)
 _NO_ARGS = (0, 0, 0, 0, 0)
 _M64 = (1 << 64) - 1
 
@@ -96,6 +97,7 @@ class RunState:
         budget: int,
         debug: bool,
         batch: Region | None = None,
+        tail_calls: int = 0,
     ) -> None:
         """Prepare the context block and the helper context for a run in ``space``.
 
@@ -141,6 +143,15 @@ class RunState:
         words[Slot.BATCH_ROW] = int(batch is not None and debug)
         if debug:
             self.load_regions()
+
+    @property
+    def tail_calls(self) -> int:
+        """The bpf_tail_call count of the running chain (``Slot.TAIL_COUNT``)."""
+        return self.words[_TAIL_COUNT]
+
+    @tail_calls.setter
+    def tail_calls(self, value: int) -> None:
+        self.words[_TAIL_COUNT] = value
 
     def end(self) -> None:
         """Take the frames out of the address space and drop the run's references."""

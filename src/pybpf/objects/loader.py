@@ -14,10 +14,10 @@ engines:
    are decoded from BTF where the map has BTF types (:mod:`pybpf.objects.values`);
 2. each entry program is linked with its subprograms (:func:`pybpf.spec.link`), checked
    for what the portable backend cannot run (CO-RE relocations, kernel symbols, helpers
-   it does not provide, GPL-only helpers in a non-GPL program, and on the JIT tail calls
-   and callbacks) and built by its engine with ``MAP_IDX``/``MAP_IDX_VALUE`` bound to the
-   live maps and function addresses to :class:`~pybpf.objects.callbacks.Callback`
-   tokens. Building load-checks it (:mod:`pybpf.runtime.loadcheck`);
+   it does not provide, GPL-only helpers in a non-GPL program) and built by its engine
+   with ``MAP_IDX``/``MAP_IDX_VALUE`` bound to the live maps and function addresses to
+   :class:`~pybpf.objects.callbacks.Callback` tokens. Building load-checks it
+   (:mod:`pybpf.runtime.loadcheck`);
 3. prog arrays get their initial programs.
 
 Anything created is closed again when a step fails.
@@ -239,13 +239,6 @@ def _check(
     for insn in linked.instructions:
         if insn.is_call and insn.src == CallKind.HELPER:
             _check_helper(insn.imm, pc, engine, helpers, gpl, where)
-        elif insn.is_lddw and insn.src == Pseudo.FUNC and engine != "interpreter":
-            raise NotSupportedError(
-                "callbacks (function addresses) run only with engine='interpreter' for now",
-                feature="callback",
-                pc=pc,
-                **where,
-            )
         pc += insn.slots
 
 
@@ -255,14 +248,7 @@ def _check_helper(
     row = lookup(helper_id)
     label = f"bpf_{row.name}#{helper_id}" if row is not None and row.id else f"helper #{helper_id}"
     if helper_id == TAIL_CALL:
-        if engine != "interpreter":
-            raise NotSupportedError(
-                "bpf_tail_call runs only with engine='interpreter' for now (the JIT's tail "
-                "calls come later)",
-                feature="tail_call",
-                pc=pc,
-                **where,
-            )
+        pass  # every engine runs bpf_tail_call (tail_call_target)
     elif helper_id not in helpers:
         raise NotSupportedError(
             f"{label} is not available on the portable backend",
@@ -360,6 +346,7 @@ class _Builder:
                     debug_checks=True,  # unverified: every access checked
                     lddw_resolver=self.resolver(linked),
                     legacy_packet=_uses_legacy_packet(linked.instructions),
+                    tail_call_targets=tail_call_target,
                 )
         except PybpfError as err:
             if err.program is None:

@@ -143,6 +143,8 @@ class Program:
         interpreter: Callable[[], Any],
         license: str = "",
         closers: Sequence[Any] = (),
+        runtime_context: Any = None,
+        source: LinkedProgram | None = None,
     ) -> None:
         self.spec = spec
         self.linked = linked
@@ -162,6 +164,8 @@ class Program:
         self._interpreter = runner if engine == "interpreter" else None
         self._closers = list(closers)
         self._tag: str | None = None
+        self._runtime_context = runtime_context
+        self._source = source or linked
         with _LOCK:
             self.id = next(_IDS)
             _BY_ID[self.id] = self
@@ -176,7 +180,7 @@ class Program:
     def tag(self) -> str:
         """Linux's tag of the program (:func:`calc_tag`), as bpftool prints it."""
         if self._tag is None:
-            self._tag = calc_tag(self.linked.instructions)
+            self._tag = calc_tag(self._source.instructions)
         return self._tag
 
     @property
@@ -186,9 +190,13 @@ class Program:
 
     @property
     def context(self) -> str:
-        """How :meth:`test_run` builds the context now: ``"memory"`` (r1 = ``ctx_in`` or
-        ``data_in``, r2 = its length) or ``"buffer"`` (a structured context such as
-        ``xdp_md``: r1 = ``data_in``, r2 = its length, until context layouts are applied)."""
+        """How :meth:`test_run` builds the context now: ``"runtime"`` (the type's context
+        rewritten to the runtime's layout at load, :mod:`pybpf.objects.context`: r1 = a
+        real ``xdp_md``), ``"memory"`` (r1 = ``ctx_in`` or ``data_in``, r2 = its length) or
+        ``"buffer"`` (a structured context such as ``__sk_buff`` not rewritten: r1 =
+        ``data_in``, r2 = its length)."""
+        if self._runtime_context is not None:
+            return "runtime"
         rules = rules_for(self.type) if self.type is not None else None
         return "buffer" if rules is not None and rules.context.fields else "memory"
 
@@ -204,8 +212,15 @@ class Program:
         """``BPF_PROG_TEST_RUN``: run ``repeat`` times (0 counts as 1, as in Linux); returns
         retval, mean duration (ns), data_out and ctx_out.
 
-        Context, until the verifier provides context layouts and their rewrites:
+        Context:
 
+        - programs whose type's context was rewritten at load (``context == "runtime"``:
+          ``xdp`` loaded with ``verify=True``): the context Linux's ``BPF_PROG_TEST_RUN``
+          gives, from ``data_in`` and ``ctx_in`` (``xdp_md`` bytes) by Linux's rules
+          (:class:`~pybpf.objects.context.XdpContext`); ``data_out`` is the packet
+          (metadata included) as the program left it, ``ctx_out`` the ``xdp_md`` Linux
+          returns when ``ctx_in`` was given. Bad arguments raise
+          :class:`~pybpf.errors.InputError` with ``errno`` as Linux's;
         - programs whose context is plain memory (no type, ``kprobe``, ``tracepoint``,
           ``raw_tracepoint``, ``tracing``/``lsm``, ``perf_event``, ``syscall``: the types
           whose Linux context is an opaque struct the program reads directly): with
@@ -231,6 +246,8 @@ class Program:
             raise InputError(f"repeat must be a non-negative integer, not {repeat!r}")
         repeat = max(repeat, 1)  # Linux: 0 means once
         data_in = bytes(data_in)
+        if self._runtime_context is not None:
+            return self._test_run_runtime(data_in, ctx_in, repeat, cpu)
         if ctx_in is not None and self.context == "buffer":
             raise NotSupportedError(
                 f"ctx_in for {self.type.type_name if self.type else '?'} programs needs the "
@@ -271,6 +288,28 @@ class Program:
         self.run_time_ns += int(elapsed * repeat)
         return TestRunResult(r0 & _M32, int(elapsed), data_out, ctx_out)
 
+    def _test_run_runtime(
+        self, data_in: bytes, ctx_in: bytes | None, repeat: int, cpu: int
+    ) -> TestRunResult:
+        prepared = self._runtime_context.prepare(data_in, ctx_in, program=self.name)
+        space = AddressSpace()
+        expose_maps(space, self._reachable)
+        try:
+            for region in prepared.regions:
+                space.add(region)
+            r0, elapsed = self._run(
+                (prepared.ctx.address,), space, prepared.packet, cpu, repeat
+            )
+            data_out = prepared.data_out()
+        finally:
+            for region in prepared.regions:
+                if space.find(region.address) is region:
+                    space.remove(region)
+            prepared.close()
+        self.run_cnt += repeat
+        self.run_time_ns += int(elapsed * repeat)
+        return TestRunResult(r0 & _M32, int(elapsed), data_out, prepared.ctx_out)
+
     def _run(self, args, space, packet, cpu: int, repeat: int) -> tuple[int, float]:
         runner = self._runner
         if self.engine == "jit" and repeat > 1:
@@ -284,6 +323,8 @@ class Program:
     def _tail_target(self) -> _TailTarget | None:
         if self.closed:
             return None
+        if self.engine == "jit":  # JIT targets run JIT code (JitProgram.tail_run)
+            return _TailTarget(self, self._runner)
         if self._interpreter is None:
             self._interpreter = self._make_interpreter()
             if self._interpreter is not self._runner:
