@@ -104,9 +104,12 @@ class RunState:
         Only what differs from this state's previous run is written (the entry function
         itself clears the status and restarts the budgets). ``batch`` is the packet buffer
         of a batch run (in ``space``): the batch loop then writes the arguments and the
-        packet, and debug checks see only the current packet of it.
+        packet, and debug checks see only the current packet of it. ``tail_calls``: the
+        chain's count so far (a tail call's target continues its caller's count).
         """
         words = self.words
+        if words[_TAIL_COUNT_INIT] != tail_calls:
+            words[_TAIL_COUNT_INIT] = tail_calls
         if args != self._args:
             if len(args) > 5:
                 raise InputError(f"at most 5 arguments (r1-r5), got {len(args)}")
