@@ -25,6 +25,7 @@ Anything created is closed again when a step fails.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 from collections.abc import Iterable
@@ -38,6 +39,7 @@ from pybpf.maps import Map, MapDefinition, create_map, open_pinned
 from pybpf.maps.buffer import PAGE_SIZE
 from pybpf.maptypes import MapType
 from pybpf.objects.callbacks import Callback, callback_helpers
+from pybpf.objects.context import rewrite_context_accesses, runtime_context_for
 from pybpf.objects.program import Program, tail_call_target
 from pybpf.objects.values import BTFCodec
 from pybpf.runtime import HelperRegistry
@@ -268,11 +270,25 @@ def _uses_legacy_packet(insns: Iterable[Instruction]) -> bool:
     return any(i.cls == Class.LD and i.mode in (Mode.ABS, Mode.IND) for i in insns)
 
 
+def _beyond_verifier(result: Any) -> bool:
+    """The verifier stopped at something it cannot analyse yet (callbacks, kfuncs, ...):
+    its ``Unsupported`` assertions fail with the reason twice, ``"why (why)"``. Such a
+    program loads as before context rewrites (r1 = the packet buffer) rather than fail."""
+    for diag in result.errors:
+        head, sep, tail = diag.message.partition(" (")
+        if sep and tail == head + ")":
+            return True
+    return False
+
+
 class _Builder:
     """Builds the engines of one object's programs and callbacks."""
 
-    def __init__(self, obj: ObjectSpec, maps: dict[str, Map], engine: str) -> None:
+    def __init__(
+        self, obj: ObjectSpec, maps: dict[str, Map], engine: str, verify: bool = True
+    ) -> None:
         self.obj = obj
+        self.verify = verify
         self.maps = maps
         self.engine = engine
         self.helpers = callback_helpers()
@@ -333,6 +349,20 @@ class _Builder:
         linked = link(self.obj, name)
         _check(linked, spec.section, engine, self.helpers, linked.license or self.obj.license)
         entry = (1, 10) if linked.type is not None else (1, 2, 10)
+        source = linked
+        runtime = runtime_context_for(linked.type) if self.verify else None
+        if runtime is not None:
+            from pybpf.verifier import verify_object
+
+            result = verify_object(self.obj, name, linked.type)
+            if not result.accepted and _beyond_verifier(result):
+                runtime = None  # today's behaviour: r1 = the packet buffer
+            else:
+                result.raise_for_errors()
+                insns = rewrite_context_accesses(
+                    linked.instructions, result.ctx_accesses, runtime.runtime, program=name
+                )
+                linked = dataclasses.replace(linked, instructions=insns)
         try:
             if engine == "interpreter":
                 runner: Any = self.interpreter(linked, entry)
@@ -363,6 +393,8 @@ class _Builder:
             reachable=list(self.maps.values()),
             interpreter=lambda: self.interpreter(linked, entry),
             license=linked.license or self.obj.license,
+            runtime_context=runtime,
+            source=source,
         )
 
     def close(self) -> None:
@@ -391,20 +423,23 @@ def load_portable(
     programs: Iterable[str] | None = None,
     pin_root: str | os.PathLike[str] | None = "/sys/fs/bpf",
     state: StateDirectory | None = None,
+    verify: bool = True,
 ) -> tuple[dict[str, Program], dict[str, Map], list[Callback]]:
     """Load ``obj`` on the portable backend (see the module docstring).
 
     Returns the programs and maps by name, and the callbacks the programs use (to close
     with them). Raises :class:`~pybpf.errors.InputError` (bad spec or argument),
     :class:`~pybpf.errors.NotSupportedError` (what the portable backend cannot do, named
-    in ``feature``), :class:`~pybpf.errors.VerifierError` (GPL-only helpers),
+    in ``feature``), :class:`~pybpf.errors.VerifierError` (GPL-only helpers; with
+    ``verify``, programs whose context type is rewritten to the runtime's layout
+    (:mod:`pybpf.objects.context`: ``xdp``) are verified first and a rejection raises),
     :class:`~pybpf.errors.MapError` (map creation, pins).
     """
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     names = _select(obj, programs)
     maps, reused = create_maps(obj, pin_root, state)
-    builder = _Builder(obj, maps, engine)
+    builder = _Builder(obj, maps, engine, verify)
     loaded: dict[str, Program] = {}
     try:
         for name in names:

@@ -125,6 +125,7 @@ class Object:
         programs: Iterable[str] | None = None,
         pin_maps_dir: str | os.PathLike[str] | None = DEFAULT_PIN_ROOT,
         state: StateDirectory | None = None,
+        verify: bool = True,
         **kernel_options: Any,
     ) -> Object:
         """Create the maps and load the programs; returns ``self`` (for ``with``).
@@ -135,7 +136,11 @@ class Object:
         - ``programs``: names to load (default: every entry program with ``autoload``);
         - ``pin_maps_dir``: where maps pinned by name live (``/sys/fs/bpf``, which the
           portable backend maps into its state directory; ``None``: pin nothing);
-        - ``state``: the state directory (default: the configured one).
+        - ``state``: the state directory (default: the configured one);
+        - ``verify``: on the portable backend, verify the programs whose context is
+          rewritten to the runtime's layout (``xdp``: a real ``xdp_md`` in ``test_run``);
+          ``False`` loads them unverified with r1 = the packet buffer (the kernel backend
+          always verifies).
 
         Raises :class:`~pybpf.errors.InputError` (bad arguments, spec or program),
         :class:`~pybpf.errors.NotSupportedError` (``feature`` names what the backend or
@@ -162,7 +167,12 @@ class Object:
             from pybpf.objects.loader import load_portable
 
             progs, maps, self._callbacks = load_portable(
-                self.spec, engine=engine, programs=programs, pin_root=pin_maps_dir, state=state
+                self.spec,
+                engine=engine,
+                programs=programs,
+                pin_root=pin_maps_dir,
+                state=state,
+                verify=verify,
             )
         self.programs.update(progs)
         self.maps.update(maps)

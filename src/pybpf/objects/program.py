@@ -297,9 +297,7 @@ class Program:
         try:
             for region in prepared.regions:
                 space.add(region)
-            r0, elapsed = self._run(
-                (prepared.ctx.address,), space, prepared.packet, cpu, repeat
-            )
+            r0, elapsed = self._run((prepared.ctx.address,), space, prepared.packet, cpu, repeat)
             data_out = prepared.data_out()
         finally:
             for region in prepared.regions:

@@ -1,0 +1,263 @@
+"""Runtime contexts: xdp_md rewritten at load, test_run's XDP context and packet, Linux beside."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import struct
+from pathlib import Path
+
+import pytest
+
+import pybpf
+from kernel import requires_bpf
+from pybpf.errors import ExecutionError, InputError, VerifierError
+from pybpf.isa import Class, Instruction, JmpOp, Mode, Size, Source
+from pybpf.isa.opcodes import jmp_opcode, mem_opcode
+from pybpf.objects.context import (
+    XDP_LINEAR_MAX,
+    XDP_PACKET_HEADROOM,
+    rewrite_context_accesses,
+    runtime_layout,
+)
+from pybpf.progtypes import ProgType
+from pybpf.progtypes.contexts import rules_for
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "c"
+XDP_CTX = EXAMPLES / "xdp_ctx.o"
+XDP_COUNTER = EXAMPLES / "xdp_counter.o"
+XDP_MD = rules_for(ProgType.XDP).context
+ABORTED, DROP, PASS, TX = range(4)
+
+
+def _md(data=0, data_end=0, meta=0, ingress=0, rx_queue=0, egress=0) -> bytes:
+    return struct.pack("<6I", data, data_end, meta, ingress, rx_queue, egress)
+
+
+def _ldx(size: Size, dst: int, src: int, off: int) -> Instruction:
+    return Instruction(mem_opcode(Class.LDX, Mode.MEM, size), dst, src, off, 0)
+
+
+# ---- layout and rewrite -----------------------------------------------------------------
+def test_xdp_runtime_layout_has_pointers_first_then_scalars():
+    rt = runtime_layout(XDP_MD)
+    assert [rt.offsets[n] for n in ("data", "data_end", "data_meta")] == [0, 8, 16]
+    assert [rt.offsets[n] for n in ("ingress_ifindex", "rx_queue_index", "egress_ifindex")] == [
+        24,
+        28,
+        32,
+    ]
+    assert rt.size == 40
+    packed = rt.pack({"data": 1 << 40, "rx_queue_index": 7})
+    assert int.from_bytes(packed[0:8], "little") == 1 << 40 and packed[28] == 7
+
+
+def test_rewrite_widens_packet_pointers_and_moves_scalars():
+    rt = runtime_layout(XDP_MD)
+    insns = [
+        _ldx(Size.W, 2, 1, 4),  # data_end
+        _ldx(Size.W, 3, 1, 0),  # data
+        _ldx(Size.W, 4, 1, 16),  # rx_queue_index
+        _ldx(Size.B, 5, 1, 13),  # second byte of ingress_ifindex
+        Instruction(jmp_opcode(Class.JMP, JmpOp.EXIT, Source.K), 0, 0, 0, 0),
+    ]
+    accesses = {0: (4, 4, True), 1: (0, 4, True), 2: (16, 4, True), 3: (13, 1, True)}
+    out = rewrite_context_accesses(insns, accesses, rt)
+    assert len(out) == len(insns) and out[4] == insns[4]
+    assert (out[0].size, out[0].off, out[0].dst, out[0].src) == (Size.DW, 8, 2, 1)
+    assert (out[1].size, out[1].off) == (Size.DW, 0)
+    assert (out[2].size, out[2].off) == (Size.W, 28)
+    assert (out[3].size, out[3].off) == (Size.B, 25)
+
+
+@pytest.mark.parametrize(
+    "insn, access",
+    [
+        (_ldx(Size.H, 2, 1, 0), (0, 2, True)),  # narrow load of a packet pointer
+        (_ldx(Size.W, 2, 1, 24), (24, 4, True)),  # past xdp_md
+        (_ldx(Size.DW, 2, 1, 12), (12, 8, True)),  # straddles two fields
+        (_ldx(Size.W, 2, 1, 0), (4, 4, True)),  # base register moved: modified ctx pointer
+        (_ldx(Size.W, 2, 1, 0), (-1, 4, True)),  # variable offset
+        (Instruction(mem_opcode(Class.STX, Mode.MEM, Size.W), 1, 2, 12, 0), (12, 4, False)),
+    ],
+)
+def test_rewrite_refuses_what_the_runtime_cannot_map(insn, access):
+    with pytest.raises(VerifierError) as err:
+        rewrite_context_accesses([insn], {0: access}, runtime_layout(XDP_MD), program="p")
+    assert err.value.pc == 0 and err.value.program == "p"
+
+
+# ---- portable test runs -----------------------------------------------------------------
+@pytest.fixture(scope="module", params=["interpreter", "jit"])
+def xdp_ctx(request):
+    if request.param == "jit":
+        from pybpf.jit import available
+
+        if not available():
+            pytest.skip("llvmlite is not installed")
+    with pybpf.load(XDP_CTX, engine=request.param) as obj:
+        yield obj.programs["xdp_ctx"]
+
+
+def _words(data: bytes) -> tuple[int, ...]:
+    return struct.unpack("<4I", data[:16])
+
+
+def test_xdp_program_reads_a_real_xdp_md(xdp_ctx):
+    assert xdp_ctx.context == "runtime"
+    pkt = bytes(range(15)) + bytes([TX]) + bytes(range(100, 124))
+    r = xdp_ctx.test_run(pkt)
+    assert r.retval == TX and r.ctx_out is None
+    assert _words(r.data_out) == (1, 0, len(pkt), 0)  # loopback, queue 0, length, no meta
+    assert r.data_out[16:] == pkt[16:]
+
+
+def test_xdp_metadata_comes_first_in_data_in_and_data_out(xdp_ctx):
+    meta = b"\x01\x02\x03\x04\x05\x06\x07\x08"
+    body = bytes(15) + bytes([PASS]) + bytes(8)
+    r = xdp_ctx.test_run(meta + body, ctx_in=_md(8, 8 + len(body)))
+    assert r.retval == PASS
+    assert r.data_out[:4] == bytes(b ^ 0xFF for b in meta[:4]) and r.data_out[4:8] == meta[4:]
+    assert _words(r.data_out[8:]) == (1, 0, len(body), 8)
+    assert r.ctx_out == _md(8, 8 + len(body), 0, 0, 0, 0)
+
+
+def test_xdp_data_end_short_of_data_in_leaves_the_rest_as_fragments(xdp_ctx):
+    pkt = bytes(range(40))
+    r = xdp_ctx.test_run(pkt, ctx_in=_md(0, 20))
+    assert _words(r.data_out) == (1, 0, 20, 0) and r.data_out[20:] == pkt[20:]
+    big = bytes(XDP_LINEAR_MAX + 100)
+    r = xdp_ctx.test_run(big)
+    assert _words(r.data_out)[2] == XDP_LINEAR_MAX and len(r.data_out) == len(big)
+
+
+def test_xdp_repeat_keeps_the_buffers(xdp_ctx):
+    meta = b"\x0f\0\0\0"
+    body = bytes(20)
+    r = xdp_ctx.test_run(meta + body, ctx_in=_md(4, 24), repeat=3)
+    assert r.data_out[:4] == b"\xf0\xff\xff\xff"  # flipped three times
+    assert XDP_PACKET_HEADROOM == 256
+
+
+@pytest.mark.parametrize(
+    "data_in, ctx_in, code",
+    [
+        (bytes(13), None, errno.EINVAL),  # shorter than an Ethernet header
+        (b"", None, errno.EINVAL),
+        (bytes(20), _md(8, 20), errno.EINVAL),  # 12 bytes after the metadata
+        (bytes(40), _md(0, 41), errno.EINVAL),  # data_end past data_in
+        (bytes(40), _md(8, 4), errno.EINVAL),  # data after data_end
+        (bytes(40), _md(0, 40, meta=4), errno.EINVAL),
+        (bytes(40), _md(6, 40), errno.EINVAL),  # metadata not a multiple of 4
+        (bytes(40), _md(36, 40), errno.EINVAL),  # more than 32 bytes of metadata
+        (bytes(40), _md(0, 40, egress=1), errno.EINVAL),
+        (bytes(40), _md(0, 40, rx_queue=1), errno.EINVAL),
+        (bytes(40), _md(0, 40, ingress=1, rx_queue=1), errno.EINVAL),
+        (bytes(40), _md(0, 40, ingress=99), errno.ENODEV),
+        (bytes(40), _md(0, 40) + b"\1\0\0\0", errno.E2BIG),
+    ],
+)
+def test_xdp_bad_arguments_fail_as_linux(xdp_ctx, data_in, ctx_in, code):
+    with pytest.raises(InputError) as err:
+        xdp_ctx.test_run(data_in, ctx_in=ctx_in)
+    assert err.value.errno == code and err.value.program == "xdp_ctx"
+
+
+def test_xdp_counter_sees_its_packets():
+    udp = _ipv4(17)
+    with pybpf.load(XDP_COUNTER) as obj:
+        prog = obj.programs["xdp_count"]
+        assert prog.test_run(udp).retval == DROP
+        assert prog.test_run(_ipv4(6)).retval == PASS
+        assert prog.test_run(udp[:14]).retval == PASS  # no IP header
+        assert obj.maps["proto_count"][17] == 1 and obj.maps["proto_count"][6] == 1
+        assert obj.bss.seen == 3
+
+
+def _ipv4(proto: int, payload: bytes = bytes(8)) -> bytes:
+    eth = bytes(6) + bytes([2, 0, 0, 0, 0, 1]) + b"\x08\x00"
+    ip = bytes([0x45, 0, 0, 20 + len(payload), 0, 0, 0, 0, 64, proto, 0, 0]) + bytes(8)
+    return eth + ip + payload
+
+
+def _unchecked() -> pybpf.Object:
+    """xdp_ctx with its ``data + 16 > data_end`` check replaced by ``ja +0``."""
+    obj = pybpf.Object.open(XDP_CTX)
+    spec = obj.spec.programs["xdp_ctx"]
+    insns = list(spec.instructions)
+    at = next(i for i, x in enumerate(insns) if x.cls == Class.JMP and x.jmp_op == JmpOp.JGT)
+    insns[at] = Instruction(jmp_opcode(Class.JMP, JmpOp.JA, Source.K), 0, 0, 0, 0)
+    obj.spec.programs["xdp_ctx"] = dataclasses.replace(spec, instructions=tuple(insns))
+    return obj
+
+
+def test_verifier_rejection_fails_the_load_and_verify_false_skips_it():
+    with pytest.raises(VerifierError) as err:
+        _unchecked().load()
+    assert err.value.program == "xdp_ctx" and err.value.pc is not None
+    with _unchecked().load(verify=False) as obj:
+        prog = obj.programs["xdp_ctx"]
+        assert prog.context == "buffer"  # r1 = the packet bytes, as before rewrites
+        with pytest.raises(ExecutionError):  # data = the packet's first word, 0
+            prog.test_run(bytes(64))
+
+
+# ---- the kernel beside ------------------------------------------------------------------
+CASES = [
+    (bytes(range(15)) + bytes([TX]) + bytes(24), None, 1),
+    (bytes(14), None, 1),
+    (bytes(range(16)), None, 1),
+    (bytes(range(200)), None, 2),
+    (bytes(range(40)), _md(0, 40), 1),
+    (bytes(range(40)), _md(8, 40), 1),
+    (bytes(range(40)), _md(32, 40, ingress=1), 3),
+    (bytes(range(40)), _md(0, 20), 1),
+    (bytes(range(40)), _md(8, 8), 1),
+    (bytes(range(40)), _md(0, 40) + bytes(4), 1),
+    (bytes(4000), None, 1),
+    (bytes(13), None, 1),
+    (bytes(40), _md(6, 40), 1),
+    (bytes(40), _md(0, 40, egress=3), 1),
+    (bytes(40), _md(0, 40, ingress=99), 1),
+]
+
+
+def _outcome(prog, data_in, ctx_in, repeat):
+    try:
+        r = prog.test_run(data_in, ctx_in=ctx_in, repeat=repeat)
+    except (InputError, OSError) as err:
+        return ("error", err.errno)
+    return (r.retval, r.data_out, r.ctx_out)
+
+
+@requires_bpf
+@pytest.mark.parametrize("engine", ["interpreter", "jit"])
+def test_xdp_ctx_runs_as_on_linux(engine):
+    if engine == "jit":
+        from pybpf.jit import available
+
+        if not available():
+            pytest.skip("llvmlite is not installed")
+    with (
+        pybpf.load(XDP_CTX, engine=engine) as ours,
+        pybpf.load(XDP_CTX, backend="kernel") as linux,
+    ):
+        a, b = ours.programs["xdp_ctx"], linux.programs["xdp_ctx"]
+        assert a.tag == b.tag  # tags hash the instructions before the rewrite, as Linux
+        for data_in, ctx_in, repeat in CASES:
+            assert _outcome(a, data_in, ctx_in, repeat) == _outcome(b, data_in, ctx_in, repeat)
+
+
+@requires_bpf
+def test_xdp_counter_runs_as_on_linux():
+    packets = [_ipv4(p) for p in (17, 6, 1, 17, 47)] + [bytes(14), _ipv4(17)[:20], bytes(64)]
+    with pybpf.load(XDP_COUNTER) as ours, pybpf.load(XDP_COUNTER, backend="kernel") as linux:
+        for pkt in packets:
+            a = ours.programs["xdp_count"].test_run(pkt)
+            b = linux.programs["xdp_count"].test_run(pkt)
+            assert (a.retval, a.data_out) == (b.retval, b.data_out)
+        counts = {k: ours.maps["proto_count"][k] for k in (1, 6, 17, 47)}
+        assert counts == {1: 1, 6: 1, 17: 2, 47: 1}
+        theirs = linux.maps["proto_count"]
+        for key, n in counts.items():
+            assert int.from_bytes(theirs.lookup(key.to_bytes(4, "little")), "little") == n
