@@ -69,6 +69,7 @@ class RunState:
             )
             for depth in range(MAX_CALL_DEPTH)
         ]
+        self._frame_ids = frozenset(id(f) for f in self.frames)  # live as long as self
         self.shown = 0  # frames 0..shown-1 are in the run's address space
         self.space = AddressSpace()
         self.ctx = ExecutionContext(self.space)
@@ -183,13 +184,13 @@ class RunState:
         In a batch run, row 0 is the current packet and the batch buffer has no row.
         """
         rows = []
-        frames = self.frames
+        own = self._frame_ids
         batch = self.batch
         if batch is not None:
             perms = (PERM_READ if batch.readable else 0) | (PERM_WRITE if batch.writable else 0)
             rows.append((self.words[Slot.BATCH_DATA], self.words[Slot.BATCH_END], perms))
         for region in self.space:
-            if region is batch or any(region is f for f in frames):
+            if region is batch or id(region) in own:
                 continue
             perms = (PERM_READ if region.readable else 0) | (PERM_WRITE if region.writable else 0)
             rows.append((region.address, region.end, perms))
