@@ -293,6 +293,21 @@ def test_the_tail_calls_example_chain_and_bpf_loop_callback():
     assert _both(scenario) == [1, sum(range(4)), 2]  # XDP_DROP via 2 calls; then XDP_PASS
 
 
+def test_callbacks_of_jit_programs_are_jit_code():
+    from pybpf.jit import JitProgram
+    from pybpf.vm import Interpreter
+
+    kinds = {}
+    for engine in ENGINES:
+        with pybpf.load(EXAMPLES / "tail_calls.o", engine=engine, programs=["entry"]) as obj:
+            (callback,) = obj._callbacks
+            kinds[engine] = type(callback.engine)
+            assert not obj.maps["jump_table"].items()  # stages not loaded: XDP_PASS
+            assert obj.programs["entry"].test_run(bytes(16)).retval == 2
+            assert obj.maps["inner_a"][0] == sum(range(4))  # the callback wrote the stack
+    assert kinds == {"interpreter": Interpreter, "jit": JitProgram}
+
+
 def test_the_pipeline_example():
     runs = [(3, 4, 1), (3, 5, 1), (1, 2, 0), (1, 2, 7), (9, 1, 1)]
 

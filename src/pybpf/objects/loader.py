@@ -329,7 +329,19 @@ class _Builder:
         if found is None:
             linked = link(self.obj, name)
             found = self.callbacks[name] = Callback(name, None)
-            found.engine = self.interpreter(linked, _CALLBACK_ENTRY)
+            if self.engine == "jit":  # JIT programs' callbacks are JIT code too
+                from pybpf.jit import JitProgram
+
+                found.engine = JitProgram(
+                    linked.instructions,
+                    helpers=self.helpers,
+                    entry_registers=_CALLBACK_ENTRY,
+                    debug_checks=True,
+                    lddw_resolver=self.resolver(linked),
+                    tail_call_targets=tail_call_target,
+                )
+            else:
+                found.engine = self.interpreter(linked, _CALLBACK_ENTRY)
         return found
 
     def interpreter(self, linked: LinkedProgram, entry: tuple[int, ...]) -> Interpreter:
