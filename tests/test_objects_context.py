@@ -261,3 +261,106 @@ def test_xdp_counter_runs_as_on_linux():
         theirs = linux.maps["proto_count"]
         for key, n in counts.items():
             assert int.from_bytes(theirs.lookup(key.to_bytes(4, "little")), "little") == n
+
+
+# ---- tc (__sk_buff) ---------------------------------------------------------------------
+TC_CTX = EXAMPLES / "tc_ctx.o"
+SKB_FIELDS = (
+    "len pkt_type mark queue_mapping protocol vlan_present vlan_tci vlan_proto priority "
+    "ingress_ifindex ifindex tc_index cb0 cb1 cb2 cb3 cb4 hash tc_classid napi_id length "
+    "meta wire_len gso_segs gso_size"
+).split()
+
+
+def _frame(dest: bytes, ethertype: bytes, size: int = 114) -> bytes:
+    return dest + bytes(6) + ethertype + bytes(size - 14)
+
+
+def _skb(**fields: int) -> bytes:
+    out = bytearray(192)
+    for name, value in fields.items():
+        f = next(f for f in rules_for(ProgType.SCHED_CLS).context.fields if f.name == name)
+        out[f.offset : f.end] = value.to_bytes(f.size, "little")
+    return bytes(out)
+
+
+def _seen(data_out: bytes) -> dict[str, int]:
+    return dict(zip(SKB_FIELDS, struct.unpack("<25I", data_out[14:114]), strict=True))
+
+
+@pytest.fixture(scope="module")
+def tc_ctx():
+    with pybpf.load(TC_CTX) as obj:
+        yield obj.programs["tc_ctx"]
+
+
+def test_tc_program_reads_a_real_sk_buff(tc_ctx):
+    assert tc_ctx.context == "runtime"
+    r = tc_ctx.test_run(_frame(b"\xff" * 6, b"\x08\x00"))
+    seen = _seen(r.data_out)
+    assert seen["len"] == seen["length"] == 114 and seen["meta"] == 0
+    assert seen["protocol"] == 0x0008 and seen["pkt_type"] == 2 and seen["ifindex"] == 1
+    assert r.ctx_out is None and r.retval == 0
+    assert _seen(tc_ctx.test_run(_frame(bytes(6), b"\x86\xdd")).data_out)["pkt_type"] == 0
+    other = _seen(tc_ctx.test_run(_frame(b"\x02" + bytes(5), b"\x00\x10")).data_out)
+    assert other["pkt_type"] == 3 and other["protocol"] == 0x0400  # 802.2 LLC
+
+
+def test_tc_ctx_in_sets_fields_and_ctx_out_returns_the_writes(tc_ctx):
+    ctx = _skb(mark=7, priority=9, ingress_ifindex=5, **{"cb[1]": 3}, wire_len=200, gso_size=9)
+    r = tc_ctx.test_run(_frame(bytes(6), b"\x08\x00"), ctx_in=ctx)
+    seen = _seen(r.data_out)
+    assert (seen["mark"], seen["priority"], seen["ingress_ifindex"], seen["cb1"]) == (7, 9, 5, 3)
+    assert seen["wire_len"] == 200 and seen["gso_size"] == 9
+    expect = _skb(mark=8, priority=11, ingress_ifindex=5, ifindex=1, **{"cb[0]": 255, "cb[1]": 3})
+    expect = expect[:160] + _skb(wire_len=200, gso_size=9)[160:]
+    assert r.ctx_out == expect
+
+
+@pytest.mark.parametrize(
+    "data_in, ctx_in, code",
+    [
+        (bytes(13), None, errno.EINVAL),
+        (bytes(3713), None, errno.EINVAL),
+        (bytes(114), _skb(len=1), errno.EINVAL),
+        (bytes(114), _skb(tc_index=1), errno.EINVAL),
+        (bytes(114), _skb(wire_len=100), errno.EINVAL),
+        (bytes(114), _skb(ifindex=99), errno.ENODEV),
+        (bytes(114), _skb() + b"\1", errno.E2BIG),
+    ],
+)
+def test_tc_bad_arguments_fail_as_linux(tc_ctx, data_in, ctx_in, code):
+    with pytest.raises(InputError) as err:
+        tc_ctx.test_run(data_in, ctx_in=ctx_in)
+    assert err.value.errno == code
+
+
+TC_CASES = [
+    (_frame(b"\xff" * 6, b"\x08\x00"), None),
+    (_frame(bytes(6), b"\x86\xdd"), None),
+    (_frame(b"\x01" + bytes(5), b"\x08\x06"), None),
+    (_frame(b"\x02" + bytes(5), b"\x00\x10"), None),
+    (bytes(12) + b"\x00\x10\xff\xff" + bytes(100), None),
+    (bytes(14), None),
+    (bytes(3712), None),
+    (_frame(bytes(6), b"\x08\x00", size=300), _skb(mark=7, priority=9, ingress_ifindex=5)),
+    (_frame(bytes(6), b"\x08\x00"), _skb(**{"cb[4]": 1}, wire_len=1000, gso_segs=3)),
+    (_frame(bytes(6), b"\x08\x00"), _skb(ifindex=1, tstamp=12345, hwtstamp=777)),
+    (bytes(13), None),
+    (bytes(114), _skb(hash=1)),
+    (bytes(114), _skb(wire_len=100)),
+]
+
+
+@requires_bpf
+def test_tc_ctx_runs_as_on_linux():
+    with pybpf.load(TC_CTX) as ours, pybpf.load(TC_CTX, backend="kernel") as linux:
+        a, b = ours.programs["tc_ctx"], linux.programs["tc_ctx"]
+        assert a.tag == b.tag
+        for data_in, ctx_in in TC_CASES:
+            for verdict in (0, 2, 7):
+                frame = bytearray(data_in)
+                if len(frame) > 13:
+                    frame[13] = frame[13] & ~7 | verdict
+                got = _outcome(a, bytes(frame), ctx_in, 1)
+                assert got == _outcome(b, bytes(frame), ctx_in, 1), (data_in[:16], ctx_in)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pybpf.errors import InputError, VerifierError
@@ -43,6 +43,7 @@ __all__ = [
     "rewrite_context_accesses",
     "PreparedContext",
     "XdpContext",
+    "SkbContext",
     "runtime_context_for",
     "XDP_PACKET_HEADROOM",
     "XDP_LINEAR_MAX",
@@ -169,6 +170,13 @@ class PreparedContext:
     data_span: tuple[int, int]  # [start, end) of the packet region that data_out returns
     tail: bytes  # fragments after the linear part, returned unchanged
     ctx_out: bytes | None
+    finish: Callable[[Region], bytes] | None = None  # ctx_out from the runtime context
+
+    def result_ctx(self) -> bytes | None:
+        """``ctx_out`` after the run(s) (``None`` when no ``ctx_in`` was given)."""
+        if self.ctx_out is None or self.finish is None:
+            return self.ctx_out
+        return self.finish(self.ctx)
 
     @property
     def regions(self) -> list[Region]:
@@ -253,11 +261,122 @@ class XdpContext:
         )
 
 
-def runtime_context_for(prog_type: ProgType | None) -> XdpContext | None:
+class SkbContext:
+    """``__sk_buff`` test runs of tc programs (``sched_cls``/``sched_act``), following
+    Linux's ``bpf_prog_test_run_skb`` on the loopback device: the frame from its Ethernet
+    header (``len`` counts it) after 64 bytes of headroom, ``protocol`` and ``pkt_type``
+    as ``eth_type_trans`` sets them, ``ifindex`` 1; ``ctx_in`` may set only ``mark``,
+    ``priority``, ``ingress_ifindex``, ``ifindex`` (0 or 1), ``cb``, ``tstamp``,
+    ``wire_len``, ``gso_segs``, ``gso_size`` and ``hwtstamp`` (anything else non-zero:
+    ``EINVAL``), and ``ctx_out`` returns those Linux copies back."""
+
+    uapi_size = 192
+    headroom = 64  # NET_SKB_PAD
+    max_size = 4096 - 64 - 320  # PAGE_SIZE - headroom - skb_shared_info
+    _ALLOWED = {
+        "mark",
+        "priority",
+        "ingress_ifindex",
+        "ifindex",
+        "tstamp",
+        "wire_len",
+        "gso_segs",
+        "gso_size",
+        "hwtstamp",
+    }
+    _BACK = ("mark", "priority", "ingress_ifindex", "ifindex", "tstamp", "wire_len", "gso_segs")
+
+    def __init__(self, layout: ContextLayout) -> None:
+        self.runtime = runtime_layout(layout)
+        self.layout = layout
+
+    def _allowed(self, f: Field) -> bool:
+        return f.name in self._ALLOWED or f.name.startswith("cb[")
+
+    def prepare(self, data_in: bytes, ctx_in: bytes | None, *, program: str | None = None):
+        """Regions for one run of ``data_in`` with ``ctx_in`` (``__sk_buff`` bytes or ``None``)."""
+
+        def fail(why: str, code: int = errno.EINVAL, field: str = "ctx_in") -> InputError:
+            return InputError(why, errno=code, field=field, program=program)
+
+        size = len(data_in)
+        if size < ETH_HLEN or size > self.max_size:
+            raise fail(f"data_in must hold {ETH_HLEN} to {self.max_size} bytes", field="data_in")
+        given = bool(ctx_in)
+        raw = b""
+        values: dict[str, int] = {}
+        if given:
+            raw = bytes(ctx_in or b"")
+            if len(raw) > self.uapi_size and any(raw[self.uapi_size :]):
+                raise fail("ctx_in has non-zero bytes past __sk_buff", errno.E2BIG)
+            raw = raw[: self.uapi_size].ljust(self.uapi_size, b"\0")
+            covered = bytearray(self.uapi_size)
+            for f in self.layout.fields:
+                value = int.from_bytes(raw[f.offset : f.end], "little")
+                if self._allowed(f):
+                    values[f.name] = value
+                    covered[f.offset : f.end] = b"\1" * f.size
+            if any(b and not c for b, c in zip(raw, covered, strict=True)):
+                raise fail("ctx_in sets a field test runs do not take")
+            if values.get("ifindex", 0) > LOOPBACK_IFINDEX:
+                raise fail(f"no device with ifindex {values['ifindex']}", errno.ENODEV)
+            wire = values.get("wire_len", 0)
+            if wire and (wire < size or wire > 65536):
+                raise fail("wire_len must be 0 or from len to 65536")
+            values["wire_len"] = wire or size
+            if values.get("gso_segs", 0) > 65535:
+                raise fail("gso_segs is more than GSO_MAX_SEGS")
+        packet = Region(self.headroom + size, kind="packet", name="skb")
+        packet.view[self.headroom :] = data_in
+        base = packet.address + self.headroom
+        values.update(
+            data=base,
+            data_end=base + size,
+            data_meta=base,
+            len=size,
+            ifindex=LOOPBACK_IFINDEX,
+            protocol=_eth_protocol(data_in),
+            pkt_type=_pkt_type(data_in),
+        )
+        ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
+
+        def finish(region: Region) -> bytes:
+            out = bytearray(raw)
+            for f in self.layout.fields:
+                if f.name in self._BACK or f.name.startswith("cb[") or f.name == "hwtstamp":
+                    at = self.runtime.offsets[f.name]
+                    out[f.offset : f.end] = bytes(region.view[at : at + f.size])
+            return bytes(out)
+
+        return PreparedContext(
+            ctx, packet, (self.headroom, self.headroom + size), b"", raw if given else None, finish
+        )
+
+
+def _eth_protocol(frame: bytes) -> int:
+    """``skb->protocol`` as ``eth_type_trans`` sets it, read as the u32 ``__sk_buff`` gives
+    (network byte order)."""
+    proto = int.from_bytes(frame[12:14], "big")
+    if proto < 0x600:  # an 802.3 length: raw IPX or 802.2 LLC
+        proto = 0x0001 if frame[14:16] == b"\xff\xff" else 0x0004
+    return int.from_bytes(proto.to_bytes(2, "big"), "little")
+
+
+def _pkt_type(frame: bytes) -> int:
+    """``eth_type_trans``'s packet type on the loopback device (address and broadcast 0)."""
+    if frame[0] & 1:
+        return 2  # PACKET_MULTICAST (the loopback's broadcast address is all zero)
+    return 0 if frame[:6] == bytes(6) else 3  # PACKET_HOST / PACKET_OTHERHOST
+
+
+def runtime_context_for(prog_type: ProgType | None) -> XdpContext | SkbContext | None:
     """The runtime context builder of ``prog_type``, or ``None`` when its context is not
     rewritten (yet)."""
+    rules = rules_for(prog_type) if prog_type is not None else None
+    if rules is None:
+        return None
     if prog_type == ProgType.XDP:
-        rules = rules_for(prog_type)
-        assert rules is not None
         return XdpContext(rules.context)
+    if prog_type in (ProgType.SCHED_CLS, ProgType.SCHED_ACT):
+        return SkbContext(rules.context)
     return None

@@ -299,6 +299,7 @@ class Program:
                 space.add(region)
             r0, elapsed = self._run((prepared.ctx.address,), space, prepared.packet, cpu, repeat)
             data_out = prepared.data_out()
+            ctx_out = prepared.result_ctx()
         finally:
             for region in prepared.regions:
                 if space.find(region.address) is region:
@@ -306,7 +307,7 @@ class Program:
             prepared.close()
         self.run_cnt += repeat
         self.run_time_ns += int(elapsed * repeat)
-        return TestRunResult(r0 & _M32, int(elapsed), data_out, prepared.ctx_out)
+        return TestRunResult(r0 & _M32, int(elapsed), data_out, ctx_out)
 
     def _run(self, args, space, packet, cpu: int, repeat: int) -> tuple[int, float]:
         runner = self._runner
