@@ -246,6 +246,18 @@ def test_repeat_restarts_the_chain_count_each_run():
     assert retval == 3 * (1 + MAX_TAIL_CALLS)  # the buffer persists; each run gets 33 calls
 
 
+def test_a_batch_restarts_the_chain_count_for_each_packet():
+    with _object("interpreter", _counter("loop", 0)) as obj:
+        obj.maps["jt"][0] = obj.programs["loop"]
+        want = _run(obj.programs["loop"])
+    with _object("jit", _counter("loop", 0)) as obj:
+        prog = obj.programs["loop"]
+        obj.maps["jt"][0] = prog
+        result = prog._runner.run_batch([bytes(16)] * 3)
+    assert result.retvals == [want[0]] * 3 and result.data_out == [want[1]] * 3
+    assert want[0] == 1 + MAX_TAIL_CALLS
+
+
 @pytest.mark.parametrize("caller,target", [("jit", "interpreter"), ("interpreter", "jit")])
 def test_engines_tail_call_each_other_and_share_the_count(caller, target):
     with _object(caller, _counter("a", 0)) as one, _object(target, _counter("b", 0)) as two:

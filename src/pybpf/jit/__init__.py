@@ -6,7 +6,9 @@ a native loop, ``run_batch(packets)`` once per packet in a native loop (a
 :class:`PacketBatch` or a list of byte strings; :class:`PacketArg` says what r1..r5 get).
 ``execute(insns, mem)`` is the bpf_conformance convention; ``cache=`` takes a
 :class:`CodeCache`; :func:`jit_listing` shows the native code of instructions as
-``bpftool prog dump jited`` does. llvmlite is optional
+``bpftool prog dump jited`` does. With ``tail_call_targets=`` (as the interpreter's)
+``bpf_tail_call`` runs the prog array's programs (:mod:`pybpf.jit.calls`); a
+:class:`JitProgram` is itself a target (``tail_run``). llvmlite is optional
 (``pip install 'pybpf[jit]'``): without it this package still imports, :func:`available`
 is False and compiling raises :class:`~pybpf.errors.NotSupportedError` (``feature="jit"``).
 
@@ -15,7 +17,7 @@ native blocks shared with compiled code), ``lower`` (instructions to ``llvmlite.
 IR building), ``batch`` and ``batchloop`` (batch runs: packets, descriptor, native loop),
 ``mapcalls`` (native map helpers), ``cache`` (compiled code on disk), ``dump`` (listings),
 ``compile`` (LLVM binding: optimisation, MCJIT, code lifetime), ``state`` (per-run native
-state), ``calls`` (helper calls back into Python), ``program`` (the public class).
+state), ``calls`` (helper calls and tail calls back into Python), ``program`` (the public class).
 """
 
 from pybpf.jit.batch import BatchResult, PacketArg, PacketBatch
