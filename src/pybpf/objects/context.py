@@ -19,7 +19,8 @@ Linux's ``bpf_prog_test_run_xdp``: the packet after 256 bytes of headroom
 program cannot see and handed back unchanged in ``data_out``; ``ingress_ifindex`` 1 (the
 loopback device, Linux's default) unless ``ctx_in`` names a device. Invalid arguments raise
 :class:`~pybpf.errors.InputError` with ``errno`` (``EINVAL``, ``E2BIG``, ``ENODEV``) as
-Linux's ``bpf()`` fails.
+Linux's ``bpf()`` fails. :class:`SkbContext` does the same for tc programs
+(``sched_cls``/``sched_act``) after Linux's ``bpf_prog_test_run_skb``.
 """
 
 from __future__ import annotations
