@@ -292,6 +292,18 @@ def test_a_non_prog_array_is_a_helper_error():
     assert _both(scenario) == (12, 3)
 
 
+def test_callx_of_id_12_is_not_a_tail_call():
+    def scenario(engine):
+        prog = _prog("p", "r2 = 0x0 ll\nr3 = 0\nr4 = 12\ncallx r4\nr0 = 5\nexit", [_jt(0)])
+        with _object(engine, prog, _prog("leaf", "r0 = 7\nexit")) as obj:
+            obj.maps["jt"][0] = obj.programs["leaf"]
+            with pytest.raises(HelperError) as err:
+                obj.programs["p"].test_run(bytes(8))
+            return err.value.helper_id, err.value.pc
+
+    assert _both(scenario) == (12, 4)
+
+
 # ---- the example objects --------------------------------------------------------------------
 def test_the_tail_calls_example_chain_and_bpf_loop_callback():
     def scenario(engine):

@@ -78,7 +78,9 @@ class HelperDispatcher:
             ctx.pc = pc
             ctx.helper_id = helper_id
             if helper_id == TAIL_CALL and self.tail_call_targets is not None:
-                return self._tail_call(state, pc, r1, r2, r3)
+                site = self.table[pc] if pc < len(self.table) else None
+                if site is not None and site.is_call:  # ``callx`` goes to the registry
+                    return self._tail_call(state, pc, r1, r2, r3)
             fn = self.registry.get(helper_id)
             if fn is None:
                 insn = self.table[pc] if pc < len(self.table) else None
