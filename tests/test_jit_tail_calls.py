@@ -258,6 +258,31 @@ def test_a_batch_restarts_the_chain_count_for_each_packet():
     assert want[0] == 1 + MAX_TAIL_CALLS
 
 
+def test_a_target_in_a_batch_reaches_only_the_current_packet():
+    caller = _prog("caller", "r2 = 0x0 ll\nr3 = 0\ncall 12\nr0 = 9\nexit", [_jt(0)])
+
+    def scenario(engine, off):
+        target = _prog("reader", f"r0 = *(u8 *)(r1 + {off})\nexit")
+        with _object(engine, caller, target) as obj:
+            obj.maps["jt"][0] = obj.programs["reader"]
+            packets = [bytes([i]) * 16 for i in (1, 2)]
+            if engine == "jit":
+                try:
+                    return obj.programs["caller"]._runner.run_batch(packets).retvals
+                except MemoryAccessError as exc:
+                    return type(exc), exc.pc, exc.packet_index
+            out = []
+            for index, packet in enumerate(packets):
+                try:
+                    out.append(obj.programs["caller"].test_run(packet).retval)
+                except MemoryAccessError as exc:
+                    return type(exc), exc.pc, index
+            return out
+
+    assert scenario("jit", 15) == scenario("interpreter", 15) == [1, 2]
+    assert scenario("jit", 16) == scenario("interpreter", 16) == (MemoryAccessError, 0, 0)
+
+
 @pytest.mark.parametrize("caller,target", [("jit", "interpreter"), ("interpreter", "jit")])
 def test_engines_tail_call_each_other_and_share_the_count(caller, target):
     with _object(caller, _counter("a", 0)) as one, _object(target, _counter("b", 0)) as two:

@@ -39,7 +39,7 @@ from pybpf.jit.compile import (
     unavailable_reason,
 )
 from pybpf.jit.dump import dump_jited
-from pybpf.jit.layout import BatchField
+from pybpf.jit.layout import BatchField, Slot
 from pybpf.jit.lower import ACCESS_OK, ENTRY, LDDW_TABLE, REPEAT, lddw_slots, lower_program
 from pybpf.jit.mapcalls import SITE_TABLE, find_sites
 from pybpf.jit.state import RunState
@@ -304,9 +304,33 @@ class JitProgram:
         interpreter machine): same address space, packet, cpu and trace, r1 = ``ctx``, the
         chain's count continued; returns ``(r0, the chain's tail call count)``."""
         c = caller.ctx
-        return self._call(
-            (ctx,), caller.space, c.packet, c.cpu, 0, trace=c.trace, tail_calls=caller.tail_calls
-        )
+        packet, batch, window, wrapped = c.packet, getattr(caller, "batch", None), (0, 0), None
+        if batch is not None:  # a batch run: the current packet only, as a single run's
+            words = caller.words
+            window = (words[Slot.BATCH_DATA], words[Slot.BATCH_END])
+            packet = wrapped = Region.wrap(
+                window[0],
+                window[1] - window[0],
+                kind="packet",
+                name="packet",
+                writable=batch.writable,
+                owner=batch,
+            )
+        try:
+            return self._call(
+                (ctx,),
+                caller.space,
+                packet,
+                c.cpu,
+                0,
+                trace=c.trace,
+                tail_calls=caller.tail_calls,
+                batch=batch,
+                window=window,
+            )
+        finally:
+            if wrapped is not None:
+                wrapped.close()
 
     def run_repeat(
         self,
@@ -421,7 +445,17 @@ class JitProgram:
                 ctx_region.close()
 
     def _call(
-        self, args, memory, packet, cpu, repeat: int, *, trace=None, tail_calls: int | None = None
+        self,
+        args,
+        memory,
+        packet,
+        cpu,
+        repeat: int,
+        *,
+        trace=None,
+        tail_calls: int | None = None,
+        batch: Region | None = None,
+        window: tuple[int, int] = (0, 0),
     ) -> tuple:
         """One run (or ``repeat``): (r0, ns per run), or with ``tail_calls`` (a tail call's
         target) (r0, the chain's count)."""
@@ -446,6 +480,8 @@ class JitProgram:
                 budget=self.budget if self.debug_checks else _NO_BUDGET,
                 debug=self.debug_checks,
                 tail_calls=tail_calls or 0,
+                batch=batch,
+                window=window,
             )
             if repeat:
                 start = time.perf_counter_ns()

@@ -99,6 +99,7 @@ class RunState:
         debug: bool,
         batch: Region | None = None,
         tail_calls: int = 0,
+        window: tuple[int, int] = (0, 0),
     ) -> None:
         """Prepare the context block and the helper context for a run in ``space``.
 
@@ -106,7 +107,9 @@ class RunState:
         itself clears the status and restarts the budgets). ``batch`` is the packet buffer
         of a batch run (in ``space``): the batch loop then writes the arguments and the
         packet, and debug checks see only the current packet of it. ``tail_calls``: the
-        chain's count so far (a tail call's target continues its caller's count).
+        chain's count so far (a tail call's target continues its caller's count);
+        ``window``: with ``batch``, the current packet's (start, end) when the batch loop does
+        not write it (a tail call's target in a batch run).
         """
         words = self.words
         if words[_TAIL_COUNT_INIT] != tail_calls:
@@ -143,7 +146,7 @@ class RunState:
         self.batch = batch
         if batch is not None:
             self._args = None  # the batch loop writes the ARG slots
-            words[Slot.BATCH_DATA] = words[Slot.BATCH_END] = 0
+            words[Slot.BATCH_DATA], words[Slot.BATCH_END] = window
         words[Slot.BATCH_ROW] = int(batch is not None and debug)
         if debug:
             self.load_regions()
