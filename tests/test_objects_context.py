@@ -348,6 +348,8 @@ TC_CASES = [
     (_frame(bytes(6), b"\x08\x00"), _skb(ifindex=1, tstamp=12345, hwtstamp=777)),
     (bytes(13), None),
     (bytes(114), _skb(hash=1)),
+    (_frame(bytes(6), b"\x08\x00", size=33), None),  # IPv4 without a whole header
+    (_frame(bytes(6), b"\x86\xdd", size=53), None),
     (bytes(114), _skb(wire_len=100)),
 ]
 
@@ -364,3 +366,50 @@ def test_tc_ctx_runs_as_on_linux():
                     frame[13] = frame[13] & ~7 | verdict
                 got = _outcome(a, bytes(frame), ctx_in, 1)
                 assert got == _outcome(b, bytes(frame), ctx_in, 1), (data_in[:16], ctx_in)
+
+
+# ---- socket filters ---------------------------------------------------------------------
+SOCK_CTX = EXAMPLES / "sock_ctx.o"
+
+
+def _ip_frame(size: int, ethertype: bytes = b"\x08\x00") -> bytes:
+    return b"\xff" * 6 + bytes(6) + ethertype + bytes(i & 0xFF for i in range(size - 14))
+
+
+def test_socket_filter_sees_the_packet_from_the_network_header():
+    with pybpf.load(SOCK_CTX) as obj:
+        prog = obj.programs["sock_ctx"]
+        assert prog.context == "runtime"
+        frame = _ip_frame(114)
+        r = prog.test_run(frame, ctx_in=_skb(mark=7))
+        assert r.retval == 100 + 7
+        cb = struct.unpack("<5I", r.ctx_out[48:68])
+        assert cb[0] == 100 and cb[1] == 0x0008 and cb[2] == 2 | 1 << 8
+        assert cb[3] == 0 | 0x0203 << 8 and cb[4] == 0x0C0D0E0F  # LD_ABS from L3, big-endian
+        assert r.data_out == bytes(14) + frame[14:]  # the link-layer header comes back zeroed
+        with pytest.raises(InputError) as err:
+            prog.test_run(_ip_frame(33))  # shorter than an IPv4 header after Ethernet
+        assert err.value.errno == errno.EINVAL
+
+
+SOCK_CASES = [
+    (_ip_frame(114), _skb(mark=7)),
+    (_ip_frame(114), None),
+    (_ip_frame(34), _skb(**{"cb[2]": 9})),
+    (_ip_frame(114), _skb(wire_len=100)),
+    (_ip_frame(114), _skb(wire_len=99)),
+    (_ip_frame(33), None),
+    (_ip_frame(54, b"\x86\xdd"), None),
+    (_ip_frame(44, b"\x86\xdd"), None),
+    (bytes(19), None),  # LD_ABS past the end: the program stops with 0
+    (bytes(12) + b"\x08\x06" + bytes(30), _skb(priority=3, ingress_ifindex=2)),
+    (bytes(13), None),
+]
+
+
+@requires_bpf
+def test_socket_filter_runs_as_on_linux():
+    with pybpf.load(SOCK_CTX) as ours, pybpf.load(SOCK_CTX, backend="kernel") as linux:
+        a, b = ours.programs["sock_ctx"], linux.programs["sock_ctx"]
+        for data_in, ctx_in in SOCK_CASES:
+            assert _outcome(a, data_in, ctx_in, 1) == _outcome(b, data_in, ctx_in, 1), data_in

@@ -20,7 +20,9 @@ program cannot see and handed back unchanged in ``data_out``; ``ingress_ifindex`
 loopback device, Linux's default) unless ``ctx_in`` names a device. Invalid arguments raise
 :class:`~pybpf.errors.InputError` with ``errno`` (``EINVAL``, ``E2BIG``, ``ENODEV``) as
 Linux's ``bpf()`` fails. :class:`SkbContext` does the same for tc programs
-(``sched_cls``/``sched_act``) after Linux's ``bpf_prog_test_run_skb``.
+(``sched_cls``/``sched_act``) and socket filters after Linux's ``bpf_prog_test_run_skb``
+(a socket filter's ``skb->data``, ``len`` and ``LD_ABS`` offsets start after the Ethernet
+header; ``data_out`` is the frame with that header zeroed, as Linux returns it).
 """
 
 from __future__ import annotations
@@ -172,6 +174,17 @@ class PreparedContext:
     tail: bytes  # fragments after the linear part, returned unchanged
     ctx_out: bytes | None
     finish: Callable[[Region], bytes] | None = None  # ctx_out from the runtime context
+    legacy: Region | None = None  # what LD_ABS/LD_IND read (default: the data span)
+    zeroed_head: int = 0  # leading bytes data_out gives as zeros (a socket filter's L2)
+
+    def legacy_packet(self) -> Region | None:
+        """The bytes legacy ``LD_ABS``/``LD_IND`` loads index (``skb->data`` on)."""
+        if self.legacy is None and self.packet is not None:
+            lo, hi = self.data_span
+            self.legacy = Region.wrap(
+                self.packet.address + lo, hi - lo, kind="packet", writable=False, owner=self
+            )
+        return self.legacy
 
     def result_ctx(self) -> bytes | None:
         """``ctx_out`` after the run(s) (``None`` when no ``ctx_in`` was given)."""
@@ -189,7 +202,11 @@ class PreparedContext:
         if self.packet is None:
             return self.tail
         lo, hi = self.data_span
-        return bytes(self.packet.view[lo:hi]) + self.tail
+        return (
+            bytes(self.zeroed_head)
+            + bytes(self.packet.view[lo + self.zeroed_head : hi])
+            + self.tail
+        )
 
     def close(self) -> None:
         """Free the regions (remove them from any address space first)."""
@@ -287,9 +304,10 @@ class SkbContext:
     }
     _BACK = ("mark", "priority", "ingress_ifindex", "ifindex", "tstamp", "wire_len", "gso_segs")
 
-    def __init__(self, layout: ContextLayout) -> None:
+    def __init__(self, layout: ContextLayout, *, l2: bool = True) -> None:
         self.runtime = runtime_layout(layout)
         self.layout = layout
+        self.l2 = l2
 
     def _allowed(self, f: Field) -> bool:
         return f.name in self._ALLOWED or f.name.startswith("cb[")
@@ -303,6 +321,9 @@ class SkbContext:
         size = len(data_in)
         if size < ETH_HLEN or size > self.max_size:
             raise fail(f"data_in must hold {ETH_HLEN} to {self.max_size} bytes", field="data_in")
+        l3 = {0x0800: 20, 0x86DD: 40}.get(int.from_bytes(data_in[12:14], "big"), 0)
+        if size - ETH_HLEN < l3:
+            raise fail("data_in is too short for its IP header", field="data_in")
         given = bool(ctx_in)
         raw = b""
         values: dict[str, int] = {}
@@ -321,20 +342,21 @@ class SkbContext:
                 raise fail("ctx_in sets a field test runs do not take")
             if values.get("ifindex", 0) > LOOPBACK_IFINDEX:
                 raise fail(f"no device with ifindex {values['ifindex']}", errno.ENODEV)
-            wire = values.get("wire_len", 0)
-            if wire and (wire < size or wire > 65536):
+            wire, skb_len = values.get("wire_len", 0), size if self.l2 else size - ETH_HLEN
+            if wire and (wire < skb_len or wire > 65536):
                 raise fail("wire_len must be 0 or from len to 65536")
-            values["wire_len"] = wire or size
+            values["wire_len"] = wire or skb_len
             if values.get("gso_segs", 0) > 65535:
                 raise fail("gso_segs is more than GSO_MAX_SEGS")
         packet = Region(self.headroom + size, kind="packet", name="skb")
         packet.view[self.headroom :] = data_in
-        base = packet.address + self.headroom
+        skip = 0 if self.l2 else ETH_HLEN  # socket filters see the frame from L3 on
+        base = packet.address + self.headroom + skip
         values.update(
             data=base,
-            data_end=base + size,
+            data_end=base + size - skip,
             data_meta=base,
-            len=size,
+            len=size - skip,
             ifindex=LOOPBACK_IFINDEX,
             protocol=_eth_protocol(data_in),
             pkt_type=_pkt_type(data_in),
@@ -349,9 +371,14 @@ class SkbContext:
                     out[f.offset : f.end] = bytes(region.view[at : at + f.size])
             return bytes(out)
 
-        return PreparedContext(
+        prepared = PreparedContext(
             ctx, packet, (self.headroom, self.headroom + size), b"", raw if given else None, finish
         )
+        prepared.zeroed_head = skip  # Linux pushes a zeroed link-layer header back
+        prepared.legacy = Region.wrap(
+            base, size - skip, kind="packet", writable=False, owner=prepared
+        )
+        return prepared
 
 
 def _eth_protocol(frame: bytes) -> int:
@@ -380,4 +407,6 @@ def runtime_context_for(prog_type: ProgType | None) -> XdpContext | SkbContext |
         return XdpContext(rules.context)
     if prog_type in (ProgType.SCHED_CLS, ProgType.SCHED_ACT):
         return SkbContext(rules.context)
+    if prog_type == ProgType.SOCKET_FILTER:
+        return SkbContext(rules.context, l2=False)
     return None

@@ -297,7 +297,8 @@ class Program:
         try:
             for region in prepared.regions:
                 space.add(region)
-            r0, elapsed = self._run((prepared.ctx.address,), space, prepared.packet, cpu, repeat)
+            packet = prepared.legacy_packet()
+            r0, elapsed = self._run((prepared.ctx.address,), space, packet, cpu, repeat)
             data_out = prepared.data_out()
             ctx_out = prepared.result_ctx()
         finally:
