@@ -413,3 +413,37 @@ def test_socket_filter_runs_as_on_linux():
         a, b = ours.programs["sock_ctx"], linux.programs["sock_ctx"]
         for data_in, ctx_in in SOCK_CASES:
             assert _outcome(a, data_in, ctx_in, 1) == _outcome(b, data_in, ctx_in, 1), data_in
+
+
+# ---- cgroup_skb ---------------------------------------------------------------------------
+CGSKB_CTX = EXAMPLES / "cgskb_ctx.o"
+_IPV4 = bytes([0x45, 0, 0, 20, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 192, 168, 1, 2])
+_IPV6 = bytes([0x60]) + bytes(7) + bytes(range(32))
+
+
+def test_cgroup_skb_sees_l3_and_a_socket_from_the_ip_header():
+    with pybpf.load(CGSKB_CTX) as obj:
+        prog = obj.programs["cgskb_ctx"]
+        r = prog.test_run(b"\xff" * 6 + bytes(6) + b"\x08\x00" + _IPV4 + bytes(10), _skb())
+        cb = struct.unpack("<5I", r.ctx_out[48:68])
+        assert cb[:2] == (30, 2) and r.retval == 1
+        assert cb[2].to_bytes(4, "little") == bytes([10, 0, 0, 1])  # local = source
+        assert cb[3].to_bytes(4, "little") == bytes([192, 168, 1, 2])  # remote = destination
+        assert cb[4] == 0x45 | 30 << 8
+
+
+CGSKB_CASES = [
+    (b"\xff" * 6 + bytes(6) + b"\x08\x00" + _IPV4 + bytes(10), _skb()),
+    (b"\xff" * 6 + bytes(6) + b"\x08\x00" + b"\x46" + _IPV4[1:] + bytes(4), _skb(mark=1)),
+    (bytes(6) + bytes(6) + b"\x86\xdd" + _IPV6 + bytes(10), _skb()),
+    (bytes(12) + b"\x08\x06" + bytes(30), _skb()),
+    (bytes(14), _skb()),
+]
+
+
+@requires_bpf
+def test_cgroup_skb_runs_as_on_linux():
+    with pybpf.load(CGSKB_CTX) as ours, pybpf.load(CGSKB_CTX, backend="kernel") as linux:
+        a, b = ours.programs["cgskb_ctx"], linux.programs["cgskb_ctx"]
+        for data_in, ctx_in in CGSKB_CASES:
+            assert _outcome(a, data_in, ctx_in, 1) == _outcome(b, data_in, ctx_in, 1), data_in

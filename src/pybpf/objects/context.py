@@ -20,9 +20,10 @@ program cannot see and handed back unchanged in ``data_out``; ``ingress_ifindex`
 loopback device, Linux's default) unless ``ctx_in`` names a device. Invalid arguments raise
 :class:`~pybpf.errors.InputError` with ``errno`` (``EINVAL``, ``E2BIG``, ``ENODEV``) as
 Linux's ``bpf()`` fails. :class:`SkbContext` does the same for tc programs
-(``sched_cls``/``sched_act``) and socket filters after Linux's ``bpf_prog_test_run_skb``
-(a socket filter's ``skb->data``, ``len`` and ``LD_ABS`` offsets start after the Ethernet
-header; ``data_out`` is the frame with that header zeroed, as Linux returns it).
+(``sched_cls``/``sched_act``), socket filters and ``cgroup_skb`` programs after Linux's
+``bpf_prog_test_run_skb`` (a socket filter's or cgroup_skb program's ``skb->data``, ``len``
+and ``LD_ABS`` offsets start after the Ethernet header; ``data_out`` is the frame with that
+header zeroed, as Linux returns it; ``family`` and the addresses come from the IP header).
 """
 
 from __future__ import annotations
@@ -360,6 +361,7 @@ class SkbContext:
             ifindex=LOOPBACK_IFINDEX,
             protocol=_eth_protocol(data_in),
             pkt_type=_pkt_type(data_in),
+            **_socket_fields(data_in),
         )
         ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
 
@@ -390,6 +392,25 @@ def _eth_protocol(frame: bytes) -> int:
     return int.from_bytes(proto.to_bytes(2, "big"), "little")
 
 
+def _socket_fields(frame: bytes) -> dict[str, int]:
+    """The fields of the socket Linux's skb test runs make from the IP header (``family``,
+    the local address from the source, the remote one from the destination)."""
+    proto, l3 = int.from_bytes(frame[12:14], "big"), frame[ETH_HLEN:]
+
+    def word(at: int) -> int:
+        return int.from_bytes(l3[at : at + 4], "little")
+
+    if proto == 0x0800:
+        return {"family": 2, "local_ip4": word(12), "remote_ip4": word(16)}
+    if proto == 0x86DD:
+        out = {"family": 10}
+        for i in range(4):
+            out[f"local_ip6[{i}]"] = word(8 + 4 * i)
+            out[f"remote_ip6[{i}]"] = word(24 + 4 * i)
+        return out
+    return {}
+
+
 def _pkt_type(frame: bytes) -> int:
     """``eth_type_trans``'s packet type on the loopback device (address and broadcast 0)."""
     if frame[0] & 1:
@@ -407,6 +428,6 @@ def runtime_context_for(prog_type: ProgType | None) -> XdpContext | SkbContext |
         return XdpContext(rules.context)
     if prog_type in (ProgType.SCHED_CLS, ProgType.SCHED_ACT):
         return SkbContext(rules.context)
-    if prog_type == ProgType.SOCKET_FILTER:
+    if prog_type in (ProgType.SOCKET_FILTER, ProgType.CGROUP_SKB):
         return SkbContext(rules.context, l2=False)
     return None
