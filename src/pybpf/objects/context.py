@@ -40,6 +40,7 @@ from pybpf.isa.opcodes import mem_opcode
 from pybpf.memory import Region
 from pybpf.progtypes import ProgType
 from pybpf.progtypes.contexts import ContextLayout, Field, FieldKind, rules_for
+from pybpf.runtime.packet import PacketState, bind_packet, unbind_packet
 
 __all__ = [
     "RuntimeLayout",
@@ -177,6 +178,24 @@ class PreparedContext:
     finish: Callable[[Region], bytes] | None = None  # ctx_out from the runtime context
     legacy: Region | None = None  # what LD_ABS/LD_IND read (default: the data span)
     zeroed_head: int = 0  # leading bytes data_out gives as zeros (a socket filter's L2)
+    state: PacketState | None = None  # the packet helpers' view (pointers they may move)
+
+    def bind(self, kind: str, data: int, data_end: int, data_meta: int, hard_end: int,
+             pointers: Mapping[str, int] | None = None) -> PacketState:
+        """Make the packet helpers (:mod:`pybpf.runtime.packet`) see this run's packet:
+        offsets into ``packet``, bound to the context region and the legacy packet."""
+        assert self.packet is not None
+        self.state = PacketState(
+            kind, self.packet, data, data_end, data_meta, hard_end, self.ctx, dict(pointers or {})
+        )
+        legacy = self.legacy_packet()
+        bind_packet(self.state, self.ctx.address, *([legacy.address] if legacy else []))
+        return self.state
+
+    @property
+    def redirect(self):
+        """The target the program's last redirect helper recorded, or ``None``."""
+        return None if self.state is None else self.state.redirect
 
     def legacy_packet(self) -> Region | None:
         """The bytes legacy ``LD_ABS``/``LD_IND`` loads index (``skb->data`` on)."""
@@ -203,6 +222,8 @@ class PreparedContext:
         if self.packet is None:
             return self.tail
         lo, hi = self.data_span
+        if self.state is not None and self.state.kind == "xdp":  # adjust_head/meta/tail
+            lo, hi = self.state.span()
         return (
             bytes(self.zeroed_head)
             + bytes(self.packet.view[lo + self.zeroed_head : hi])
@@ -211,6 +232,8 @@ class PreparedContext:
 
     def close(self) -> None:
         """Free the regions (remove them from any address space first)."""
+        if self.state is not None:
+            unbind_packet(self.ctx.address, *([self.legacy.address] if self.legacy else []))
         for region in self.regions:
             region.close()
 
@@ -260,7 +283,8 @@ class XdpContext:
             raise fail("data_in is shorter than an Ethernet header", field="data_in")
         linear_end = min(linear_end, meta + XDP_LINEAR_MAX)
         head = XDP_PACKET_HEADROOM - meta
-        packet = Region(XDP_PACKET_HEADROOM + linear_end - meta, kind="packet", name="xdp")
+        # the whole frame: headroom, the linear room (the tail may grow to its end)
+        packet = Region(XDP_PACKET_HEADROOM + XDP_LINEAR_MAX, kind="packet", name="xdp")
         packet.view[head : head + linear_end] = data_in[:linear_end]
         base = packet.address + XDP_PACKET_HEADROOM
         values = {
@@ -275,9 +299,32 @@ class XdpContext:
         ctx_out = None
         if given:
             ctx_out = struct.pack("<6I", meta, linear_end, 0, ingress, rx_queue, egress)
-        return PreparedContext(
+        prepared = PreparedContext(
             ctx, packet, (head, head + linear_end), bytes(data_in[linear_end:]), ctx_out
         )
+        offsets = self.runtime.offsets
+        state = prepared.bind(
+            "xdp",
+            XDP_PACKET_HEADROOM,
+            head + linear_end,
+            head,
+            XDP_PACKET_HEADROOM + XDP_LINEAR_MAX,
+            {k: offsets[k] for k in ("data", "data_end", "data_meta")},
+        )
+
+        def finish(region: Region) -> bytes:  # xdp_convert_buff_to_md
+            return struct.pack(
+                "<6I",
+                state.data - state.data_meta,
+                state.data_end - state.data_meta,
+                0,
+                ingress,
+                rx_queue,
+                egress,
+            )
+
+        prepared.finish = finish
+        return prepared
 
 
 class SkbContext:
@@ -380,6 +427,8 @@ class SkbContext:
         prepared.legacy = Region.wrap(
             base, size - skip, kind="packet", writable=False, owner=prepared
         )
+        start = self.headroom + skip
+        prepared.bind("skb", start, self.headroom + size, start, self.headroom + size)
         return prepared
 
 

@@ -12,6 +12,7 @@ from pybpf.runtime.checksum import CHECKSUM_HELPERS, register_checksum
 from pybpf.runtime.context import ExecutionContext, TraceSink
 from pybpf.runtime.locks import LOCK_HELPERS, register_locks
 from pybpf.runtime.maps import MAP_HELPERS, expose_maps, map_lddw_resolver, register_maps
+from pybpf.runtime.packet import PACKET_HELPERS, register_packet
 from pybpf.runtime.printk import TRACE_PIPE, BprintfError, TracePipe, format_bprintf
 from pybpf.runtime.probe import PROBE_HELPERS, register_probe
 from pybpf.runtime.process import PROCESS_HELPERS, register_process
@@ -30,6 +31,7 @@ __all__ = [
     "HelperFn",
     "HelperRegistry",
     "MAP_HELPERS",
+    "PACKET_HELPERS",
     "TRACE_PIPE",
     "TraceSink",
     "TracePipe",
@@ -41,6 +43,7 @@ __all__ = [
     "map_lddw_resolver",
     "register_basics",
     "register_maps",
+    "register_packet",
     "register_checksum",
     "register_locks",
     "register_probe",
@@ -58,6 +61,7 @@ def default_helpers() -> HelperRegistry:
         register_process,
         register_probe,
         register_locks,
+        register_packet,
     ):
         register(registry)
     return registry
