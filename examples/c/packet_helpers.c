@@ -10,8 +10,12 @@
 SEC("xdp")
 int xdp_push(struct xdp_md *ctx)
 {
+	__u8 *data = (void *)(long)ctx->data;
 	__u32 *hdr;
 
+	/* encapsulate only packets whose first byte is set */
+	if ((void *)(data + 1) > (void *)(long)ctx->data_end || !data[0])
+		return XDP_PASS;
 	if (bpf_xdp_adjust_head(ctx, -8))
 		return XDP_ABORTED;
 	hdr = (void *)(long)ctx->data;
