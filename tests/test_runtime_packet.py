@@ -238,9 +238,18 @@ def _outcome(prog, data_in, ctx_in):
 
 
 @requires_bpf
-def test_packet_helpers_run_as_on_linux(obj):
-    with pybpf.load(PACKET, backend="kernel") as linux:
+@pytest.mark.parametrize("engine", ["interpreter", "jit"])
+def test_packet_helpers_run_as_on_linux(engine):
+    if engine == "jit":
+        from pybpf.jit import available
+
+        if not available():
+            pytest.skip("llvmlite is not installed")
+    with (
+        pybpf.load(PACKET, engine=engine) as ours_obj,
+        pybpf.load(PACKET, backend="kernel") as linux,
+    ):
         for name, cases in CASES.items():
             for data_in, ctx_in in cases:
-                ours = _outcome(obj.programs[name], data_in, ctx_in)
+                ours = _outcome(ours_obj.programs[name], data_in, ctx_in)
                 assert ours == _outcome(linux.programs[name], data_in, ctx_in), (name, data_in)
