@@ -60,12 +60,13 @@ def _register() -> None:
         conformance_cmd,
         isa_cmd,
         map_cmd,
+        net_cmd,
         object_cmd,
         prog_cmd,
         verify_cmd,
     )
 
-    for module in (isa_cmd, object_cmd, verify_cmd, conformance_cmd, map_cmd, prog_cmd):
+    for module in (isa_cmd, object_cmd, verify_cmd, conformance_cmd, map_cmd, prog_cmd, net_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
