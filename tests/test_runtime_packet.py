@@ -199,6 +199,11 @@ def test_tc_copies_bytes_and_refuses_out_of_range(obj):
     assert r.data_out == pkt[:6] + pkt[:6] + pkt[12:]
 
 
+def test_socket_filters_load_bytes_from_the_network_header(obj):
+    frame = bytes(12) + b"\x86\xdd" + bytes(range(1, 41))
+    assert _run(obj, "sock_bytes", frame).retval == int.from_bytes(bytes([1, 2, 3, 4]), "little")
+
+
 def test_socket_cookies_are_stable_in_a_run_and_new_per_run(obj):
     prog = obj.programs["tc_bytes"]
     assert prog.test_run(bytes(range(60)), repeat=3).retval == 7
@@ -226,6 +231,7 @@ CASES = {
     + [(bytes(8) + _le16(d) + bytes(30), _md(8, 40)) for d in (4, 8, 12)],
     "xdp_redir": [(bytes([3, 0]) + bytes(30), None), (bytes([3, 2]) + bytes(30), None)],
     "tc_bytes": [(bytes(range(60)), None), (bytes(range(14)), None), (bytes(range(120)), None)],
+    "sock_bytes": [(bytes(12) + b"\x08\x00" + bytes(range(1, 41)), None), (bytes(16), None)],
 }
 
 

@@ -107,4 +107,16 @@ int tc_bytes(struct __sk_buff *skb)
 	return bpf_redirect(skb->len & 0xff, skb->len > 100 ? 2 : 1);
 }
 
+
+SEC("socket")
+int sock_bytes(struct __sk_buff *skb)
+{
+	__u32 word = 0;
+
+	/* socket filters see skb->data from the network header: returns bytes 0..3 of L3 */
+	if (bpf_skb_load_bytes(skb, 0, &word, sizeof(word)))
+		return 1;
+	return word;
+}
+
 char _license[] SEC("license") = "GPL";
