@@ -193,7 +193,7 @@ class PreparedContext:
         return self.state
 
     @property
-    def redirect(self):
+    def redirect(self) -> tuple | None:
         """The target the program's last redirect helper recorded, or ``None``."""
         return None if self.state is None else self.state.redirect
 
