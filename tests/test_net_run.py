@@ -256,3 +256,46 @@ def test_cli_not_a_capture(tmp_path: Path, capsys) -> None:
     args = ["net", "run", str(EXAMPLES / "xdp_counter.o"), "--pcap", str(src)]
     code, _, err = _main(args, capsys)
     assert code == 2 and err.count("Error:") == 1
+
+
+def test_cli_ingress_ifindex_reaches_the_context(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "in.pcap"
+    f = bytearray(udp(bytes(20)))
+    f[15] = 2  # XDP_PASS
+    src.write_bytes(capture([bytes(f)]))
+    p = tmp_path / "p.pcap"
+    code, out, _ = _main(
+        ["net", "run", str(EXAMPLES / "xdp_ctx.o"), "--pcap", str(src), "--out", f"pass={p}",
+         "--ingress-ifindex", "4", "--rx-queue", "2", "--json"],
+        capsys,
+    )
+    assert code == 0
+    assert json.loads(out)["verdicts"] == {"pass": 1}
+    (got,) = read(p.read_bytes())
+    assert struct.unpack_from("<2I", got) == (4, 2)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_tc_ingress_ifindex(engine: str) -> None:
+    obj = pybpf.load(EXAMPLES / "tc_ctx.o", engine=engine)
+    outs = {"ok": io.BytesIO()}
+    run_capture(obj.programs["tc_ctx"], io.BytesIO(capture([udp(bytes(120))])), outs,
+                ingress_ifindex=9)
+    (got,) = read(outs["ok"].getvalue())
+    assert struct.unpack_from("<I", got, 14 + 4 * 9)[0] == 9
+
+
+def test_cli_progress_bar_on_a_terminal(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sys
+
+    from pybpf.cli import net_cmd
+
+    src = tmp_path / "in.pcap"
+    src.write_bytes(capture(MIX * 100))
+    monkeypatch.setattr(net_cmd, "_PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    code, out, err = _main(
+        ["net", "run", str(EXAMPLES / "xdp_counter.o"), "--pcap", str(src)], capsys
+    )
+    assert code == 0 and "packets" in err  # the bar's label
+    assert f"{len(MIX) * 100} packets" in out

@@ -51,3 +51,22 @@ def test_tc_and_socket_verdicts_match_the_kernel() -> None:
     ours = _run(EXAMPLES / "sock_ctx.o", "sock_ctx", "interpreter", MIX[:3], ("pass",))
     theirs = _run(EXAMPLES / "sock_ctx.o", "sock_ctx", "kernel", MIX[:3], ("pass",))
     assert ours == theirs
+
+
+def test_cli_engine_kernel(tmp_path: Path, capsys) -> None:
+    import json
+
+    from test_net_run import _main
+
+    src = tmp_path / "in.pcap"
+    src.write_bytes(capture(MIX))
+    records = []
+    for engine in ("kernel", "jit"):
+        code, out, _ = _main(
+            ["net", "run", str(EXAMPLES / "xdp_counter.o"), "--pcap", str(src), "--json",
+             "--engine", engine],
+            capsys,
+        )
+        assert code == 0
+        records.append(json.loads(out)["verdicts"])
+    assert records[0] == records[1] == {"drop": 3, "pass": 3}

@@ -76,10 +76,10 @@ def net_group() -> None:
 )
 @click.option(
     "--engine",
-    type=click.Choice(["interpreter", "jit"]),
+    type=click.Choice(["interpreter", "jit", "kernel"]),
     default="interpreter",
     show_default=True,
-    help="The portable backend's engine.",
+    help="The portable backend's engine, or kernel (Linux's BPF_PROG_TEST_RUN).",
 )
 @click.option("--ingress-ifindex", type=click.IntRange(min=0), default=None, metavar="N")
 @click.option("--rx-queue", type=click.IntRange(min=0), default=0, metavar="N")
@@ -117,7 +117,8 @@ def net_run(
         state["seen"] = max(done, state["seen"])
 
     error: CaptureError | None = None
-    with Object.open(file).load(engine=engine) as obj:
+    options = {"backend": "kernel"} if engine == "kernel" else {"engine": engine}
+    with Object.open(file).load(**options) as obj:
         if program is None:
             if len(obj.programs) != 1:
                 names = ", ".join(obj.programs) or "none"

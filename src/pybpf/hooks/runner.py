@@ -195,7 +195,7 @@ class _PortableRun:
                 prepared.ctx.view[at : at + 4] = struct.pack("<I", value & _M32)
             for region in prepared.regions:
                 space.add(region)
-            r0, _ = self.program._run(
+            r0, elapsed = self.program._run(
                 (prepared.ctx.address,), space, prepared.legacy_packet(), 0, 1
             )
             state = prepared.state
@@ -210,6 +210,7 @@ class _PortableRun:
                     space.remove(region)
             prepared.close()
         self.program.run_cnt += 1
+        self.program.run_time_ns += int(elapsed)
         return r0 & _M32, out, target
 
     def close(self) -> None:
