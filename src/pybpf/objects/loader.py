@@ -38,6 +38,7 @@ from pybpf.isa import CallKind, Class, Instruction, Mode, Pseudo
 from pybpf.maps import Map, MapDefinition, create_map, open_pinned
 from pybpf.maps.buffer import PAGE_SIZE
 from pybpf.maptypes import MapType
+from pybpf.memory.atomics import backend as atomics_backend
 from pybpf.objects.callbacks import Callback, callback_helpers
 from pybpf.objects.context import rewrite_context_accesses, runtime_context_for
 from pybpf.objects.program import Program, tail_call_target
@@ -451,6 +452,10 @@ def load_portable(
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     names = _select(obj, programs)
     maps, reused = create_maps(obj, pin_root, state)
+    if maps:
+        # Choose (and compile, once per process) the atomics backend now, so that the first
+        # test_run's duration is the program's time, not the native code's compilation.
+        atomics_backend()
     builder = _Builder(obj, maps, engine, verify)
     loaded: dict[str, Program] = {}
     try:
