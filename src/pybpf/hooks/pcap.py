@@ -17,7 +17,8 @@ from collections.abc import Iterable, Iterator
 
 from ..errors import CaptureError
 from .frame import MAX_RECORD, Frame, Interface
-from .source import CHUNK, ByteSource, open_source, open_target, read_at_least
+from .sink import Sink
+from .source import CHUNK, ByteSource, open_source, read_at_least
 
 __all__ = ["PcapReader", "PcapWriter", "MAGIC_MICRO", "MAGIC_NANO", "MAGIC_MODIFIED", "pcap_magic"]
 
@@ -163,7 +164,7 @@ class PcapReader:
         self.close()
 
 
-class PcapWriter:
+class PcapWriter(Sink):
     """Writes a classic pcap file: the header at once, then one record per :meth:`write`.
 
     ``nanosecond`` picks the ``0xa1b23c4d`` magic (else microseconds, rounding down);
@@ -184,21 +185,14 @@ class PcapWriter:
         nanosecond: bool = True,
         byteorder: str = "<",
     ) -> None:
-        if byteorder not in ("<", ">"):
-            raise CaptureError(f"byte order must be '<' or '>', not {byteorder!r}")
-        self._file, self.path, self._owned = open_target(target)
+        super().__init__(target, byteorder)
         self.linktype = linktype
         self.snaplen = snaplen
         self.nanosecond = nanosecond
-        self.byteorder = byteorder
-        self.count = 0
         self._div = 1 if nanosecond else 1000
         self._record = struct.Struct(byteorder + "IIII").pack
         magic = MAGIC_NANO if nanosecond else MAGIC_MICRO
-        self._parts: list[bytes] = [
-            struct.pack(byteorder + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
-        ]
-        self._size = 0
+        self._parts.append(struct.pack(byteorder + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
         self.interfaces = [Interface(linktype, snaplen, None, 10**9 if nanosecond else 10**6)]
 
     def write(
@@ -220,10 +214,7 @@ class PcapWriter:
         sec, frac = divmod(timestamp_ns, 1_000_000_000)
         self._parts.append(self._record(sec, frac // self._div, size, orig_len))
         self._parts.append(bytes(data))
-        self.count += 1
-        self._size += size + 16
-        if self._size >= CHUNK:
-            self.flush()
+        self._record_written(size + 16)
 
     def write_frame(self, frame: Frame) -> None:
         """Append a frame read elsewhere (its time, bytes and original length)."""
@@ -236,28 +227,3 @@ class PcapWriter:
             self.write(frame[1], frame[0], frame[2])
             n += 1
         return n
-
-    def flush(self) -> None:
-        """Write out buffered records."""
-        if self._parts and self._file is not None:
-            self._file.write(b"".join(self._parts))
-            self._parts.clear()
-            self._size = 0
-            self._file.flush()
-
-    def close(self) -> None:
-        """Flush, and close the file if this writer created it."""
-        if self._file is None:
-            return
-        try:
-            self.flush()
-        finally:
-            if self._owned:
-                self._file.close()
-            self._file = None
-
-    def __enter__(self) -> PcapWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

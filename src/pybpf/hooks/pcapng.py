@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 
 from ..errors import CaptureError
 from .frame import MAX_RECORD, Frame, Interface
-from .source import CHUNK, ByteSource, open_source, open_target, read_at_least
+from .sink import Sink
+from .source import CHUNK, ByteSource, open_source, read_at_least
 
 __all__ = ["PcapngReader", "PcapngWriter", "SHB", "IDB", "EPB", "SPB", "PB", "pcapng_magic"]
 
@@ -335,7 +336,7 @@ def _option(order: str, code: int, value: bytes) -> bytes:
     return struct.pack(order + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
 
 
-class PcapngWriter:
+class PcapngWriter(Sink):
     """Writes a pcapng file: one section (SHB), IDBs, then one EPB per :meth:`write`.
 
     The first interface (``linktype``, ``snaplen``, ``name``) is described at once unless
@@ -357,18 +358,13 @@ class PcapngWriter:
         interfaces: Iterable[Interface] | None = None,
         byteorder: str = "<",
     ) -> None:
-        if byteorder not in ("<", ">"):
-            raise CaptureError(f"byte order must be '<' or '>', not {byteorder!r}")
-        self._file, self.path, self._owned = open_target(target)
-        self.byteorder = byteorder
-        self.count = 0
+        super().__init__(target, byteorder)
         self.interfaces: list[Interface] = []
         self._snaplens: list[int] = []
         self._epb = struct.Struct(byteorder + "IIIIIII").pack
         self._trailer = struct.Struct(byteorder + "I").pack
         shb_body = struct.pack(byteorder + "IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1)
-        self._parts: list[bytes] = [self._block(SHB, shb_body)]
-        self._size = 0
+        self._parts.append(self._block(SHB, shb_body))
         for iface in interfaces if interfaces is not None else [Interface(linktype, snaplen, name)]:
             self.add_interface(iface.linktype, iface.snaplen, iface.name)
 
@@ -422,10 +418,7 @@ class PcapngWriter:
         )
         parts.append(bytes(data))
         parts.append(b"\0" * pad + self._trailer(blen))
-        self.count += 1
-        self._size += blen
-        if self._size >= CHUNK:
-            self.flush()
+        self._record_written(blen)
 
     def write_frame(self, frame: Frame) -> None:
         """Append a frame read elsewhere (its time, bytes, original length and interface)."""
@@ -438,28 +431,3 @@ class PcapngWriter:
             self.write(frame[1], frame[0], frame[2], frame[3])
             n += 1
         return n
-
-    def flush(self) -> None:
-        """Write out buffered blocks."""
-        if self._parts and self._file is not None:
-            self._file.write(b"".join(self._parts))
-            self._parts.clear()
-            self._size = 0
-            self._file.flush()
-
-    def close(self) -> None:
-        """Flush, and close the file if this writer created it."""
-        if self._file is None:
-            return
-        try:
-            self.flush()
-        finally:
-            if self._owned:
-                self._file.close()
-            self._file = None
-
-    def __enter__(self) -> PcapngWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
