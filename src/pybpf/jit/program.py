@@ -44,7 +44,7 @@ from pybpf.jit.lower import ACCESS_OK, ENTRY, LDDW_TABLE, REPEAT, lddw_slots, lo
 from pybpf.jit.mapcalls import SITE_TABLE, find_sites
 from pybpf.jit.state import RunState
 from pybpf.memory import AddressSpace, Region
-from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, default_helpers
+from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, helper_registry
 
 __all__ = ["JitProgram", "execute", "available", "CONFORMANCE_ENTRY_REGISTERS"]
 
@@ -87,14 +87,6 @@ def _code_cache(cache: CodeCache | str | os.PathLike | bool) -> CodeCache | None
 def available() -> bool:
     """True when the JIT can compile here (llvmlite is installed)."""
     return unavailable_reason() is None
-
-
-def _registry(helpers: HelperRegistry | Mapping[int | str, HelperFn] | None) -> HelperRegistry:
-    if helpers is None:
-        return default_helpers()
-    if isinstance(helpers, HelperRegistry):
-        return helpers
-    return HelperRegistry(helpers)
 
 
 class JitProgram:
@@ -156,7 +148,7 @@ class JitProgram:
         if reason is not None:
             raise NotSupportedError(f"the JIT is not available: {reason}", feature="jit")
         self.insns: tuple[Instruction, ...] = tuple(insns)
-        self.helpers = _registry(helpers)
+        self.helpers = helper_registry(helpers)
         self.entry_registers = tuple(entry_registers)
         self.debug_checks = bool(debug_checks)
         self.budget = settings().insn_budget if budget is None else int(budget)
@@ -172,9 +164,7 @@ class JitProgram:
         )
         lddw_values = self._resolve(lddw_resolver)
         self.map_sites = (
-            find_sites(self.cfg.table, lddw_values)
-            if inline_maps and not self.debug_checks
-            else {}
+            find_sites(self.cfg.table, lddw_values) if inline_maps and not self.debug_checks else {}
         )
         self._site_maps = tuple(site.map for site in self.map_sites.values())
         self._site_table = None
@@ -221,9 +211,7 @@ class JitProgram:
                 else:
                     self.cache_hit = True
                     return code
-        module = lower_program(
-            self.cfg, debug_checks=self.debug_checks, map_sites=self.map_sites
-        )
+        module = lower_program(self.cfg, debug_checks=self.debug_checks, map_sites=self.map_sites)
         start = time.perf_counter()
         compiled = compile_object(module, opt_level=opt_level)
         code = load_object(compiled)

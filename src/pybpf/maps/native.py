@@ -29,6 +29,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from pybpf.memory.native import compile_native
+
 __all__ = ["NativeMapOps", "native_map_ops", "module_ir", "DESCRIPTOR_FIELDS"]
 
 DESCRIPTOR_FIELDS = (
@@ -228,20 +230,10 @@ _CACHE: list[NativeMapOps | None] = []
 
 
 def _compile() -> NativeMapOps | None:
-    try:
-        import llvmlite.binding as llvm
-    except ImportError:
+    compiled = compile_native(module_ir())
+    if compiled is None:  # no llvmlite, or no native target: the Python path remains
         return None
-    try:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        module = llvm.parse_assembly(module_ir())
-        module.verify()
-        machine = llvm.Target.from_default_triple().create_target_machine(opt=2)
-        engine = llvm.create_mcjit_compiler(module, machine)
-        engine.finalize_object()
-    except Exception:  # an LLVM that cannot target this machine: the Python path remains
-        return None
+    engine = compiled[0]
     lookup = engine.get_function_address("pybpf_hash_lookup")
     crc = engine.get_function_address("pybpf_crc32")
     ops = NativeMapOps(_LOOKUP(lookup), _CRC(crc), lookup, crc, engine)

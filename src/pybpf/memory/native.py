@@ -25,7 +25,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NativeAtomics", "native_atomics", "WIDTHS", "RMW_NAMES", "module_ir"]
+__all__ = [
+    "NativeAtomics",
+    "compile_native",
+    "native_atomics",
+    "WIDTHS",
+    "RMW_NAMES",
+    "module_ir",
+]
 
 WIDTHS = (8, 16, 32, 64)
 RMW_NAMES = ("add", "or", "and", "xor", "xchg")
@@ -110,7 +117,10 @@ _LOCK = threading.Lock()
 _CACHE: list[NativeAtomics | None] = []
 
 
-def _compile() -> NativeAtomics | None:
+def compile_native(ir_text: str) -> tuple[Any, tuple[int, ...]] | None:
+    """``(engine, llvm_version)``: LLVM IR text compiled at O2 for this machine into an
+    MCJIT engine (keep it alive while its functions are used); ``None`` without llvmlite or
+    when LLVM cannot target this machine (callers then use their Python fallback)."""
     try:
         import llvmlite.binding as llvm
     except ImportError:
@@ -118,14 +128,22 @@ def _compile() -> NativeAtomics | None:
     try:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
-        module = llvm.parse_assembly(module_ir())
+        module = llvm.parse_assembly(ir_text)
         module.verify()
         machine = llvm.Target.from_default_triple().create_target_machine(opt=2)
         engine = llvm.create_mcjit_compiler(module, machine)
         engine.finalize_object()
-    except Exception:  # an LLVM that cannot target this machine: use the Python fallback
+    except Exception:  # an LLVM that cannot target this machine
         return None
-    out = NativeAtomics(engine=engine, llvm_version=tuple(llvm.llvm_version_info))
+    return engine, tuple(llvm.llvm_version_info)
+
+
+def _compile() -> NativeAtomics | None:
+    compiled = compile_native(module_ir())
+    if compiled is None:
+        return None
+    engine, llvm_version = compiled
+    out = NativeAtomics(engine=engine, llvm_version=llvm_version)
     for b in WIDTHS:
         n = b // 8
         out.cas[n] = _FN3(engine.get_function_address(f"cas{b}"))

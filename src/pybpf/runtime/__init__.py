@@ -7,6 +7,8 @@ engines call helpers with an :class:`ExecutionContext` as
 :mod:`pybpf.runtime.registry`.
 """
 
+from collections.abc import Mapping
+
 from pybpf.runtime.basics import BASIC_HELPERS, register_basics
 from pybpf.runtime.checksum import CHECKSUM_HELPERS, register_checksum
 from pybpf.runtime.context import ExecutionContext, TraceSink
@@ -40,6 +42,7 @@ __all__ = [
     "expose_maps",
     "format_bprintf",
     "helper_failure",
+    "helper_registry",
     "map_lddw_resolver",
     "register_basics",
     "register_maps",
@@ -65,3 +68,15 @@ def default_helpers() -> HelperRegistry:
     ):
         register(registry)
     return registry
+
+
+def helper_registry(
+    helpers: HelperRegistry | Mapping[int | str, HelperFn] | None,
+) -> HelperRegistry:
+    """The registry an engine runs with: ``helpers`` itself, a registry built from a mapping
+    (id or name -> function), or :func:`default_helpers` when ``None``."""
+    if helpers is None:
+        return default_helpers()
+    if isinstance(helpers, HelperRegistry):
+        return helpers
+    return HelperRegistry(helpers)

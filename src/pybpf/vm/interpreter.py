@@ -21,7 +21,7 @@ from pybpf.config import settings
 from pybpf.errors import BudgetExceededError, InputError
 from pybpf.isa import Instruction, slot_table
 from pybpf.memory import AddressSpace, Region
-from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, default_helpers
+from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, helper_registry
 from pybpf.runtime.loadcheck import check_program
 from pybpf.vm.machine import Machine
 from pybpf.vm.threaded import LddwResolver, ProgramExit, TailCallTargets, compile_program
@@ -31,14 +31,6 @@ __all__ = ["Interpreter", "execute", "CONFORMANCE_ENTRY_REGISTERS"]
 CONFORMANCE_ENTRY_REGISTERS = (1, 2, 10)
 _M64 = (1 << 64) - 1
 _UNROLL = 8
-
-
-def _registry(helpers: HelperRegistry | Mapping[int | str, HelperFn] | None) -> HelperRegistry:
-    if helpers is None:
-        return default_helpers()
-    if isinstance(helpers, HelperRegistry):
-        return helpers
-    return HelperRegistry(helpers)
 
 
 class Interpreter:
@@ -76,7 +68,7 @@ class Interpreter:
     ) -> None:
         self.insns: tuple[Instruction, ...] = tuple(insns)
         self.table = slot_table(self.insns)
-        self.helpers = _registry(helpers)
+        self.helpers = helper_registry(helpers)
         self.budget = settings().insn_budget if budget is None else int(budget)
         if self.budget <= 0:
             raise InputError(f"instruction budget must be positive, not {budget}")
