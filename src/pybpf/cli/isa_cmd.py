@@ -8,16 +8,12 @@ import click
 
 from pybpf.errors import InputError
 from pybpf.isa import encode
-from pybpf.isa.program_file import FORMATS, read_program
+from pybpf.isa.program_file import FORMATS, detect_format, read_program
 
 __all__ = ["COMMANDS"]
 
 _FORMAT = click.Choice(FORMATS)
-
-
-@click.command("disasm")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+_format_option = click.option(
     "--format",
     "fmt",
     type=_FORMAT,
@@ -25,6 +21,11 @@ _FORMAT = click.Choice(FORMATS)
     show_default=True,
     help="Input format: raw bytecode, hex text or assembly.",
 )
+
+
+@click.command("disasm")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_format_option
 @click.option("--opcodes", is_flag=True, help="Show each instruction's raw bytes.")
 @click.option("--program", default=None, help="Only this program of an object file.")
 @click.pass_obj
@@ -57,7 +58,7 @@ def disasm_cmd(out, file: Path, fmt: str, opcodes: bool, program: str | None) ->
 def _is_elf(file: Path) -> bool:
     try:
         with open(file, "rb") as handle:
-            return handle.read(4) == b"\x7fELF"
+            return detect_format(handle.read(4)) == "elf"
     except OSError:
         return False  # read_program reports the error
 
@@ -72,16 +73,19 @@ def _disasm_object(out, file: Path, program: str | None, opcodes: bool) -> None:
         click.echo(listing(spec, program, raw=opcodes), nl=False)
         return
     progs = [spec.program(program)] if program else list(spec.programs.values())
-    out.emit_json([
-        {
-            "name": p.name,
-            "section": p.section,
-            "insns": [
-                {"pc": pc, "disasm": format_instruction(i)} for pc, i in slot_pcs(p.instructions)
-            ],
-        }
-        for p in progs
-    ])
+    out.emit_json(
+        [
+            {
+                "name": p.name,
+                "section": p.section,
+                "insns": [
+                    {"pc": pc, "disasm": format_instruction(i)}
+                    for pc, i in slot_pcs(p.instructions)
+                ],
+            }
+            for p in progs
+        ]
+    )
 
 
 @click.command("asm")
@@ -126,14 +130,7 @@ def asm_cmd(out, file: Path, output: Path, syntax: str, as_hex: bool) -> None:
 
 @click.command("exec")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--format",
-    "fmt",
-    type=_FORMAT,
-    default="auto",
-    show_default=True,
-    help="Input format: raw bytecode, hex text or assembly.",
-)
+@_format_option
 @click.option(
     "--mem", "mem_hex", default=None, help="Input memory as hex bytes (r1 = address, r2 = length)."
 )
