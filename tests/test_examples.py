@@ -68,7 +68,11 @@ def test_readme_python_snippets_print_what_they_say(tmp_path):
         expected = re.findall(r"^# -> (.*)$", block, re.M)
         assert expected, "each README python block ends with '# -> <output>'"
         proc = subprocess.run(
-            [sys.executable, "-c", block], capture_output=True, text=True, timeout=60, cwd=ROOT,
+            [sys.executable, "-c", block],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
             env={**os.environ, "PYBPF_STATE": str(tmp_path)},
         )
         assert proc.returncode == 0, proc.stderr
@@ -76,8 +80,15 @@ def test_readme_python_snippets_print_what_they_say(tmp_path):
 
 
 def test_readme_quick_start_runs_the_pipeline_example():
-    proc = _pybpf("prog", "run", str(EXAMPLES / "c" / "pipeline.o"), "--program", "start",
-                  "--ctx-in", str(EXAMPLES / "c" / "pipeline_args.bin"))
+    proc = _pybpf(
+        "prog",
+        "run",
+        str(EXAMPLES / "c" / "pipeline.o"),
+        "--program",
+        "start",
+        "--ctx-in",
+        str(EXAMPLES / "c" / "pipeline_args.bin"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Return value: 35")
 
@@ -86,3 +97,36 @@ def test_readme_quick_start_example_command_matches_the_example_files():
     readme = (ROOT / "README.md").read_text()
     for path in re.findall(r"(examples/[\w./-]*[\w])", readme):
         assert (ROOT / path).exists(), path
+
+
+def test_readme_net_run_line_runs_on_the_shipped_capture(tmp_path):
+    """The README's `pybpf net run` line, with its outputs moved to a temporary directory."""
+    readme = (ROOT / "README.md").read_text()
+    [line] = [ln for ln in readme.splitlines() if ln.startswith("pybpf net run ")]
+    args = line.split("#")[0].split()[1:]
+    args = [a.replace("/tmp/", f"{tmp_path}/") for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pybpf", "-j", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    # xdp_counter drops UDP (its .rodata drop_proto) and passes TCP and ARP.
+    assert summary["packets"] == 4 and summary["verdicts"] == {"drop": 2, "pass": 2}
+    assert (tmp_path / "pass.pcap").exists() and (tmp_path / "drop.pcap").exists()
+
+
+def test_shipped_capture_is_what_its_generator_writes():
+    import importlib.util
+
+    from pybpf.hooks import open_capture
+
+    path = EXAMPLES / "captures" / "make_mixed.py"
+    spec = importlib.util.spec_from_file_location("make_mixed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with open_capture(EXAMPLES / "captures" / "mixed.pcap") as cap:
+        assert [f.data for f in cap] == module.FRAMES
