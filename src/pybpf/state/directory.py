@@ -9,6 +9,8 @@ The directory is per user: ``pybpf.config.settings().state_dir`` (``$PYBPF_STATE
 - ``objects/``: the backing files of live shareable objects (maps), named
   ``<pid>-<random>.<kind>``. Their creator unlinks them on close; :meth:`collect_garbage`
   removes those left by dead processes that no pin links to.
+- ``links/``: one JSON record per live attachment (``<id>.json``, ids allocated across
+  processes by exclusive creation), written by :mod:`pybpf.hooks.link`.
 
 Every directory is created owner-only (``0700``) and files ``0600``; a state directory
 owned by another user is refused. Pin paths never leave ``bpffs/``: ``..`` components,
@@ -51,6 +53,11 @@ class StateDirectory:
         """Backing files of live shareable objects."""
         return self.root / "objects"
 
+    @property
+    def links(self) -> Path:
+        """Records of live links (attachments), one ``<id>.json`` each."""
+        return self.root / "links"
+
     # ---- creation and permissions --------------------------------------------------------
     def _private_dir(self, path: Path) -> None:
         try:
@@ -76,6 +83,7 @@ class StateDirectory:
             self._private_dir(self.root)
             self._private_dir(self.pins)
             self._private_dir(self.objects)
+            self._private_dir(self.links)
             self._ready = True
         return self.root
 
