@@ -164,7 +164,26 @@ def test_frame_pointer_is_read_only():
 
 
 def test_unknown_helper_is_rejected():
-    _reject(_xdp("call 100000\nr0 = 0\nexit"), "invalid helper function id", pc=0)
+    first = _reject(_xdp("call 100000\nr0 = 0\nexit"), "invalid helper function id", pc=0)
+    assert not first.unsupported
+
+
+def test_unmodelled_constructs_are_flagged_unsupported_and_violations_are_not():
+    kfunc = [Instruction(code=0x85, src=2, imm=1234), *assemble("r0 = 0\nexit")]
+    r = verify(kfunc, ProgType.XDP)
+    assert not r.accepted and r.unsupported and r.errors[0].unsupported
+    assert r.errors[0].to_json()["unsupported"] is True
+    no_prototype = verify(assemble("call 75\nr0 = 0\nexit"), ProgType.LWT_SEG6LOCAL)
+    assert no_prototype.unsupported
+    for program in ("r10 = 0\nr0 = 0\nexit", "r0 = *(u8 *)(r1 + 100)\nexit"):
+        r = _xdp(program)
+        assert not r.accepted and not r.unsupported and not r.errors[0].unsupported
+    # one proven violation beside an unmodelled construct: the program is not "unsupported"
+    bad = "r2 = *(u32 *)(r1 + 12)\nif r2 == 0 goto +2\nr0 = *(u8 *)(r1 + 100)\nexit"
+    mixed = [*assemble(bad), *kfunc]
+    r = verify(mixed, ProgType.XDP)
+    assert len(r.errors) == 2 and not r.unsupported
+    assert verify(assemble("r0 = 0\nexit"), ProgType.XDP).unsupported is False
 
 
 def test_return_value_outside_the_program_types_range_is_rejected():

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pybpf.errors import VerifierError
+from pybpf.helpers import lookup
 from pybpf.isa import Instruction, decode
 from pybpf.progtypes import ProgType
 from pybpf.spec import ObjectSpec, link
@@ -75,9 +76,20 @@ def _values(a: A.Assertion, state: State) -> str:
     return ", ".join(f"r{r} = {describe_register(state, r)}" for r in regs)
 
 
+def _is_unsupported(a: A.Assertion | None) -> bool:
+    """The assertion stands for a construct pybpf does not model, not a safety rule."""
+    if isinstance(a, A.Unsupported):
+        return True
+    if isinstance(a, A.ValidHelper):  # a Linux helper whose prototype pybpf lacks
+        row = lookup(a.func)
+        return row is not None and a.func != 0 and not row.known
+    return False
+
+
 def _diagnostic(label: Label, message: str, a: A.Assertion | None, state: State) -> Diagnostic:
     text = f"{message} ({a})" if a is not None else message
-    return Diagnostic(str(label), label.pc, text, _values(a, state) if a is not None else "")
+    values = _values(a, state) if a is not None else ""
+    return Diagnostic(str(label), label.pc, text, values, unsupported=_is_unsupported(a))
 
 
 def analyze(

@@ -31,6 +31,7 @@ __all__ = [
     "NoLeakedReferences",
     "ReleasesReference",
     "Unsupported",
+    "Forbidden",
     "Assertion",
 ]
 
@@ -233,7 +234,21 @@ class ReleasesReference:
 
 @dataclass(frozen=True, slots=True)
 class Unsupported:
-    """An instruction the analysis cannot prove anything about."""
+    """A construct pybpf does not model (kfuncs, arena casts, ...): refused, flagged as such.
+
+    Its diagnostic has ``unsupported`` set: the program may be safe, pybpf cannot tell.
+    """
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Forbidden:
+    """An instruction a rule forbids outright (a write to ``r10``, a helper the program
+    type may not call, a read-only map written): always refused, a proven violation."""
 
     reason: str
 
@@ -259,4 +274,5 @@ Assertion = (
     | NoLeakedReferences
     | ReleasesReference
     | Unsupported
+    | Forbidden
 )

@@ -311,7 +311,7 @@ def _check(a: A.Assertion, s: State, info: ProgramInfo) -> None:
             ids is not None and len(ids) == 1 and ids <= s.held,
             "Release of a reference that is not held",
         )
-    elif isinstance(a, A.Unsupported):
+    elif isinstance(a, (A.Unsupported, A.Forbidden)):
         raise _Fail(a.reason)
     else:  # pragma: no cover - every assertion kind is handled above
         raise _Fail(f"unknown assertion {a!r}")

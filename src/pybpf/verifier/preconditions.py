@@ -15,6 +15,7 @@ from pybpf.verifier.assertions import (
     Addable,
     Assertion,
     Comparable,
+    Forbidden,
     FuncConstraint,
     NoLeakedReferences,
     NonNullArithmetic,
@@ -63,7 +64,7 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
     if contract is None:
         return [ValidHelper(call.func)]
     if not helper_allowed(info.context, contract.name):
-        return [Unsupported(f"helper {contract.name} is not available to {info.context.name}")]
+        return [Forbidden(f"helper {contract.name} is not available to {info.context.name}")]
     refs = info.options.linux_rules
     out: list[Assertion] = [NoLeakedReferences()] if contract.is_tail_call and refs else []
     map_reg: int | None = None
@@ -215,7 +216,7 @@ def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) 
     if ins is None:
         return []
     if _written(ins) == 10:
-        return [Unsupported("the frame pointer r10 is read-only")]
+        return [Forbidden("the frame pointer r10 is read-only")]
     if isinstance(ins, ir.Bin):
         return _bin(ins, info)
     if isinstance(ins, ir.Un):
@@ -250,7 +251,7 @@ def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) 
         return out
     if isinstance(ins, ir.Packet):
         if not _skb_context(info):
-            return [Unsupported("legacy packet loads need a socket buffer context")]
+            return [Forbidden("legacy packet loads need a socket buffer context")]
         out = [TypeConstraint(6, Group.CTX), ZeroCtxOffset(6)]
         if ins.regoffset is not None:
             out.append(TypeConstraint(ins.regoffset, Group.NUMBER))

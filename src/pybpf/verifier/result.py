@@ -81,7 +81,12 @@ def describe_state(state: State) -> list[str]:
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """One failed assertion."""
+    """One failed assertion.
+
+    ``unsupported`` marks a construct pybpf does not model (a kfunc call, a helper without a
+    transcribed prototype, ...): the program may be safe, pybpf cannot tell. Otherwise the
+    diagnostic is a proven (or unprovable) safety violation.
+    """
 
     label: str
     pc: int | None
@@ -89,6 +94,7 @@ class Diagnostic:
     values: str = ""
     line: int | None = None
     source: str = ""
+    unsupported: bool = False
 
     def __str__(self) -> str:
         text = f"{self.label}: {self.message}"
@@ -99,8 +105,14 @@ class Diagnostic:
         return text
 
     def to_json(self) -> dict[str, Any]:
-        """``{pc, label, message, line}``."""
-        return {"pc": self.pc, "label": self.label, "message": str(self), "line": self.line}
+        """``{pc, label, message, line, unsupported}``."""
+        return {
+            "pc": self.pc,
+            "label": self.label,
+            "message": str(self),
+            "line": self.line,
+            "unsupported": self.unsupported,
+        }
 
 
 @dataclass
@@ -120,6 +132,11 @@ class Result:
     def accepted(self) -> bool:
         """No assertion failed."""
         return not self.errors
+
+    @property
+    def unsupported(self) -> bool:
+        """Rejected only for constructs pybpf does not model (every error is ``unsupported``)."""
+        return bool(self.errors) and all(d.unsupported for d in self.errors)
 
     @property
     def verdict(self) -> str:
