@@ -479,4 +479,13 @@ def runtime_context_for(prog_type: ProgType | None) -> XdpContext | SkbContext |
         return SkbContext(rules.context)
     if prog_type in (ProgType.SOCKET_FILTER, ProgType.CGROUP_SKB):
         return SkbContext(rules.context, l2=False)
+    if prog_type in (ProgType.CGROUP_SOCK_ADDR, ProgType.CGROUP_SOCK, ProgType.BIND):
+        from pybpf.objects import sock_context  # socket contexts build on this module
+
+        kind = {
+            ProgType.CGROUP_SOCK_ADDR: sock_context.SockAddrContext,
+            ProgType.CGROUP_SOCK: sock_context.SockContext,
+            ProgType.BIND: sock_context.BindContext,
+        }[prog_type]
+        return kind(rules.context)
     return None

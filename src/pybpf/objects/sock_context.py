@@ -1,0 +1,231 @@
+"""Socket contexts: `bpf_sock_addr`, `bpf_sock` and eBPF-for-Windows' `bind_md` built for runs.
+
+The socket hooks (:mod:`pybpf.hooks.socket`) and ``Program.test_run`` build the context of
+socket programs here, in the runtime layout of :mod:`pybpf.objects.context` (pointer fields
+first as native 64-bit pointers, scalars after them), from the UAPI struct given as
+``ctx_in``; ``ctx_out`` is the UAPI struct after the run, so a hook reads a program's
+rewrites (``user_ip4``/``user_port``, ``socket_address``) from it.
+
+- :class:`SockAddrContext`: ``bpf_sock_addr`` of ``CGROUP_SOCK_ADDR`` programs
+  (``cgroup/bind4``, ``bind6``, ``connect4``, ``connect6``, ...). ``ctx_in`` gives
+  ``user_family``, ``user_ip4``/``user_ip6``, ``user_port`` (network byte order in the low
+  two bytes, as Linux stores ``sin_port``), ``family``, ``type``, ``protocol`` and
+  ``msg_src_ip4``/``msg_src_ip6``; ``sk`` must be 0. ``ctx->sk`` points to a read-only
+  ``bpf_sock``: ``data_in`` when given (its UAPI bytes), else one made from ``family``,
+  ``type`` and ``protocol`` (an unbound socket). Linux's ``BPF_PROG_TEST_RUN`` refuses
+  these types; pybpf runs them so hooks can.
+- :class:`SockContext`: ``bpf_sock`` of ``CGROUP_SOCK`` programs (``cgroup/sock_create``,
+  ``sock_release``, ``post_bind4/6``); ``ctx_in`` is the ``bpf_sock`` (``data_in``
+  unused); ``bound_dev_if``, ``mark`` and ``priority`` are writable.
+- :class:`BindContext`: eBPF-for-Windows' ``bind_md`` of ``bind`` programs: ``data_in``
+  is the app id (the process image path, as eBPF for Windows passes it), which
+  ``app_id_start``/``app_id_end`` bound (both 0 when ``data_in`` is empty); ``ctx_in``
+  gives ``process_id``, ``socket_address`` (a Windows ``SOCKADDR``: family as a
+  little-endian u16, port and address in network byte order), ``socket_address_length``,
+  ``operation`` (:class:`BindOperation`) and ``protocol``; its pointers must be 0.
+  ``socket_address`` is writable (a ``BIND_REDIRECT`` verdict binds to what the program
+  wrote there). ``data_out`` is the app id.
+
+Which fields a program may write is the verifier's table
+(:mod:`pybpf.progtypes.contexts`): the load-time rewrite refuses stores to the others.
+Bad arguments raise :class:`~pybpf.errors.InputError` with ``errno`` (``EINVAL``,
+``E2BIG``) as ``bpf()`` does for other types.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from pybpf.errors import InputError
+from pybpf.memory import Region
+from pybpf.objects.context import PreparedContext, RuntimeLayout, runtime_layout
+from pybpf.progtypes.contexts import SOCK_LAYOUT, ContextLayout, FieldKind
+
+__all__ = [
+    "BindOperation",
+    "BindAction",
+    "SockPrepared",
+    "SockAddrContext",
+    "SockContext",
+    "BindContext",
+    "uapi_pack",
+    "uapi_unpack",
+    "windows_sockaddr",
+    "windows_sockaddr_parse",
+    "WINDOWS_AF_INET",
+    "WINDOWS_AF_INET6",
+]
+
+
+class BindOperation(IntEnum):
+    """eBPF for Windows' ``bind_operation_t``."""
+
+    BIND = 0  # entry to bind
+    POST_BIND = 1  # after port allocation
+    UNBIND = 2  # release port
+
+
+class BindAction(IntEnum):
+    """eBPF for Windows' ``bind_action_t`` (``BIND_PERMIT`` is ``BIND_PERMIT_SOFT``)."""
+
+    PERMIT = 0
+    DENY = 1
+    REDIRECT = 2
+    PERMIT_HARD = 3
+
+
+def uapi_pack(layout: ContextLayout, values: dict[str, int]) -> bytes:
+    """The UAPI struct ``layout`` with ``values`` by field name (the rest zero)."""
+    out = bytearray(layout.size)
+    for f in layout.fields:
+        value = values.get(f.name, 0)
+        out[f.offset : f.end] = (value & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
+    return bytes(out)
+
+
+def uapi_unpack(layout: ContextLayout, raw: bytes) -> dict[str, int]:
+    """Every field of the UAPI struct ``raw`` by name."""
+    raw = bytes(raw).ljust(layout.size, b"\0")
+    return {f.name: int.from_bytes(raw[f.offset : f.end], "little") for f in layout.fields}
+
+
+@dataclass
+class SockPrepared(PreparedContext):
+    """A :class:`~pybpf.objects.context.PreparedContext` with more regions the context
+    points to (``bpf_sock_addr``'s ``sk``)."""
+
+    extras: list[Region] = field(default_factory=list)
+
+    @property
+    def regions(self) -> list[Region]:
+        """Regions to add to the run's address space."""
+        return [r for r in (self.ctx, self.packet, *self.extras) if r is not None]
+
+
+class _UapiContext:
+    """Shared steps: ``ctx_in`` checked against the UAPI struct, the runtime struct packed,
+    ``ctx_out`` read back."""
+
+    def __init__(self, layout: ContextLayout) -> None:
+        self.layout = layout
+        self.runtime: RuntimeLayout = runtime_layout(layout)
+        self.uapi_size = layout.size
+
+    def _fail(self, why: str, program: str | None, code: int = errno.EINVAL,
+              field: str = "ctx_in") -> InputError:
+        return InputError(why, errno=code, field=field, program=program)
+
+    def _values(self, ctx_in: bytes | None, program: str | None) -> tuple[dict[str, int], bool]:
+        given = ctx_in is not None and len(ctx_in) > 0
+        raw = bytes(ctx_in or b"")
+        if len(raw) > self.uapi_size and any(raw[self.uapi_size :]):
+            raise self._fail(f"ctx_in has non-zero bytes past {self.layout.name}", program,
+                             errno.E2BIG)
+        values = uapi_unpack(self.layout, raw[: self.uapi_size])
+        for f in self.layout.fields:
+            if f.kind != FieldKind.SCALAR and values[f.name]:
+                raise self._fail(f"ctx_in must leave the pointer {f.name} 0", program)
+        return values, given
+
+    def _finish(self, pointers_zero: bool = True):
+        def finish(region: Region) -> bytes:
+            values = {}
+            for f in self.layout.fields:
+                if f.kind != FieldKind.SCALAR and pointers_zero:
+                    continue
+                at = self.runtime.offsets[f.name]
+                values[f.name] = int.from_bytes(region.view[at : at + f.size], "little")
+            return uapi_pack(self.layout, values)
+
+        return finish
+
+
+class SockAddrContext(_UapiContext):
+    """``bpf_sock_addr`` runs (see the module docstring)."""
+
+    def prepare(self, data_in: bytes, ctx_in: bytes | None, *, program: str | None = None):
+        """Regions for one run with ``ctx_in`` (``bpf_sock_addr`` bytes) and ``data_in``
+        (the ``bpf_sock`` ``ctx->sk`` points to, or empty)."""
+        values, given = self._values(ctx_in, program)
+        if data_in and len(data_in) > SOCK_LAYOUT.size and any(data_in[SOCK_LAYOUT.size :]):
+            raise self._fail("data_in is larger than bpf_sock", program, errno.E2BIG, "data_in")
+        if data_in:
+            sock = bytes(data_in[: SOCK_LAYOUT.size]).ljust(SOCK_LAYOUT.size, b"\0")
+        else:
+            sock = uapi_pack(
+                SOCK_LAYOUT,
+                {k: values[k] for k in ("family", "type", "protocol")} | {"state": 7},
+            )  # TCP_CLOSE: not yet bound or connected
+        sk = Region.from_bytes(sock, kind="context", name="bpf_sock", writable=False)
+        values["sk"] = sk.address
+        ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
+        raw = uapi_pack(self.layout, values | {"sk": 0}) if given else None
+        return SockPrepared(ctx, None, (0, 0), b"", raw, self._finish(), extras=[sk])
+
+
+class SockContext(_UapiContext):
+    """``bpf_sock`` runs of ``CGROUP_SOCK`` programs (see the module docstring)."""
+
+    def __init__(self, layout: ContextLayout = SOCK_LAYOUT) -> None:
+        super().__init__(layout)
+
+    def prepare(self, data_in: bytes, ctx_in: bytes | None, *, program: str | None = None):
+        """Regions for one run with ``ctx_in`` (``bpf_sock`` bytes or ``None``)."""
+        values, given = self._values(ctx_in, program)
+        ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
+        raw = uapi_pack(self.layout, values) if given else None
+        return SockPrepared(ctx, None, (0, 0), b"", raw, self._finish())
+
+
+class BindContext(_UapiContext):
+    """eBPF-for-Windows ``bind_md`` runs (see the module docstring)."""
+
+    def prepare(self, data_in: bytes, ctx_in: bytes | None, *, program: str | None = None):
+        """Regions for one run: ``data_in`` the app id, ``ctx_in`` the ``bind_md``."""
+        values, given = self._values(ctx_in, program)
+        if values["operation"] not in tuple(BindOperation):
+            raise self._fail(f"operation {values['operation']} is not a bind_operation_t",
+                             program)
+        if values["socket_address_length"] > 16:
+            raise self._fail("socket_address_length is more than 16", program)
+        packet = None
+        span = (0, 0)
+        if data_in:
+            packet = Region.from_bytes(data_in, kind="packet", name="app_id", writable=False)
+            values["app_id_start"] = packet.address
+            values["app_id_end"] = packet.address + len(data_in)
+            span = (0, len(data_in))
+        ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
+        raw = None
+        if given:
+            raw = uapi_pack(self.layout, values | {"app_id_start": 0, "app_id_end": 0})
+        prepared = SockPrepared(ctx, packet, span, b"", raw, self._finish())
+        if packet is not None:
+            prepared.legacy = Region.wrap(
+                packet.address, len(data_in), kind="packet", writable=False, owner=prepared
+            )
+        return prepared
+
+
+WINDOWS_AF_INET = 2
+WINDOWS_AF_INET6 = 23
+
+
+def windows_sockaddr(port: int, address: bytes) -> bytes:
+    """``bind_md.socket_address``: the first 16 bytes of the Windows ``SOCKADDR_IN``
+    (4-byte ``address``) or ``SOCKADDR_IN6`` (16 bytes: family 23, port, flow info 0, the
+    address's first 8 bytes) eBPF for Windows passes."""
+    if len(address) == 4:
+        return struct.pack("<H", WINDOWS_AF_INET) + struct.pack(">H", port) + address + bytes(8)
+    return struct.pack("<H", WINDOWS_AF_INET6) + struct.pack(">H", port) + bytes(4) + address[:8]
+
+
+def windows_sockaddr_parse(raw: bytes) -> tuple[int, bytes | None]:
+    """``(port, IPv4 address or None)`` of a ``socket_address`` (the reverse of
+    :func:`windows_sockaddr`; an IPv6 address is not whole there, so ``None``)."""
+    family = struct.unpack_from("<H", raw)[0]
+    port = struct.unpack_from(">H", raw, 2)[0]
+    return port, bytes(raw[4:8]) if family == WINDOWS_AF_INET else None
