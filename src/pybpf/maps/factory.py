@@ -26,6 +26,7 @@ from pybpf.maps.array import ArrayMap, ArrayOfMaps, ProgArray
 from pybpf.maps.base import Map
 from pybpf.maps.buffer import MapBuffer
 from pybpf.maps.definition import MapDefinition, check_common, fail
+from pybpf.maps.devmap import DevMap, DevMapHash, XskMap
 from pybpf.maps.hash import HashMap, HashOfMaps
 from pybpf.maps.lpm_trie import LpmTrie
 from pybpf.maps.perf_event_array import PerfEventArray
@@ -49,6 +50,9 @@ FAMILIES: dict[MapType, type[Map]] = {
         QueueStack,
         RingBuf,
         PerfEventArray,
+        DevMap,
+        DevMapHash,
+        XskMap,
     )
     for t in cls.TYPES
 }

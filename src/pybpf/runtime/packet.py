@@ -257,7 +257,7 @@ def redirect_map(ctx: ExecutionContext, r1: int, r2: int, r3: int, r4: int, r5: 
     if m is None or r3 & ~(action_mask | flag_mask):
         return XDP_ABORTED
     key = r2 & _M32
-    present = m.lookup_raw(key.to_bytes(m.key_size, "little")) is not None
+    present = m.elem_lookup(key.to_bytes(m.key_size, "little")) != 0
     if not present and not r3 & BPF_F_BROADCAST:
         _record(ctx, st, None)
         return r3 & action_mask
