@@ -35,7 +35,8 @@ compiled once per process from :func:`runtime_module`), stopping with
 each block charges its length to the instruction budget before it runs.
 
 A function's frame is zeroed on entry only when the function names r10: otherwise
-nothing can reach it.
+nothing can reach it; for a verified program whose verifier gave its stack depth, only
+that many bytes below r10 (:func:`frame_bytes`).
 
 An ``lddw`` with a pseudo source (a map, a map value, ...) loads its value from the
 global :data:`LDDW_TABLE` (one u64 per such instruction, in pc order: :func:`lddw_slots`),
@@ -70,6 +71,7 @@ __all__ = [
     "lower_program",
     "runtime_module",
     "lddw_slots",
+    "frame_bytes",
     "ENTRY",
     "REPEAT",
     "ACCESS_OK",
@@ -121,9 +123,16 @@ def _const(bits: int, value: int):
 class _Module:
     """Module-wide declarations shared by every function."""
 
-    def __init__(self, cfg: ControlFlow, debug: bool, sites: Mapping[int, MapSite]) -> None:
+    def __init__(
+        self,
+        cfg: ControlFlow,
+        debug: bool,
+        sites: Mapping[int, MapSite],
+        stack_depth: int | None = None,
+    ) -> None:
         self.cfg = cfg
         self.debug = debug
+        self.stack_depth = stack_depth
         self.sites = sites
         self.module = ir.Module(name="pybpf")
         i64, i8, i1 = _int(64), _int(8), _int(1)
@@ -261,13 +270,15 @@ class _FunctionLowering:
         stack = self.load_slot(Slot.STACK)
         frame = b.add(stack, b.mul(self.depth, _const(64, STACK_SIZE)))
         self.r10 = b.add(frame, _const(64, STACK_SIZE), name="r10")
-        if self.uses_frame():  # zeroed, as the interpreter's frames are
+        zeroed = frame_bytes(mod.stack_depth)
+        if zeroed and self.uses_frame():  # zeroed, as the interpreter's frames are
+            start = frame if zeroed == STACK_SIZE else b.sub(self.r10, _const(64, zeroed))
             b.call(
                 mod.memset,
                 [
-                    b.inttoptr(frame, _int(8).as_pointer()),
+                    b.inttoptr(start, _int(8).as_pointer()),
                     _const(8, 0),
-                    _const(64, STACK_SIZE),
+                    _const(64, zeroed),
                     _const(1, 0),
                 ],
             )
@@ -789,17 +800,33 @@ def lddw_slots(cfg: ControlFlow) -> dict[int, int]:
     return {pc: index for index, pc in enumerate(pcs)}
 
 
+def frame_bytes(stack_depth: int | None) -> int:
+    """Bytes of each frame (below r10) zeroed on function entry: the whole frame, or with
+    a verifier's ``stack_depth`` (the deepest r10-relative byte any frame reaches) only
+    those, rounded up to 8."""
+    if stack_depth is None:
+        return STACK_SIZE
+    return min(STACK_SIZE, (max(0, int(stack_depth)) + 7) // 8 * 8)
+
+
 def lower_program(
-    cfg: ControlFlow, *, debug_checks: bool = False, map_sites: Mapping[int, MapSite] | None = None
+    cfg: ControlFlow,
+    *,
+    debug_checks: bool = False,
+    map_sites: Mapping[int, MapSite] | None = None,
+    stack_depth: int | None = None,
 ):
     """The ``ir.Module`` of a checked program (see the module docstring).
 
     ``map_sites`` (:func:`pybpf.jit.mapcalls.find_sites`): the ``lddw`` of maps whose
-    helper calls become native code; ignored under ``debug_checks``.
+    helper calls become native code; ignored under ``debug_checks``. ``stack_depth``: a
+    verifier's bound on the stack bytes below r10 any access reaches (only those bytes of
+    a frame are zeroed on entry: :func:`frame_bytes`); ignored under ``debug_checks``.
     """
     if ir is None:
         raise NotSupportedError("the JIT needs llvmlite (pip install 'pybpf[jit]')", feature="jit")
-    mod = _Module(cfg, debug_checks, {} if debug_checks else (map_sites or {}))
+    depth = None if debug_checks else stack_depth
+    mod = _Module(cfg, debug_checks, {} if debug_checks else (map_sites or {}), depth)
     for function in cfg.functions.values():
         _FunctionLowering(mod, function).lower()
     i64 = _int(64)

@@ -40,7 +40,15 @@ from pybpf.jit.compile import (
 )
 from pybpf.jit.dump import dump_jited
 from pybpf.jit.layout import BatchField, Slot
-from pybpf.jit.lower import ACCESS_OK, ENTRY, LDDW_TABLE, REPEAT, lddw_slots, lower_program
+from pybpf.jit.lower import (
+    ACCESS_OK,
+    ENTRY,
+    LDDW_TABLE,
+    REPEAT,
+    frame_bytes,
+    lddw_slots,
+    lower_program,
+)
 from pybpf.jit.mapcalls import SITE_TABLE, find_sites
 from pybpf.jit.state import RunState
 from pybpf.memory import AddressSpace, Region
@@ -117,7 +125,10 @@ class JitProgram:
     - ``tail_call_targets``: ``fn(program_id) -> target | None``, the programs a prog
       array's ids name (as the interpreter's): with it ``bpf_tail_call`` runs them
       (:mod:`pybpf.jit.calls`); a :class:`JitProgram` is such a target itself
-      (:meth:`tail_run`).
+      (:meth:`tail_run`);
+    - ``stack_depth``: for a verified program, the verifier's bound on the stack bytes
+      below r10 its accesses reach: frames are zeroed only that far on entry (ignored
+      under ``debug_checks``).
 
     Load errors are those of :func:`pybpf.runtime.loadcheck.check_program`, the load
     rules every engine shares (the interpreter's, for the same programs);
@@ -143,6 +154,7 @@ class JitProgram:
         cache: CodeCache | str | os.PathLike | bool = False,
         inline_maps: bool = True,
         tail_call_targets: TailCallTargets | None = None,
+        stack_depth: int | None = None,
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
@@ -155,6 +167,7 @@ class JitProgram:
         if self.budget <= 0:
             raise InputError(f"instruction budget must be positive, not {budget}")
         self.trace = trace
+        self.stack_depth = None if self.debug_checks or stack_depth is None else int(stack_depth)
         started = time.perf_counter()
         self.cfg: ControlFlow = analyse(
             self.insns,
@@ -196,11 +209,14 @@ class JitProgram:
         cache, key = self.cache, None
         if cache is not None:
             shapes = [site.shape() for site in self.map_sites.values()]
+            extra: dict[str, object] = {"maps": shapes} if shapes else {}
+            if self.stack_depth is not None:
+                extra["stack_depth"] = frame_bytes(self.stack_depth)
             key = cache.key(
                 self.insns,
                 debug_checks=self.debug_checks,
                 opt_level=opt_level,
-                extra={"maps": shapes} if shapes else None,
+                extra=extra or None,
             )
             compiled = cache.load(key)
             if compiled is not None:
@@ -211,7 +227,12 @@ class JitProgram:
                 else:
                     self.cache_hit = True
                     return code
-        module = lower_program(self.cfg, debug_checks=self.debug_checks, map_sites=self.map_sites)
+        module = lower_program(
+            self.cfg,
+            debug_checks=self.debug_checks,
+            map_sites=self.map_sites,
+            stack_depth=self.stack_depth,
+        )
         start = time.perf_counter()
         compiled = compile_object(module, opt_level=opt_level)
         code = load_object(compiled)

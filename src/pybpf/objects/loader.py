@@ -17,7 +17,10 @@ engines:
    it does not provide, GPL-only helpers in a non-GPL program) and built by its engine
    with ``MAP_IDX``/``MAP_IDX_VALUE`` bound to the live maps and function addresses to
    :class:`~pybpf.objects.callbacks.Callback` tokens. Building load-checks it
-   (:mod:`pybpf.runtime.loadcheck`);
+   (:mod:`pybpf.runtime.loadcheck`). On the JIT, a program the verifier accepted is
+   compiled without memory checks (map lookups inlined, frames zeroed to the verifier's
+   stack depth); every other program (``verify=False``, types whose context is not
+   rewritten, programs beyond the verifier, callbacks) keeps the checks compiled in;
 3. prog arrays get their initial programs.
 
 Anything created is closed again when a step fails.
@@ -359,6 +362,7 @@ class _Builder:
         _check(linked, spec.section, engine, self.helpers, linked.license or self.obj.license)
         entry = (1, 10) if linked.type is not None else (1, 2, 10)
         source = linked
+        verified: Any = None  # the verifier's result when it accepted the program
         runtime = runtime_context_for(linked.type) if self.verify else None
         if runtime is not None:
             from pybpf.verifier import verify_object
@@ -372,6 +376,7 @@ class _Builder:
                     linked.instructions, result.ctx_accesses, runtime.runtime, program=name
                 )
                 linked = dataclasses.replace(linked, instructions=insns)
+                verified = result
         try:
             if engine == "interpreter":
                 runner: Any = self.interpreter(linked, entry)
@@ -382,7 +387,10 @@ class _Builder:
                     linked.instructions,
                     helpers=self.helpers,
                     entry_registers=entry,
-                    debug_checks=True,  # unverified: every access checked
+                    # verified: raw accesses, map lookups inlined, frames zeroed to the
+                    # verifier's stack depth; unverified: every access checked
+                    debug_checks=verified is None,
+                    stack_depth=verified.stack_depth if verified is not None else None,
                     lddw_resolver=self.resolver(linked),
                     legacy_packet=_uses_legacy_packet(linked.instructions),
                     tail_call_targets=tail_call_target,
@@ -404,6 +412,7 @@ class _Builder:
             license=linked.license or self.obj.license,
             runtime_context=runtime,
             source=source,
+            verified=verified is not None,
         )
 
     def close(self) -> None:

@@ -37,6 +37,7 @@ from pybpf.progtypes import AttachType, ProgType
 from pybpf.progtypes.contexts import rules_for
 from pybpf.runtime import expose_maps
 from pybpf.spec import LinkedProgram, ProgramSpec
+from pybpf.state.ids import allocate_id
 
 __all__ = ["Program", "TestRunResult", "by_id", "live_programs", "tail_call_target", "calc_tag"]
 
@@ -128,7 +129,9 @@ class Program:
       ``MAP_IDX`` immediates index); ``maps``: those maps, live. Runs reach every map of
       the object (``reachable``: callbacks and tail-call targets may use others);
     - ``engine``: ``"interpreter"`` or ``"jit"``; ``id``: process-wide, like the kernel's;
-    - ``run_cnt`` / ``run_time_ns``: runs made through :meth:`test_run` and their time.
+    - ``run_cnt`` / ``run_time_ns``: runs made through :meth:`test_run` and their time;
+    - ``verified``: the verifier accepted it at load (on the JIT it then runs without
+      memory checks); :meth:`xlated` and :meth:`jited` are ``bpftool prog dump``'s data.
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class Program:
         closers: Sequence[Any] = (),
         runtime_context: Any = None,
         source: LinkedProgram | None = None,
+        verified: bool = False,
     ) -> None:
         self.spec = spec
         self.linked = linked
@@ -166,8 +170,9 @@ class Program:
         self._tag: str | None = None
         self._runtime_context = runtime_context
         self._source = source or linked
+        self.verified = bool(verified)
+        self.id = allocate_id("prog")  # unique in the state directory, like Linux's ids
         with _LOCK:
-            self.id = next(_IDS)
             _BY_ID[self.id] = self
 
     # ---- facts ---------------------------------------------------------------------------
@@ -182,6 +187,28 @@ class Program:
         if self._tag is None:
             self._tag = calc_tag(self._source.instructions)
         return self._tag
+
+    def xlated(self) -> tuple[Instruction, ...]:
+        """The instructions after the load's rewrites (``bpftool prog dump xlated``): the
+        linked program (entry then subprograms, maps by index) with context accesses
+        rewritten to the runtime's layout where they were."""
+        return self.linked.instructions
+
+    def jited(self, *, json: bool = False, harness: bool = False) -> Any:
+        """The native code (``bpftool prog dump jited``): text, or with ``json`` bpftool's
+        ``-j`` records (:func:`pybpf.jit.dump_jited`; ``harness`` adds the native repeat
+        loop). Programs on the interpreter have none:
+        :class:`~pybpf.errors.NotSupportedError` (``feature="jited"``), as bpftool reports
+        no JITed instructions without a JIT."""
+        if self.closed:
+            raise InputError("the program is closed", program=self.name)
+        if self.engine != "jit":
+            raise NotSupportedError(
+                f"program {self.name!r} runs on the {self.engine}: it has no native code",
+                feature="jited",
+                program=self.name,
+            )
+        return self._runner.dump_jited(json=json, harness=harness)
 
     @property
     def map_ids(self) -> list[int]:
@@ -330,6 +357,14 @@ class Program:
             if self._interpreter is not self._runner:
                 self._closers.append(self._interpreter)
         return _TailTarget(self, self._interpreter)
+
+    def pin(self, path: str, *, state: Any = None) -> Any:
+        """Pin the program at ``path`` (``/sys/fs/bpf/...``; bpftool's ``prog pin``): its
+        instructions and metadata are recorded in the state directory, its maps held
+        (:func:`pybpf.objects.pinned.pin_program`); returns the pin's record."""
+        from pybpf.objects.pinned import pin_program
+
+        return pin_program(self, path, state=state)
 
     # ---- lifetime ------------------------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,135 @@
+"""The loader on the JIT: verified programs compile unchecked, unverified ones keep the checks;
+Program.xlated() and Program.jited() give ``bpftool prog dump``'s data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pybpf.errors import MemoryAccessError, NotSupportedError
+from pybpf.isa import Instruction
+from pybpf.isa.asm import assemble
+from pybpf.isa.opcodes import STACK_SIZE
+from pybpf.jit import JitProgram, available
+from pybpf.jit.lower import frame_bytes
+from pybpf.objects import Object
+from pybpf.progtypes import ProgType
+from pybpf.spec import ObjectSpec, ProgramSpec
+
+pytestmark = pytest.mark.skipif(not available(), reason="llvmlite is not installed")
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "c"
+PACKET = bytes(range(64))
+
+
+@pytest.fixture(autouse=True)
+def _state(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYBPF_STATE", str(tmp_path / "state"))
+
+
+def _xdp_object(text: str) -> ObjectSpec:
+    prog = ProgramSpec("p", "xdp", tuple(assemble(text)), type=ProgType.XDP, license="GPL")
+    return ObjectSpec(name="t", programs={"p": prog}, license="GPL")
+
+
+# r1 = xdp_md: reads data and data_end from the context (rewritten at load), returns the
+# packet's length; touches the stack so the verifier reports a stack depth.
+LENGTH = """
+    r2 = *(u32 *)(r1 + 4)
+    r1 = *(u32 *)(r1 + 0)
+    r2 -= r1
+    *(u64 *)(r10 - 16) = r2
+    r0 = *(u64 *)(r10 - 16)
+    exit
+"""
+
+
+def test_a_verified_program_compiles_without_checks_and_agrees_with_the_interpreter():
+    results = {}
+    for engine in ("interpreter", "jit"):
+        with Object(_xdp_object(LENGTH)).load(engine=engine) as obj:
+            prog = obj.programs["p"]
+            assert prog.verified
+            results[engine] = prog.test_run(PACKET).retval
+            if engine == "jit":
+                assert prog._runner.debug_checks is False
+                assert prog._runner.stack_depth == 16
+    assert results["jit"] == results["interpreter"] == len(PACKET)
+
+
+def test_an_unverified_program_keeps_the_checks():
+    with Object(_xdp_object(LENGTH)).load(engine="jit", verify=False) as obj:
+        prog = obj.programs["p"]
+        assert not prog.verified and prog._runner.debug_checks is True
+        assert prog._runner.stack_depth is None
+
+
+def test_an_unverified_program_that_reads_out_of_bounds_faults_on_the_jit():
+    # verify=False: r1 is the packet copy, and reading just past it must fault, not read
+    # whatever native memory lies there.
+    text = "r0 = *(u64 *)(r1 + 64)\nexit"
+    with Object(_xdp_object(text)).load(engine="jit", verify=False) as obj:
+        with pytest.raises(MemoryAccessError) as info:
+            obj.programs["p"].test_run(PACKET)
+    assert info.value.pc == 0 and info.value.access == "read"
+
+
+def test_an_untyped_program_is_not_verified_so_it_stays_checked():
+    spec = ProgramSpec("p", "raw", tuple(assemble("r0 = 3\nexit")), license="GPL")
+    obj = ObjectSpec(name="t", programs={"p": spec}, license="GPL")
+    with Object(obj).load(engine="jit") as loaded:
+        prog = loaded.programs["p"]
+        assert not prog.verified and prog._runner.debug_checks is True
+        assert prog.test_run(b"x").retval == 3
+
+
+def test_an_example_object_runs_unchecked_with_inlined_map_calls():
+    with Object.open(EXAMPLES / "xdp_counter.o").load(engine="jit") as obj:
+        prog = obj.programs["xdp_count"]
+        assert prog.verified and prog._runner.debug_checks is False
+        assert prog._runner.map_sites  # the verified program's map lookups are native
+        with Object.open(EXAMPLES / "xdp_counter.o").load(engine="interpreter") as ref:
+            expect = ref.programs["xdp_count"].test_run(PACKET, repeat=3)
+        got = prog.test_run(PACKET, repeat=3)
+        assert (got.retval, got.data_out) == (expect.retval, expect.data_out)
+
+
+@pytest.mark.parametrize(
+    ("depth", "zeroed"), [(None, STACK_SIZE), (0, 0), (1, 8), (16, 16), (9999, STACK_SIZE)]
+)
+def test_frame_bytes(depth, zeroed):
+    assert frame_bytes(depth) == zeroed
+
+
+def test_only_the_verified_depth_is_zeroed_and_a_run_still_starts_from_zeros():
+    # Writes then reads 8 bytes at r10-8, after reading them first: the read must see 0
+    # on every run of the repeat loop, as the interpreter's fresh frames give.
+    text = "r0 = *(u64 *)(r10 - 8)\nr1 = 5\n*(u64 *)(r10 - 8) = r1\nexit"
+    with JitProgram(assemble(text), stack_depth=8) as prog:
+        assert prog.stack_depth == 8
+        assert prog.run_repeat((), repeat=3)[0] == 0
+    with JitProgram(assemble(text), stack_depth=8, debug_checks=True) as prog:
+        assert prog.stack_depth is None  # ignored under debug checks
+
+
+def test_xlated_is_the_rewritten_program_and_jited_its_native_code():
+    with Object(_xdp_object(LENGTH)).load(engine="jit") as obj:
+        prog = obj.programs["p"]
+        xlated = prog.xlated()
+        assert all(isinstance(i, Instruction) for i in xlated)
+        assert xlated == prog.instructions
+        assert xlated[0] != assemble(LENGTH)[0]  # the xdp_md load was rewritten
+        text = prog.jited()
+        assert text.startswith("pybpf_entry:")
+        records = prog.jited(json=True)
+        assert records[0]["name"] == "pybpf_entry" and records[0]["insns"]
+
+
+def test_an_interpreted_program_has_no_jited_code():
+    with Object(_xdp_object(LENGTH)).load(engine="interpreter") as obj:
+        prog = obj.programs["p"]
+        assert len(prog.xlated()) == len(assemble(LENGTH))
+        with pytest.raises(NotSupportedError) as info:
+            prog.jited()
+    assert info.value.feature == "jited"
