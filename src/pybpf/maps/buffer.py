@@ -24,7 +24,8 @@ Common header (256 bytes, native byte order, all families)::
     96  map_extra    u64
     104 frozen       u32  1 after freeze(): user-space writes fail with EPERM
     108 inner_ncpus  u32
-    112 (reserved)
+    112 id           u32  the map's id, unique in the state directory (pybpf.maps.registry)
+    116 (reserved)
     128 family area  128 bytes; each family module documents its own fields
 
 Families place their data after the header at offsets they compute from the definition,

@@ -9,6 +9,9 @@ The directory is per user: ``pybpf.config.settings().state_dir`` (``$PYBPF_STATE
 - ``objects/``: the backing files of live shareable objects (maps), named
   ``<pid>-<random>.<kind>``. Their creator unlinks them on close; :meth:`collect_garbage`
   removes those left by dead processes that no pin links to.
+- ``ids/``: the id counters of maps and programs (:mod:`pybpf.state.ids`);
+- ``held/``: ``prog-<id>/`` directories of hard links to the maps a pinned program uses,
+  which keep them alive while the program is pinned (:mod:`pybpf.objects.pinned`);
 - ``links/``: one JSON record per live attachment (``<id>.json``, ids allocated across
   processes by exclusive creation), written by :mod:`pybpf.hooks.link`.
 
@@ -57,6 +60,11 @@ class StateDirectory:
     def links(self) -> Path:
         """Records of live links (attachments), one ``<id>.json`` each."""
         return self.root / "links"
+
+    @property
+    def held(self) -> Path:
+        """Maps held by pinned programs: ``held/prog-<id>/<map id>``, links to their files."""
+        return self.root / "held"
 
     # ---- creation and permissions --------------------------------------------------------
     def _private_dir(self, path: Path) -> None:
