@@ -59,3 +59,40 @@ def test_conformance_failure_exits_1(tmp_path):
     proc = _pybpf("conformance", str(case))
     assert proc.returncode == 1
     assert proc.stdout.strip().splitlines()[-1] == "0 passed, 1 failed"
+
+
+def _bpf_reason() -> str | None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from kernel import BPF_UNAVAILABLE
+
+    return BPF_UNAVAILABLE
+
+
+def test_compare_kernel_agreeing_programs_exit_0():
+    if _bpf_reason():
+        pytest.skip(_bpf_reason())
+    proc = _pybpf("-j", "verify", "--compare-kernel", str(ROOT / "examples" / "c" / "programs.o"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(proc.stdout)
+    assert {r["program"] for r in rows} >= {"xdp_pass", "tc_ok", "socket_all"}
+    assert all(r["outcome"] == "both_accept" for r in rows)
+    assert all(r["kernel"]["verdict"] == "accept" for r in rows)
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not found at {CORPUS}")
+def test_compare_kernel_prints_both_messages_on_disagreement():
+    if _bpf_reason():
+        pytest.skip(_bpf_reason())
+    # The kernel refuses unreachable instructions; pybpf (as PREVAIL) does not.
+    proc = _pybpf("verify", "--compare-kernel", str(CORPUS / "build" / "byteswap.o"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    head, pybpf_line, kernel_line = proc.stdout.strip().splitlines()
+    assert head.startswith("func (.text, socket_filter): pybpf PASS, kernel FAIL (other:")
+    assert pybpf_line.strip() == "pybpf: accepted"
+    assert kernel_line.strip().startswith("kernel: unreachable insn")
+    proc = _pybpf("-j", "verify", "--compare-kernel", str(CORPUS / "build" / "packet_overflow.o"))
+    assert proc.returncode == 0
+    [row] = json.loads(proc.stdout)
+    assert row["outcome"] == "both_reject"
+    assert row["kernel"]["category"] == "safety" and row["kernel"]["reason"] == "memory"
+    assert "packet" in row["pybpf"]["message"]
