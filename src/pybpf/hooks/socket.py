@@ -319,7 +319,7 @@ def _bind_md_hook(sock: Any, operation: BindOperation, ep: _Endpoint,
         "operation": int(operation),
         "protocol": _protocol(sock) if sock is not None else 0,
     }
-    values.update({f"socket_address[{i}]": b for i, b in enumerate(address)})
+    values["socket_address"] = int.from_bytes(address, "little")
     ctx = uapi_pack(_BIND_MD, values)
     denied = False
     redirected = None
@@ -331,7 +331,7 @@ def _bind_md_hook(sock: Any, operation: BindOperation, ep: _Endpoint,
             continue
         if verdict == BindAction.REDIRECT:
             out = uapi_unpack(_BIND_MD, ctx)
-            raw = bytes(out[f"socket_address[{i}]"] for i in range(16))
+            raw = (out["socket_address"]).to_bytes(16, "little")
             port, ip = windows_sockaddr_parse(raw)
             redirected = _Endpoint(ep.family, ip if ip is not None else ep.ip, port, ep.rest)
             link.redirected += 1

@@ -336,7 +336,7 @@ _BIND_MD = ContextLayout(
         _f("app_id_start", 0, 8, kind="packet"),
         _f("app_id_end", 8, 8, kind="packet_end"),
         _f("process_id", 16, 8),
-        *[_f(f"socket_address[{i}]", 24 + i, 1, rw="rw") for i in range(16)],
+        _f("socket_address", 24, 16, rw="rw"),  # a SOCKADDR: read as sockaddr_in fields
         _f("socket_address_length", 40, 1),
         _f("operation", 44),
         _f("protocol", 48, 1),
