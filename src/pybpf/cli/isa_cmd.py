@@ -1,4 +1,4 @@
-"""ISA commands: ``pybpf disasm``, ``pybpf asm`` and ``pybpf exec`` on raw programs."""
+"""ISA commands: ``pybpf disasm``, ``asm`` and ``exec`` (raw programs, or Python under a policy)."""
 
 from __future__ import annotations
 
@@ -130,6 +130,7 @@ def asm_cmd(out, file: Path, output: Path, syntax: str, as_hex: bool) -> None:
 
 @click.command("exec")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @_format_option
 @click.option(
     "--mem", "mem_hex", default=None, help="Input memory as hex bytes (r1 = address, r2 = length)."
@@ -143,11 +144,49 @@ def asm_cmd(out, file: Path, output: Path, syntax: str, as_hex: bool) -> None:
 @click.option(
     "--engine", type=click.Choice(["interpreter", "jit"]), default="interpreter", show_default=True
 )
+@click.option(
+    "--program",
+    "programs",
+    multiple=True,
+    help="With a command: a socket program of the object file to attach (repeatable; "
+    "default: all).",
+)
+@click.option(
+    "--update",
+    "updates",
+    nargs=3,
+    multiple=True,
+    metavar="MAP KEY VALUE",
+    help="With a command: set MAP[KEY] = VALUE (integers) before the command runs.",
+)
+@click.option(
+    "--show-maps", is_flag=True, help="With a command: print the maps as JSON on stderr at the end."
+)
 @click.pass_obj
 def exec_cmd(
-    out, file: Path, fmt: str, mem_hex: str | None, mem_file: Path | None, engine: str
-) -> None:
-    """Run a raw program with r1 = input memory and r2 = its length; print r0."""
+    out,
+    file: Path,
+    command: tuple[str, ...],
+    fmt: str,
+    mem_hex: str | None,
+    mem_file: Path | None,
+    engine: str,
+    programs: tuple[str, ...],
+    updates: tuple[tuple[str, str, str], ...],
+    show_maps: bool,
+) -> int | None:
+    """Run a raw program with r1 = input memory and r2 = its length; print r0.
+
+    With a command after ``--`` (``pybpf exec OBJ --program P -- python script.py``): run
+    that Python program with the object's socket programs attached to it (bind, connect,
+    release hooks; eBPF-for-Windows ``bind``); the exit status is the program's.
+    """
+    if command:
+        if mem_hex is not None or mem_file is not None or fmt != "auto":
+            raise click.UsageError("--mem, --mem-file and --format run raw programs, not commands")
+        return _exec_command(file, command, engine, programs, updates, show_maps)
+    if programs or updates or show_maps:
+        raise click.UsageError("--program, --update and --show-maps need a command after --")
     from pybpf.conformance.plugin import parse_hex_bytes
 
     if engine == "jit":  # an unverified program: the JIT's memory checks stay on
@@ -171,6 +210,32 @@ def exec_cmd(
         out.emit_json({"retval": r0})
     else:
         click.echo(f"Return value: {r0} ({r0:#x})")
+    return None
+
+
+def _exec_command(
+    file: Path,
+    command: tuple[str, ...],
+    engine: str,
+    programs: tuple[str, ...],
+    updates: tuple[tuple[str, str, str], ...],
+    show_maps: bool,
+) -> int:
+    """Run ``command`` (a Python program) under the object's socket programs; its status."""
+    import subprocess
+
+    from pybpf.hooks.policy import child_command
+
+    if not _is_elf(file):
+        raise InputError("a command runs under an object file's programs", path=str(file))
+    argv = child_command(
+        file, programs, command, engine=engine, updates=updates, show_maps=show_maps
+    )
+    try:
+        status = subprocess.call(argv)
+    except OSError as exc:
+        raise InputError(f"cannot run {argv[0]}: {exc.strerror}", field="command") from exc
+    return 128 - status if status < 0 else status
 
 
 COMMANDS = (disasm_cmd, asm_cmd, exec_cmd)

@@ -2,7 +2,8 @@
 
 ``open_capture(path)`` reads either format (detected from the content) as :class:`Frame`
 records; ``open_writer(path, format=...)`` writes one. Running programs over captures, live
-links and socket hooks build on these.
+links and socket hooks build on these; ``attach_socket(program)`` attaches a socket program
+to this Python process (:mod:`pybpf.hooks.socket`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from .capture import Capture, detect_format, open_capture, open_writer
 from .frame import MAX_RECORD, Frame, Interface, LinkType
 from .pcap import PcapReader, PcapWriter
 from .pcapng import PcapngReader, PcapngWriter
+from .socket import SocketLink, attach_socket
 
 __all__ = [
     "Capture",
@@ -22,6 +24,8 @@ __all__ = [
     "PcapWriter",
     "PcapngReader",
     "PcapngWriter",
+    "SocketLink",
+    "attach_socket",
     "detect_format",
     "open_capture",
     "open_writer",
