@@ -6,8 +6,11 @@ Shared by tests/test_samples_*.py: ``run_script`` runs a sample script as a user
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import re
+import shlex
 import struct
 import subprocess
 import sys
@@ -136,7 +139,9 @@ def test_capture_generator_reproduces_the_committed_capture(tmp_path: Path) -> N
     assert make_dns_flood.frames(random.Random(53)) == capture_frames(FLOOD)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "engine", [*ENGINES, pytest.param("kernel", marks=requires_bpf)]
+)
 def test_net_run_over_the_flood(engine: str, tmp_path: Path) -> None:
     """``pybpf net run`` drops exactly the empty IPv4/UDP datagrams and passes the rest."""
     from pybpf.cli.app import main
@@ -175,6 +180,23 @@ def test_script_over_the_flood_counts_the_drops(engine: str, capsys) -> None:
                                 "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["counter"] == 0 and record["verdicts"] == {"pass": record["packets"]}
+
+
+def test_readme_sample_commands_run(capsys, monkeypatch) -> None:
+    """Every ``python examples/<sample>.py ...`` line of the README's Samples section runs
+    (in this process, with ``--json``) and the ``net run`` line names files that exist."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Samples", 1)[1].split("\n### ", 1)[0]
+    lines = re.findall(r"^python (examples/\w+\.py.*?)(?:\s+#.*)?$", section, re.M)
+    assert len(lines) >= 6, "the README lost its sample commands"
+    monkeypatch.chdir(ROOT)
+    for line in lines:
+        script, *args = shlex.split(line)
+        module = importlib.import_module(Path(script).stem)
+        assert module.main([*args, "--json"]) == 0, line
+        assert json.loads(capsys.readouterr().out)["engine"]
+    [net_run] = re.findall(r"`(pybpf net run [^`]*)`", section)
+    assert all((ROOT / p).exists() for p in re.findall(r"examples/[\w./-]*\w", net_run))
 
 
 # ---- Linux ---------------------------------------------------------------------------------
