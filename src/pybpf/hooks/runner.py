@@ -28,18 +28,17 @@ counts packets, bytes and verdicts and gives the rate.
 from __future__ import annotations
 
 import os
-import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pybpf.errors import CaptureError, InputError, NotSupportedError
-from pybpf.progtypes import ProgType
 
 from .capture import open_capture, open_writer
 from .frame import Frame, LinkType
+from .packetrun import ETH_HLEN, PacketRunner, program_kind
 from .source import ByteSource
 
 __all__ = [
@@ -53,7 +52,7 @@ __all__ = [
 
 XDP_ACTIONS = ("aborted", "drop", "pass", "tx", "redirect")
 TC_ACTIONS = ("ok", "reclassify", "shot", "pipe", "stolen", "queued", "repeat", "redirect", "trap")
-ETH_HLEN = 14
+CHUNK = 256  # frames run together (one batch on the JIT)
 _M32 = (1 << 32) - 1
 _DEVMAPS = ("devmap", "devmap_hash")
 
@@ -96,8 +95,7 @@ class RunSummary:
         return out
 
 
-@dataclass(frozen=True)
-class PacketVerdict:
+class PacketVerdict(NamedTuple):
     """One frame's result: the raw return value, the verdict name, the redirect ifindex
     (or ``None``) and the frame as the program left it (a dropped frame too, so a ``drop``
     output shows what was dropped; a socket filter's passed frame cut to its length)."""
@@ -106,22 +104,6 @@ class PacketVerdict:
     verdict: str
     target: int | None
     data: bytes | None
-
-
-def _kind(prog_type: ProgType | None) -> str:
-    if prog_type == ProgType.XDP:
-        return "xdp"
-    if prog_type in (ProgType.SCHED_CLS, ProgType.SCHED_ACT):
-        return "tc"
-    if prog_type == ProgType.SOCKET_FILTER:
-        return "socket"
-    if prog_type == ProgType.CGROUP_SKB:
-        return "cgroup_skb"
-    name = prog_type.type_name if prog_type is not None else "untyped"
-    raise NotSupportedError(
-        f"{name} programs do not run on packets (xdp, tc, socket or cgroup_skb)",
-        feature="program type",
-    )
 
 
 def verdict_names(kind: str) -> tuple[str, ...]:
@@ -166,74 +148,6 @@ def classify(kind: str, retval: int, frame: bytes, data_out: bytes, target: Any)
     return PacketVerdict(retval, "pass" if ok else "drop", None, frame)
 
 
-class _PortableRun:
-    """Runs a portable-backend program with a runtime context once per frame, reusing one
-    address space and setting ``ingress_ifindex``/``rx_queue_index`` (XDP) or
-    ``ingress_ifindex`` (skb) in the context the program reads."""
-
-    def __init__(self, program: Any, kind: str, ingress_ifindex: int | None, rx_queue: int) -> None:
-        from pybpf.memory import AddressSpace
-        from pybpf.runtime import expose_maps
-
-        self.program = program
-        self.kind = kind
-        self.context = program._runtime_context
-        self.space = AddressSpace()
-        expose_maps(self.space, program._reachable)
-        offsets = self.context.runtime.offsets
-        self.patch: list[tuple[int, int]] = []
-        if ingress_ifindex is not None and "ingress_ifindex" in offsets:
-            self.patch.append((offsets["ingress_ifindex"], ingress_ifindex))
-        if rx_queue and "rx_queue_index" in offsets:
-            self.patch.append((offsets["rx_queue_index"], rx_queue))
-
-    def __call__(self, data: bytes) -> tuple[int, bytes, Any]:
-        prepared = self.context.prepare(data, None, program=self.program.name)
-        space = self.space
-        try:
-            for at, value in self.patch:
-                prepared.ctx.view[at : at + 4] = struct.pack("<I", value & _M32)
-            for region in prepared.regions:
-                space.add(region)
-            r0, elapsed = self.program._run(
-                (prepared.ctx.address,), space, prepared.legacy_packet(), 0, 1
-            )
-            state = prepared.state
-            if self.kind == "xdp" and state is not None:  # the frame, without metadata
-                out = bytes(prepared.packet.view[state.data : state.data_end]) + prepared.tail
-            else:
-                out = prepared.data_out()
-            target = prepared.redirect
-        finally:
-            for region in prepared.regions:
-                if space.find(region.address) is region:
-                    space.remove(region)
-            prepared.close()
-        self.program.run_cnt += 1
-        self.program.run_time_ns += int(elapsed)
-        return r0 & _M32, out, target
-
-    def close(self) -> None:
-        """Nothing to free beyond the address space's references."""
-
-
-def _runner_for(program: Any, kind: str, ingress_ifindex: int | None, rx_queue: int):
-    if getattr(program, "_runtime_context", None) is not None and hasattr(program, "_run"):
-        return _PortableRun(program, kind, ingress_ifindex, rx_queue)
-    if ingress_ifindex is not None or rx_queue:
-        raise NotSupportedError(
-            "ingress ifindex and rx queue need a program loaded with its runtime context "
-            "(the portable backend, verify=True)",
-            feature="ingress_ifindex",
-        )
-
-    def run(data: bytes) -> tuple[int, bytes, Any]:
-        result = program.test_run(data_in=data)
-        return result.retval, result.data_out, None
-
-    return run
-
-
 class _Outputs:
     """Output captures opened on first use (every one exists at the end, maybe empty)."""
 
@@ -251,6 +165,17 @@ class _Outputs:
         cut = max(frame.orig_len - len(frame.data), 0)  # bytes the capture never had
         writer.write(data, frame.timestamp_ns, len(data) + cut)
         self.summary.written[name] += 1
+
+    def write_many(self, name: str, items: list[tuple[Frame, bytes]], linktype: int) -> None:
+        """Write ``(frame, data)`` pairs to output ``name`` (frames of one link type)."""
+        writer = self.writers.get(name)
+        if writer is None:
+            writer = self.writers[name] = open_writer(self.targets[name], linktype=linktype)
+        write = writer.write
+        for frame, data in items:
+            cut = frame[2] - len(frame[1])  # bytes the capture never had
+            write(data, frame[0], len(data) + cut if cut > 0 else len(data))
+        self.summary.written[name] += len(items)
 
     def close(self, linktype: int) -> None:
         for name, target in self.targets.items():
@@ -282,7 +207,7 @@ def run_capture(
     type that does not run on packets or a non-Ethernet capture, and the capture's
     :class:`~pybpf.errors.CaptureError` after the complete frames were run and written.
     """
-    kind = _kind(getattr(program, "type", None))
+    kind = program_kind(getattr(program, "type", None))
     outputs = dict(outputs or {})
     names = set(verdict_names(kind))
     for name in outputs:
@@ -294,50 +219,88 @@ def run_capture(
                 + ")",
                 field="out",
             )
-    if rx_queue < 0 or (ingress_ifindex is not None and ingress_ifindex < 0):
-        raise InputError("ingress ifindex and rx queue must be non-negative", field="ctx")
     summary = RunSummary(getattr(program, "name", "?"), kind)
-    run = _runner_for(program, kind, ingress_ifindex, rx_queue)
+    runner = PacketRunner(program, ingress_ifindex=ingress_ifindex, rx_queue=rx_queue)
     sink = _Outputs(outputs, summary)
     linktype = int(LinkType.ETHERNET)
+    verdicts, counts = summary.verdicts, {}
+    state = {"number": 0, "bytes": 0}
+    fast = XDP_ACTIONS if kind == "xdp" else TC_ACTIONS if kind == "tc" else None
+
+    def process(chunk: list[Frame]) -> None:
+        """Run a chunk of frames, count and write them (what ran before a failure too)."""
+        try:
+            results = runner.run_many([f.data for f in chunk])
+            failure = None
+        except Exception as exc:
+            results, failure = getattr(exc, "partial", []), exc
+        first = state["number"]
+        pending: dict[str, list[tuple[Frame, bytes]]] = {}
+        nbytes = 0
+        number = first
+        for frame, (retval, out, target) in zip(chunk, results, strict=False):
+            number += 1
+            data = frame[1]
+            nbytes += len(data)
+            if fast is not None and target is None and on_packet is None and retval < len(fast):
+                chosen = fast[retval]  # the common case, without a PacketVerdict
+                counts[chosen] = counts.get(chosen, 0) + 1
+            else:
+                verdict = classify(kind, retval, data, out, target)
+                chosen = verdict.verdict
+                counts[chosen] = counts.get(chosen, 0) + 1
+                if verdict.target is not None:
+                    named = f"{chosen}:{verdict.target}"
+                    counts[named] = counts.get(named, 0) + 1
+                    if named in outputs:
+                        chosen = named
+                out = verdict.data
+                if on_packet is not None:
+                    on_packet(number, verdict)
+            if out is not None and chosen in outputs:
+                found = pending.get(chosen)
+                if found is None:
+                    found = pending[chosen] = []
+                found.append((frame, out))
+        state["number"] = number
+        state["bytes"] += nbytes
+        for name, items in pending.items():
+            sink.write_many(name, items, items[0][0][4])
+        chunk.clear()
+        if failure is not None:
+            index = getattr(failure, "packet_index", None)
+            failure.packet_index = first + (index or 0)
+            raise failure
+        if progress is not None:
+            progress(state["number"], state["bytes"])
+
     start = time.perf_counter()
     try:
         with open_capture(capture) as cap:
             if cap.linktype is not None:
                 linktype = cap.linktype
-            number = 0
+            chunk: list[Frame] = []
             try:
                 for frame in cap:
-                    number += 1
                     if frame.linktype != LinkType.ETHERNET:
+                        process(chunk)
                         raise NotSupportedError(
-                            f"packet {number}: link type {frame.linktype} (only Ethernet "
-                            "frames run through packet programs)",
+                            f"packet {state['number'] + 1}: link type {frame.linktype} (only "
+                            "Ethernet frames run through packet programs)",
                             feature="linktype",
                         )
                     linktype = frame.linktype
-                    data = frame.data
-                    retval, out, target = run(data)
-                    verdict = classify(kind, retval, data, out, target)
-                    summary.packets += 1
-                    summary.bytes += len(data)
-                    summary.verdicts[verdict.verdict] += 1
-                    chosen = verdict.verdict
-                    if verdict.target is not None:
-                        named = f"{verdict.verdict}:{verdict.target}"
-                        summary.verdicts[named] += 1
-                        if named in outputs:
-                            chosen = named
-                    if verdict.data is not None and chosen in outputs:
-                        sink.write(chosen, frame, verdict.data, frame.linktype)
-                    if on_packet is not None:
-                        on_packet(number, verdict)
-                    if progress is not None and number % 256 == 0:
-                        progress(number, summary.bytes)
+                    chunk.append(frame)
+                    if len(chunk) >= CHUNK:
+                        process(chunk)
             except CaptureError as err:
                 summary.error = err
+            process(chunk)
     finally:
         summary.seconds = time.perf_counter() - start
+        summary.packets, summary.bytes = state["number"], state["bytes"]
+        verdicts.update(counts)
+        runner.close()
         sink.close(linktype)
     if progress is not None:
         progress(summary.packets, summary.bytes)

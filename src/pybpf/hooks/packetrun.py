@@ -1,0 +1,455 @@
+"""Packet runner: one packet program run frame after frame on reused memory, batched on the JIT.
+
+:class:`PacketRunner` is what capture runs (:mod:`pybpf.hooks.runner`) and live links
+(:mod:`pybpf.hooks.live`) hand frames to. It builds the context ``BPF_PROG_TEST_RUN`` gives
+each frame (:mod:`pybpf.objects.context`: ``xdp_md`` after 256 bytes of headroom,
+``__sk_buff`` after 64, socket filters and ``cgroup_skb`` from L3 on) once, in one packet
+region and one context region that every frame reuses (the address space, the maps exposed
+in it and the packet helpers' binding stay put), instead of building regions per frame.
+
+:meth:`PacketRunner.run_many` runs a list of frames. On the JIT engine, when the program
+calls no helper that needs the per-frame packet state in Python (``xdp_adjust_*``,
+``skb_load/store_bytes``, ``redirect``, ``redirect_map``, ``get_socket_cookie``, tail calls)
+it goes through the JIT's batch entry point (:meth:`pybpf.jit.JitProgram.run_batch`): all
+frames in one native loop, each with its own copy of the context template and its packet
+pointers patched in (``skb`` contexts depend on the frame's protocol and addresses: frames
+are batched in runs sharing one template, short runs go frame by frame). Otherwise, and on
+the interpreter, frames run one by one on the reused regions. Programs of the kernel
+backend run through ``test_run``.
+
+This module is the one place in ``hooks`` that reaches into a loaded
+:class:`~pybpf.objects.Program` (its runtime context builder, engine and reachable maps).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Sequence
+from itertools import accumulate
+from typing import Any
+
+from pybpf.errors import InputError, NotSupportedError
+from pybpf.isa import CallKind
+from pybpf.memory import AddressSpace, Region
+from pybpf.objects.context import (
+    LOOPBACK_IFINDEX,
+    XDP_LINEAR_MAX,
+    XDP_PACKET_HEADROOM,
+    SkbContext,
+    XdpContext,
+    _eth_protocol,
+    _pkt_type,
+    _socket_fields,
+)
+from pybpf.progtypes import ProgType
+from pybpf.runtime import expose_maps
+from pybpf.runtime.packet import XDP_FRAME_SIZE, PacketState, bind_packet, unbind_packet
+
+__all__ = ["PacketRunner", "program_kind", "batch_blockers", "ETH_HLEN"]
+
+ETH_HLEN = 14
+_M32 = (1 << 32) - 1
+# helpers that read or move the per-frame packet state in Python, and tail calls
+_PER_FRAME_HELPERS = {9: "skb_store_bytes", 12: "tail_call", 23: "redirect", 26: "skb_load_bytes",
+                      44: "xdp_adjust_head", 46: "get_socket_cookie", 51: "redirect_map",
+                      54: "xdp_adjust_meta", 65: "xdp_adjust_tail"}  # fmt: skip
+_MIN_SKB_RUN = 8  # skb frames sharing a context template: fewer than this run one by one
+_ZERO_MAC = bytes(6)
+
+Result = tuple[int, bytes, Any]  # (retval u32, the frame as left, redirect target or None)
+
+
+def program_kind(prog_type: ProgType | None) -> str:
+    """``xdp``, ``tc``, ``socket`` or ``cgroup_skb`` for a packet program type; else
+    :class:`~pybpf.errors.NotSupportedError`."""
+    if prog_type == ProgType.XDP:
+        return "xdp"
+    if prog_type in (ProgType.SCHED_CLS, ProgType.SCHED_ACT):
+        return "tc"
+    if prog_type == ProgType.SOCKET_FILTER:
+        return "socket"
+    if prog_type == ProgType.CGROUP_SKB:
+        return "cgroup_skb"
+    name = prog_type.type_name if prog_type is not None else "untyped"
+    raise NotSupportedError(
+        f"{name} programs do not run on packets (xdp, tc, socket or cgroup_skb)",
+        feature="program type",
+    )
+
+
+def batch_blockers(program: Any) -> list[str]:
+    """Names of the helpers ``program`` calls that keep it off the JIT's batch loop."""
+    found: list[str] = []
+    for insn in getattr(program, "instructions", ()):
+        if insn.is_call and insn.call_kind == CallKind.HELPER:
+            name = _PER_FRAME_HELPERS.get(insn.imm)
+            if name is not None and name not in found:
+                found.append(name)
+    return found
+
+
+def _short(why: str, index: int) -> InputError:
+    return InputError(why, field="data_in", packet_index=index)
+
+
+# ---- reused regions -----------------------------------------------------------------------
+class _XdpSlot:
+    """One ``xdp_md`` and one packet buffer (headroom, 3520 linear bytes) reused per frame."""
+
+    def __init__(self, builder: XdpContext, ingress: int, rx_queue: int) -> None:
+        layout = builder.runtime
+        offsets = layout.offsets
+        self.template = layout.pack({"ingress_ifindex": ingress, "rx_queue_index": rx_queue})
+        self.pointers = {k: offsets[k] for k in ("data", "data_end", "data_meta")}
+        self.packet = Region(XDP_PACKET_HEADROOM + XDP_LINEAR_MAX, kind="packet", name="xdp")
+        self.ctx = Region.from_bytes(self.template, kind="context", writable=False)
+        self.state = PacketState(
+            "xdp", self.packet, XDP_PACKET_HEADROOM, XDP_PACKET_HEADROOM, XDP_PACKET_HEADROOM,
+            XDP_PACKET_HEADROOM + XDP_LINEAR_MAX, self.ctx, self.pointers,
+        )  # fmt: skip
+        # helpers without a context argument (redirect) find the state through the packet
+        self.legacy = Region.wrap(self.packet.address + XDP_PACKET_HEADROOM, XDP_LINEAR_MAX,
+                                  kind="packet", writable=False, owner=self.packet)  # fmt: skip
+        bind_packet(self.state, self.ctx.address, self.legacy.address)
+        self.view = self.packet.view
+        self.tail = b""
+        self.args = (self.ctx.address,)
+
+    @property
+    def regions(self) -> list[Region]:
+        return [self.ctx, self.packet]
+
+    def load(self, frame: bytes, index: int) -> None:
+        size = len(frame)
+        if size < ETH_HLEN:
+            raise _short("a frame shorter than an Ethernet header", index)
+        st = self.state
+        if st.data_meta != XDP_PACKET_HEADROOM:  # the last program moved the head: clean up
+            self.view[XDP_FRAME_SIZE:XDP_PACKET_HEADROOM] = bytes(
+                XDP_PACKET_HEADROOM - XDP_FRAME_SIZE
+            )
+        linear = size if size <= XDP_LINEAR_MAX else XDP_LINEAR_MAX
+        head = XDP_PACKET_HEADROOM
+        self.view[head : head + linear] = frame if linear == size else frame[:linear]
+        self.tail = b"" if linear == size else bytes(frame[linear:])
+        st.data = st.data_meta = head
+        st.data_end = head + linear
+        st.redirect = None
+        st.sync()
+
+    def output(self, frame: bytes) -> bytes:
+        st = self.state
+        return bytes(self.view[st.data : st.data_end]) + self.tail  # metadata left out
+
+    def close(self) -> None:
+        unbind_packet(self.ctx.address, self.legacy.address)
+        self.legacy.close()
+        self.ctx.close()
+        self.packet.close()
+
+
+class _SkbSlot:
+    """One ``__sk_buff`` and one packet buffer reused per frame (tc: from L2; socket filters
+    and ``cgroup_skb``: ``data`` and ``len`` from L3)."""
+
+    def __init__(self, builder: SkbContext, ingress: int | None) -> None:
+        self.builder = builder
+        layout = builder.runtime
+        self.layout = layout
+        self.offsets = layout.offsets
+        self.skip = 0 if builder.l2 else ETH_HLEN
+        self.base_values = {"ifindex": LOOPBACK_IFINDEX}
+        if ingress is not None:
+            self.base_values["ingress_ifindex"] = ingress
+        self.templates: dict[tuple, bytes] = {}
+        self.headroom = builder.headroom
+        self.packet = Region(builder.headroom + builder.max_size, kind="packet", name="skb")
+        self.ctx = Region(layout.size, kind="context", name="skb_ctx", writable=True)
+        self.view = self.packet.view
+        self.start = self.packet.address + self.headroom + self.skip
+        self.legacies: dict[int, Region] = {}
+        self.legacy: Region | None = None
+        self.state: PacketState | None = None
+        self.args = (self.ctx.address,)
+        at = self.offsets
+        self._ptrs = struct.Struct("<QQQ")
+        assert at["data_end"] == at["data"] + 8 and at["data_meta"] == at["data"] + 16
+        self._len_at = at["len"]
+
+    @property
+    def regions(self) -> list[Region]:
+        return [self.ctx, self.packet]
+
+    def check(self, frame: bytes, index: int) -> None:
+        """The frame checks ``SkbContext.prepare`` makes."""
+        size = len(frame)
+        if size < ETH_HLEN or size > self.builder.max_size:
+            raise _short(f"frames must hold {ETH_HLEN} to {self.builder.max_size} bytes", index)
+        proto = frame[12:14]
+        need = 20 if proto == b"\x08\x00" else 40 if proto == b"\x86\xdd" else 0
+        if size - ETH_HLEN < need:
+            raise _short("a frame too short for its IP header", index)
+
+    def template(self, frame: bytes) -> bytes:
+        """The context of ``frame`` without its packet pointers and length (cached by what
+        it depends on: protocol, packet type, addresses)."""
+        proto = frame[12:16]
+        addrs = frame[26:34] if proto[:2] == b"\x08\x00" else (
+            frame[22:54] if proto[:2] == b"\x86\xdd" else b""
+        )  # fmt: skip
+        key = (frame[0] & 1, frame[:6] == _ZERO_MAC, proto, addrs)
+        found = self.templates.get(key)
+        if found is None:
+            values = dict(self.base_values)
+            values.update(
+                protocol=_eth_protocol(frame), pkt_type=_pkt_type(frame), **_socket_fields(frame)
+            )
+            found = self.layout.pack(values)
+            if len(self.templates) > 4096:
+                self.templates.clear()
+            self.templates[key] = found
+        return found
+
+    def load(self, frame: bytes, index: int) -> None:
+        self.check(frame, index)
+        size = len(frame)
+        head = self.headroom
+        self.view[head : head + size] = frame
+        ctx = self.ctx.view
+        ctx[:] = self.template(frame)
+        start = self.start
+        end = start + size - self.skip
+        self._ptrs.pack_into(ctx, self.offsets["data"], start, end, start)
+        struct.pack_into("<I", ctx, self._len_at, size - self.skip)
+        legacy = self.legacies.get(size)
+        if legacy is None:
+            legacy = Region.wrap(start, size - self.skip, kind="packet", writable=False,
+                                 owner=self.packet)  # fmt: skip
+            if len(self.legacies) < 2048:
+                self.legacies[size] = legacy
+        self.legacy = legacy
+        pos = head + self.skip
+        self.state = PacketState("skb", self.packet, pos, head + size, pos, head + size)
+        bind_packet(self.state, self.ctx.address, start)  # a new state: a new socket cookie
+
+    def output(self, frame: bytes) -> bytes:
+        head = self.headroom
+        return bytes(self.view[head : head + len(frame)])
+
+    def close(self) -> None:
+        unbind_packet(self.ctx.address, self.start)
+        for legacy in self.legacies.values():
+            legacy.close()
+        self.ctx.close()
+        self.packet.close()
+
+
+class _BatchBuffer:
+    """A native buffer that frames are copied into, back to back, for the batch loop."""
+
+    def __init__(self) -> None:
+        self.region: Region | None = None
+
+    def fill(self, frames: Sequence[bytes], skip: int, limit: int) -> tuple[list, list]:
+        """Copy ``frames`` in; returns the offsets and lengths the programs see (``skip``
+        bytes in, at most ``limit`` bytes)."""
+        blob = b"".join(frames)
+        if self.region is None or self.region.size < len(blob) + 8:
+            if self.region is not None:
+                self.region.close()
+            self.region = Region(max(len(blob) * 2, 1 << 16), kind="packet", name="frames")
+        self.region.view[: len(blob)] = blob
+        sizes = list(map(len, frames))
+        offsets = [0, *accumulate(sizes)]
+        offsets.pop()
+        if skip or max(sizes) > limit:
+            offsets = [o + skip for o in offsets]
+            sizes = [(n if n <= limit else limit) - skip for n in sizes]
+        return offsets, sizes
+
+    def close(self) -> None:
+        if self.region is not None:
+            self.region.close()
+            self.region = None
+
+
+# ---- the runner ---------------------------------------------------------------------------
+class PacketRunner:
+    """Runs ``program`` (a loaded :class:`~pybpf.objects.Program` or a kernel one) on frames.
+
+    ``kind`` is the program's (:func:`program_kind`); ``ingress_ifindex`` and ``rx_queue``
+    set the context fields of that name (default: the loopback device, queue 0, as
+    ``BPF_PROG_TEST_RUN``). ``batch=False`` keeps the JIT off its batch loop. Attributes:
+    ``batched`` (whether :meth:`run_many` uses the batch loop), ``blockers`` (the helpers that
+    keep it off), ``engine``. :meth:`run` and :meth:`run_many` return ``(retval, frame as
+    the program left it, redirect target or None)`` per frame (``retval`` the low 32 bits of
+    r0). Errors carry ``packet_index`` (the frame's index in the list). Close with
+    :meth:`close` (or ``with``).
+    """
+
+    def __init__(
+        self,
+        program: Any,
+        *,
+        ingress_ifindex: int | None = None,
+        rx_queue: int = 0,
+        batch: bool = True,
+    ) -> None:
+        self.program = program
+        self.kind = program_kind(getattr(program, "type", None))
+        if rx_queue < 0 or (ingress_ifindex is not None and ingress_ifindex < 0):
+            raise InputError("ingress ifindex and rx queue must be non-negative", field="ctx")
+        builder = getattr(program, "_runtime_context", None)
+        engine = getattr(program, "_runner", None)
+        self.engine = getattr(program, "engine", "kernel")
+        self.blockers = batch_blockers(program)
+        self.slot: _XdpSlot | _SkbSlot | None = None
+        self.batched = False
+        self._buffer = _BatchBuffer()
+        if builder is None or engine is None:
+            if ingress_ifindex is not None or rx_queue:
+                raise NotSupportedError(
+                    "ingress ifindex and rx queue need a program loaded with its runtime "
+                    "context (the portable backend, verify=True)",
+                    feature="ingress_ifindex",
+                )
+            self.engine = "kernel" if engine is None else self.engine
+            return
+        self._engine = engine
+        if isinstance(builder, XdpContext):
+            ingress = LOOPBACK_IFINDEX if ingress_ifindex is None else ingress_ifindex
+            self.slot = _XdpSlot(builder, ingress, rx_queue)
+        else:
+            self.slot = _SkbSlot(builder, ingress_ifindex)
+        self.space = AddressSpace()
+        expose_maps(self.space, getattr(program, "_reachable", None) or program.maps)
+        for region in self.slot.regions:
+            self.space.add(region)
+        self.batched = (
+            batch and self.engine == "jit" and not self.blockers and hasattr(engine, "run_batch")
+        )
+
+    # ---- one frame ----------------------------------------------------------------------
+    def run(self, frame: bytes, index: int = 0) -> Result:
+        """Run the program on one frame (see the class docstring)."""
+        slot = self.slot
+        if slot is None:
+            result = self.program.test_run(data_in=frame)
+            return result.retval, result.data_out, None
+        try:
+            slot.load(frame, index)
+            start = time.perf_counter_ns()
+            r0 = self._engine.run(slot.args, memory=self.space, packet=slot.legacy, cpu=0)
+            self.program.run_time_ns += time.perf_counter_ns() - start
+        except Exception as exc:
+            if getattr(exc, "packet_index", None) is None:
+                exc.packet_index = index
+            raise
+        self.program.run_cnt += 1
+        return r0 & _M32, slot.output(frame), slot.state.redirect if slot.state else None
+
+    # ---- many frames --------------------------------------------------------------------
+    def run_many(self, frames: Sequence[bytes]) -> list[Result]:
+        """Run the program on each of ``frames`` in order (batched where it can be)."""
+        out: list[Result] = []
+        try:
+            if not self.batched or not frames:
+                run = self.run
+                for i, frame in enumerate(frames):
+                    out.append(run(frame, i))
+            elif self.kind == "xdp":
+                out = self._batch_xdp(frames)
+            else:
+                self._batch_skb(frames, out)
+        except Exception as exc:
+            exc.partial = out  # the frames that ran before the failing one
+            raise
+        return out
+
+    def _batch(self, frames, skip: int, limit: int, template: bytes, fields: dict, first: int):
+        buffer = self._buffer
+        offsets, lengths = buffer.fill(frames, skip, limit)
+        from pybpf.jit.batch import PacketArg, PacketBatch
+
+        packets = PacketBatch(buffer.region, offsets, lengths)
+        try:
+            result = self._engine.run_batch(
+                packets, args=(PacketArg.CONTEXT,), context=template,
+                context_fields=fields, memory=self.space,
+            )  # fmt: skip
+        except Exception as exc:
+            exc.packet_index = first + (getattr(exc, "packet_index", None) or 0)
+            raise
+        self.program.run_cnt += len(frames)
+        self.program.run_time_ns += int(result.ns_per_packet * len(frames))
+        view = buffer.region.view
+        return result.retvals, view, offsets, lengths
+
+    def _batch_xdp(self, frames: Sequence[bytes]) -> list[Result]:
+        from pybpf.jit.batch import PacketArg
+
+        for i, frame in enumerate(frames):
+            if len(frame) < ETH_HLEN:
+                raise _short("a frame shorter than an Ethernet header", i)
+        slot = self.slot
+        ptr = slot.pointers
+        fields = {ptr["data"]: PacketArg.DATA, ptr["data_end"]: PacketArg.DATA_END,
+                  ptr["data_meta"]: PacketArg.DATA}  # fmt: skip
+        retvals, view, offsets, lengths = self._batch(
+            frames, 0, XDP_LINEAR_MAX, slot.template, fields, 0
+        )
+        out = []
+        for r0, o, n, frame in zip(retvals, offsets, lengths, frames, strict=True):
+            data = bytes(view[o : o + n])
+            if n < len(frame):
+                data += bytes(frame[n:])
+            out.append((r0 & _M32, data, None))
+        return out
+
+    def _batch_skb(self, frames: Sequence[bytes], out: list[Result]) -> None:
+        from pybpf.jit.batch import PacketArg
+
+        slot = self.slot
+        fields = {slot.offsets["data"]: PacketArg.DATA,
+                  slot.offsets["data_end"]: PacketArg.DATA_END,
+                  slot.offsets["data_meta"]: PacketArg.DATA,
+                  slot.offsets["len"]: (PacketArg.LENGTH, 4)}  # fmt: skip
+        templates = []
+        for i, frame in enumerate(frames):
+            slot.check(frame, i)
+            templates.append(slot.template(frame))
+        start, count = 0, len(frames)
+        while start < count:
+            end = start + 1
+            template = templates[start]
+            while end < count and templates[end] is template:
+                end += 1
+            group = frames[start:end]
+            if len(group) < _MIN_SKB_RUN:
+                out.extend(self.run(frame, start + i) for i, frame in enumerate(group))
+            else:
+                retvals, view, offsets, lengths = self._batch(
+                    group, slot.skip, slot.builder.max_size, template, fields, start
+                )
+                skip = slot.skip
+                for r0, o, frame in zip(retvals, offsets, group, strict=True):
+                    data = frame if skip else bytes(view[o : o + len(frame)])
+                    out.append((r0 & _M32, data, None))
+            start = end
+
+    def close(self) -> None:
+        """Free the reused regions (idempotent)."""
+        if self.slot is not None:
+            for region in self.slot.regions:
+                if self.space.find(region.address) is region:
+                    self.space.remove(region)
+            self.slot.close()
+            self.slot = None
+        self._buffer.close()
+
+    def __enter__(self) -> PacketRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
