@@ -148,7 +148,8 @@ def test_bad_arguments(capsys, counts):
     cases = [
         ["map", "dump"],  # no map
         ["map", "dump", "pinned"],  # no path
-        ["map", "dump", "id", "1"],  # ids are per process
+        ["map", "dump", "id", "x"],  # not a number
+        ["map", "dump", "tag", "0011223344556677"],  # maps have no tag
         ["map", "dump", "name", "nope"],
         ["map", "lookup", "pinned", PIN, "key", "1", "0", "0"],  # 3 of 4 bytes
         ["map", "lookup", "pinned", PIN, "value", "1"],
@@ -160,9 +161,12 @@ def test_bad_arguments(capsys, counts):
     for args in cases:
         code, _, err = run(capsys, *args)
         assert code == EXIT_INPUT, (args, err)
-        assert err.startswith("Error:") and "\n" == err[-1] and err.count("\n") == 1
-    code, _, _ = run(capsys, "map", "dump", "pinned", "/sys/fs/bpf/missing")
-    assert code == EXIT_ERROR  # ENOENT: a map error, not bad input
+        first, *hint = err.splitlines()
+        assert first.startswith("Error:") and "\n" == err[-1]
+        assert hint in ([], [f"Try 'pybpf {' '.join(args[:2])} -h' for help."])
+    for args in (["pinned", "/sys/fs/bpf/missing"], ["id", "999"]):
+        code, _, _ = run(capsys, "map", "dump", *args)
+        assert code == EXIT_ERROR  # ENOENT: a map error, not bad input
 
 
 def test_the_command_line_round_trip_in_processes(counts):

@@ -95,7 +95,9 @@ def test_bad_arguments(capsys, args_file):
         ["prog", "run", PIPELINE, "--program", "start", "--ctx-in", "/nonexistent"],
         ["prog", "run", "/nonexistent.o"],
         ["prog", "run", PIPELINE, "--repeat", "-1"],
-        ["prog", "show"],
+        ["prog", "show", "id", "x"],
+        ["prog", "show", "tag", "xyz"],
+        ["prog", "dump", "xlated"],
     ]
     for args in cases:
         code, _, err = run(capsys, *args)

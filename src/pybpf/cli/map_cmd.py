@@ -1,24 +1,30 @@
-"""Map commands: ``pybpf map show|dump|lookup|update|delete`` with bpftool's syntax and JSON keys.
+"""Map commands: `pybpf map` verbs (show, dump, update, create, pin, freeze, event_pipe, ...).
 
-A map is addressed as bpftool does, plus object files::
+bpftool's syntax and JSON keys. A map is addressed as bpftool does, or by object file::
 
-    MAP  := pinned PATH | name NAME | OBJECT.o [--map NAME]
+    MAP  := id N | pinned PATH | name NAME | OBJECT.o [--map NAME]
     DATA := [hex] BYTES               (bytes as numbers: 1 0x10 010; with hex: 01 ff)
     pybpf map update MAP key DATA value DATA [any|exist|noexist]
+    pybpf map create PATH type TYPE key KEY_SIZE value VALUE_SIZE entries N name NAME
+                     [flags FLAGS]
 
-``pinned PATH`` opens a map pinned in the state directory (``/sys/fs/bpf/...`` paths are
-mapped into it); ``name NAME`` finds the pinned map of that name; an object file is loaded
-(maps pinned by name are reopened, so they show live data) and ``--map`` picks its map
-(optional when it has one). JSON output uses bpftool's keys: ``key`` and ``value`` as
-arrays of ``"0x.."`` strings (per-CPU maps: ``values`` of ``{"cpu", "value"}``) and
-``formatted`` with the BTF-decoded key and value when the map has BTF types.
+``id N`` is any map of the state directory (a live map of any process, a pin, or a map a
+pinned program holds: :mod:`pybpf.maps.shared`); ``pinned PATH`` a pin
+(``/sys/fs/bpf/...`` paths are mapped into the state directory); ``name NAME`` the map of
+that name; an object file is loaded (``--backend kernel``: into Linux; maps pinned by name
+are reopened, so they show live data) and ``--map`` picks its map (optional when it has
+one). ``map show`` without MAP lists every map. JSON output uses bpftool's keys: ``key``
+and ``value`` as arrays of ``"0x.."`` strings (per-CPU maps: ``values`` of ``{"cpu",
+"value"}``) and ``formatted`` with the BTF-decoded key and value when the map has BTF
+types. ``map event_pipe`` prints ring buffer records or perf event array samples as they
+arrive.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -71,49 +77,13 @@ def _hex_text(raw: bytes) -> str:
 
 
 # ---- addressing -----------------------------------------------------------------------------
-@contextlib.contextmanager
-def open_map(words: Sequence[str], map_name: str | None) -> Iterator[tuple[Any, list[str]]]:
+def open_map(
+    words: Sequence[str], map_name: str | None, backend: str = "portable"
+) -> contextlib.AbstractContextManager[tuple[Any, list[str]]]:
     """The map ``words`` address (see the module docstring) and the words after it."""
-    from pybpf.maps import open_pinned
-    from pybpf.state import StateDirectory
+    from pybpf.cli.target import map_target
 
-    words = list(words)
-    if not words:
-        raise InputError("expected a map: pinned PATH, name NAME or an object file")
-    head = words.pop(0)
-    if head == "pinned":
-        if not words:
-            raise InputError("pinned needs a PATH")
-        with open_pinned(words.pop(0)) as m:
-            yield m, words
-        return
-    if head == "name":
-        if not words:
-            raise InputError("name needs a NAME")
-        name = words.pop(0)
-        state = StateDirectory()
-        found = None
-        for path in state.pinned():
-            with contextlib.suppress(InputError, OSError), open_pinned(path, state=state) as m:
-                if m.name == name:
-                    found = path
-                    break
-        if found is None:
-            raise InputError(f"no pinned map named {name!r}", field="map")
-        with open_pinned(found, state=state) as m:
-            yield m, words
-        return
-    if head == "id":
-        raise InputError("map ids belong to one process here: use pinned PATH or name NAME")
-    from pybpf.objects import Object
-
-    with Object.open(head).load() as obj:
-        if map_name is None:
-            if len(obj.maps) != 1:
-                names = ", ".join(obj.maps) or "none"
-                raise InputError(f"give --map NAME (the object's maps: {names})", field="map")
-            map_name = next(iter(obj.maps))
-        yield obj.map(map_name), words
+    return map_target(words, map_name, backend=backend)
 
 
 # ---- records --------------------------------------------------------------------------------
@@ -196,56 +166,84 @@ def _info_text(record: dict[str, Any]) -> str:
     return text
 
 
+def _file_info(found: Any) -> dict[str, Any]:
+    d = found.definition
+    record = {
+        "id": found.id,
+        "type": d.type.type_name,
+        "name": d.name,
+        "flags": int(d.flags),
+        "bytes_key": d.key_size,
+        "bytes_value": d.value_size,
+        "max_entries": d.max_entries,
+        "frozen": int(found.frozen),
+    }
+    if found.pins:
+        record["pinned"] = list(found.pins)
+    return record
+
+
 # ---- commands -------------------------------------------------------------------------------
 _MAP_OPTION = click.option("--map", "map_name", metavar="NAME", help="The map of an object file.")
+_BACKEND = click.option(
+    "--backend",
+    type=click.Choice(["portable", "kernel"]),
+    default="portable",
+    show_default=True,
+    help="Load object files with pybpf's maps or into Linux (bpf()).",
+)
 _WORDS = click.argument("words", nargs=-1, required=False)
 
 
 @click.group("map")
 def map_group() -> None:
-    """Inspect and edit maps (bpftool's `map` verbs).
+    """Inspect, create and edit maps (bpftool's `map` verbs).
 
     \b
+    MAP := id N | pinned PATH | name NAME | OBJECT.o [--map NAME]
     Example:
-      pybpf map dump pinned /sys/fs/bpf/counts
+      pybpf map create /sys/fs/bpf/counts type hash key 4 value 8 entries 64 name counts
       pybpf map update name counts key 1 0 0 0 value 5 0 0 0 0 0 0 0 noexist
-      pybpf -j map dump xdp_counter.o --map proto_count
+      pybpf map dump pinned /sys/fs/bpf/counts
+      pybpf -j map dump examples/c/xdp_counter.o --map proto_count
     """
 
 
 def _pins_of(m: Any) -> list[str]:
-    from pybpf.state import StateDirectory
+    from pybpf.maps.shared import list_maps
 
-    if m.path is None:
+    if getattr(m, "path", None) is None:
         return []
-    state = StateDirectory()
-    try:
-        inode = m.path.stat().st_ino
-    except OSError:
-        return []
-    out = []
-    for pin in state.pinned():
-        with contextlib.suppress(OSError, InputError):
-            if state.pin_path(pin).stat().st_ino == inode:
-                out.append(pin)
-    return out
+    for found in list_maps():
+        if found.id == m.id:
+            return list(found.pins)
+    return []
 
 
 @map_group.command("show")
 @_WORDS
 @_MAP_OPTION
+@_BACKEND
 @click.pass_obj
-def map_show(out, words: tuple[str, ...], map_name: str | None) -> None:
-    """Show one map, every map of an object file, or every pinned map (no MAP)."""
-    if words and words[0] not in ("pinned", "name", "id") and map_name is None:
-        from pybpf.objects import Object
+def map_show(out, words: tuple[str, ...], map_name: str | None, backend: str) -> None:
+    """Show every map (no MAP), one map, or every map of an object file.
 
-        with Object.open(words[0]).load() as obj:
-            records = [info(m) for m in obj.maps.values()]
+    \b
+    Example:
+      pybpf map show
+      pybpf -j map show id 4
+      pybpf map show examples/c/xdp_counter.o
+    """
+    from pybpf.cli.target import KEYWORDS, load_object, object_maps
+
+    if words and words[0] not in KEYWORDS and map_name is None:
+        _no_more(list(words[1:]))
+        with load_object(words[0], backend=backend) as obj:
+            records = [info(m) for m in object_maps(obj).values()]
         _emit_infos(out, records)
         return
     if words:
-        with open_map(words, map_name) as (m, rest):
+        with open_map(words, map_name, backend) as (m, rest):
             _no_more(rest)
             record = info(m, _pins_of(m))
         if out.json:
@@ -253,16 +251,9 @@ def map_show(out, words: tuple[str, ...], map_name: str | None) -> None:
         else:
             click.echo(_info_text(record))
         return
-    from pybpf.maps import open_pinned
-    from pybpf.state import StateDirectory
+    from pybpf.maps.shared import list_maps
 
-    state = StateDirectory()
-    records = []
-    for pin in state.pinned():
-        with contextlib.suppress(InputError, OSError):
-            with open_pinned(pin, state=state) as m:
-                records.append(info(m, [pin]))
-    _emit_infos(out, records)
+    _emit_infos(out, [_file_info(found) for found in list_maps()])
 
 
 def _emit_infos(out, records: list[dict[str, Any]]) -> None:
@@ -281,10 +272,17 @@ def _no_more(words: Sequence[str]) -> None:
 @map_group.command("dump")
 @_WORDS
 @_MAP_OPTION
+@_BACKEND
 @click.pass_obj
-def map_dump(out, words: tuple[str, ...], map_name: str | None) -> None:
-    """Print every element of a map."""
-    with open_map(words, map_name) as (m, rest):
+def map_dump(out, words: tuple[str, ...], map_name: str | None, backend: str) -> None:
+    """Print every element of a map.
+
+    \b
+    Example:
+      pybpf map dump id 4
+      pybpf -j map dump examples/c/pipeline.o --map totals --backend kernel
+    """
+    with open_map(words, map_name, backend) as (m, rest):
         _no_more(rest)
         records = []
         texts = []
@@ -311,12 +309,18 @@ def _key(m: Any, words: list[str]) -> tuple[bytes, list[str]]:
 @map_group.command("lookup")
 @_WORDS
 @_MAP_OPTION
+@_BACKEND
 @click.pass_obj
-def map_lookup(out, words: tuple[str, ...], map_name: str | None) -> None:
-    """Print the value of one key: MAP key DATA."""
+def map_lookup(out, words: tuple[str, ...], map_name: str | None, backend: str) -> None:
+    """Print the value of one key: MAP key DATA.
+
+    \b
+    Example:
+      pybpf map lookup name counts key 1 0 0 0
+    """
     from pybpf.maps.definition import fail
 
-    with open_map(words, map_name) as (m, rest):
+    with open_map(words, map_name, backend) as (m, rest):
         key, rest = _key(m, rest)
         _no_more(rest)
         value = m.lookup_raw(key)
@@ -332,10 +336,16 @@ def map_lookup(out, words: tuple[str, ...], map_name: str | None) -> None:
 @map_group.command("update")
 @_WORDS
 @_MAP_OPTION
+@_BACKEND
 @click.pass_obj
-def map_update(out, words: tuple[str, ...], map_name: str | None) -> None:
-    """Store a value: MAP key DATA value DATA [any|exist|noexist]."""
-    with open_map(words, map_name) as (m, rest):
+def map_update(out, words: tuple[str, ...], map_name: str | None, backend: str) -> None:
+    """Store a value: MAP key DATA value DATA [any|exist|noexist].
+
+    \b
+    Example:
+      pybpf map update pinned /sys/fs/bpf/counts key hex 01 00 00 00 value 5 0 0 0 0 0 0 0
+    """
+    with open_map(words, map_name, backend) as (m, rest):
         key, rest = _key(m, rest)
         if not rest or rest[0] != "value":
             raise InputError("expected value DATA", field="value")
@@ -352,15 +362,167 @@ def map_update(out, words: tuple[str, ...], map_name: str | None) -> None:
 @map_group.command("delete")
 @_WORDS
 @_MAP_OPTION
+@_BACKEND
 @click.pass_obj
-def map_delete(out, words: tuple[str, ...], map_name: str | None) -> None:
-    """Remove one key: MAP key DATA."""
-    with open_map(words, map_name) as (m, rest):
+def map_delete(out, words: tuple[str, ...], map_name: str | None, backend: str) -> None:
+    """Remove one key: MAP key DATA.
+
+    \b
+    Example:
+      pybpf map delete id 4 key 1 0 0 0
+    """
+    with open_map(words, map_name, backend) as (m, rest):
         key, rest = _key(m, rest)
         _no_more(rest)
         m.delete_raw(key)
     if out.json:
         out.emit_json(None)
+
+
+def _create_words(words: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    from pybpf.maptypes import MapType
+
+    words = list(words)
+    if not words:
+        raise InputError("expected PATH type TYPE key N value N entries N name NAME")
+    path = words.pop(0)
+    fields: dict[str, Any] = {"flags": 0}
+    names = {"type": "type", "key": "key_size", "value": "value_size", "entries": "max_entries"}
+    while words:
+        word = words.pop(0)
+        if not words:
+            raise InputError(f"{word} needs an argument", field=word)
+        arg = words.pop(0)
+        if word == "type":
+            fields["type"] = MapType.from_name(arg)
+        elif word in ("key", "value", "entries", "flags"):
+            try:
+                number = int(arg, 0)
+            except ValueError:
+                raise InputError(f"can't parse {word} {arg!r}", field=word) from None
+            fields[names.get(word, word)] = number
+        elif word == "name":
+            fields["name"] = arg
+        else:
+            raise InputError(f"unknown argument {word!r}", field=word)
+    need = {"type": "type", "key_size": "key", "value_size": "value", "max_entries": "entries"}
+    missing = [word for field, word in need.items() if field not in fields]
+    if "name" not in fields:
+        missing.append("name")
+    if missing:
+        raise InputError(f"map create needs {', '.join(missing)}", field="create")
+    return path, fields
+
+
+@map_group.command("create")
+@click.argument("words", nargs=-1, required=True)
+@click.pass_obj
+def map_create(out, words: tuple[str, ...]) -> None:
+    """Create a map pinned at PATH:
+    PATH type TYPE key KEY_SIZE value VALUE_SIZE entries N name NAME [flags F].
+
+    \b
+    Example:
+      pybpf map create /sys/fs/bpf/counts type hash key 4 value 8 entries 64 name counts
+    """
+    from pybpf.maps import create_map
+
+    path, fields = _create_words(words)
+    with create_map(pin=path, **fields) as m:
+        record = info(m, _pins_of(m))
+    if out.json:
+        out.emit_json(record)
+
+
+@map_group.command("pin")
+@_WORDS
+@_MAP_OPTION
+@click.pass_obj
+def map_pin(out, words: tuple[str, ...], map_name: str | None) -> None:
+    """Pin a map at FILE: MAP FILE.
+
+    \b
+    Example:
+      pybpf map pin id 4 /sys/fs/bpf/counts_again
+    """
+    with open_map(words, map_name) as (m, rest):
+        if len(rest) != 1:
+            raise InputError("expected MAP FILE")
+        m.pin(rest[0])
+        record = info(m, _pins_of(m))
+    if out.json:
+        out.emit_json(record)
+
+
+@map_group.command("freeze")
+@_WORDS
+@_MAP_OPTION
+@click.pass_obj
+def map_freeze(out, words: tuple[str, ...], map_name: str | None) -> None:
+    """Freeze a map: user-space writes fail from now on (programs still write).
+
+    \b
+    Example:
+      pybpf map freeze pinned /sys/fs/bpf/config
+    """
+    with open_map(words, map_name) as (m, rest):
+        _no_more(rest)
+        m.freeze()
+    if out.json:
+        out.emit_json(None)
+
+
+@map_group.command("event_pipe")
+@_WORDS
+@_MAP_OPTION
+@click.option("--count", type=click.IntRange(min=1), help="Stop after N events.")
+@click.option("--timeout", type=float, help="Stop after SECONDS without an event.")
+@click.pass_obj
+def map_event_pipe(out, words, map_name, count: int | None, timeout: float | None) -> None:
+    """Print ring buffer records or perf event array samples as they arrive: MAP.
+
+    \b
+    Example:
+      pybpf map event_pipe pinned /sys/fs/bpf/events --count 10
+    """
+    import time
+
+    from pybpf.maps import PerfEventArray, RingBuf
+    from pybpf.objects.events import PerfBuffer, RingBuffer
+
+    seen = 0
+
+    def show(cpu: int | None, data: bytes) -> None:
+        nonlocal seen
+        seen += 1
+        if out.json:
+            record: dict[str, Any] = {"type": 9} if cpu is not None else {}
+            if cpu is not None:
+                record.update({"cpu": cpu, "index": cpu})
+            record["data"] = _hex_list(data)
+            out.emit_json(record)
+        else:
+            where = f"CPU: {cpu} index: {cpu} " if cpu is not None else ""
+            click.echo(f"== @{time.time_ns()} {where}=====")
+            for i in range(0, len(data), 16):
+                click.echo(_hex_text(data[i : i + 16]))
+            click.echo()
+
+    with open_map(words, map_name) as (m, rest):
+        _no_more(rest)
+        if isinstance(m, RingBuf):
+            consumer: Any = RingBuffer(m, lambda data: show(None, data))
+        elif isinstance(m, PerfEventArray):
+            consumer = PerfBuffer(m, show)
+        else:
+            raise InputError(
+                f"map {m.name!r} is a {m.type.type_name}: not a ring buffer or a perf event array",
+                field="map",
+            )
+        with consumer:
+            while count is None or seen < count:
+                if not consumer.poll(timeout) and timeout is not None:
+                    break
 
 
 map_group.add_command(map_show, "list")

@@ -1,16 +1,21 @@
-"""Program commands: ``pybpf prog show|run`` on an object file's programs, bpftool's way.
+"""Program commands: `pybpf prog` show, list, load, loadall, pin, run, dump xlated/jited, tracelog.
 
-``pybpf prog show OBJ`` loads the object and lists its programs with bpftool's keys
+Programs are addressed as bpftool does (``id N``, ``pinned PATH``, ``name NAME``, ``tag
+TAG``: pinned programs of the state directory) or by object file (loaded for the command,
+``--program`` picks one; :mod:`pybpf.cli.target`). ``prog show`` prints bpftool's keys
 (``id``, ``type``, ``name``, ``tag``, ``gpl_compatible``, ``bytes_xlated``, ``jited``,
-``bytes_jited``, ``map_ids``, ``btf_id``; plus pybpf's ``section`` and ``engine``).
-``pybpf prog run OBJ --program P --data-in F`` is ``bpftool prog run``: it prints
-``Return value: R, duration: Dns`` or, with ``--json``, ``{"data_out": [...], "retval": R,
-"duration": D}`` (``data_out``/``ctx_out`` as arrays of byte values, as bpftool prints
-them for ``data_out -``; left out when written to a file with ``--data-out FILE``).
+``bytes_jited``, ``map_ids``, ``btf_id``, ``pinned``; plus pybpf's ``section`` and
+``engine``). ``prog load OBJ PATH`` / ``prog loadall OBJ DIR`` load and pin (the maps are
+held by the pinned program, or pinned with ``pinmaps DIR``). ``prog run`` is ``bpftool
+prog run``: ``Return value: R, duration: Dns`` or, with ``--json``, ``{"data_out": [...],
+"retval": R, "duration": D}``. ``prog dump xlated|jited`` print the instructions and the
+native code. ``prog tracelog`` prints ``bpf_printk`` output that runs left in the state
+directory (:class:`pybpf.objects.events.TraceLog`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,66 +34,292 @@ _ENGINE = click.option(
     show_default=True,
     help="The portable backend's engine.",
 )
+_BACKEND = click.option(
+    "--backend",
+    type=click.Choice(["portable", "kernel"]),
+    default="portable",
+    show_default=True,
+    help="Load object files with pybpf's engines or into Linux (bpf()).",
+)
+_PROGRAM = click.option("--program", "program", metavar="NAME", help="A program of an object file.")
+_WORDS = click.argument("words", nargs=-1, required=False)
 
 
 def program_info(prog: Any) -> dict[str, Any]:
     """A loaded program as ``bpftool prog show --json`` describes it."""
-    from pybpf.objects.loader import gpl_compatible
+    from pybpf.cli.target import live_program_info
 
-    jited = prog.engine == "jit"
-    return {
-        "id": prog.id,
-        "type": prog.type.type_name if prog.type is not None else "unspec",
-        "name": prog.name,
-        "tag": prog.tag,
-        "gpl_compatible": gpl_compatible(prog.license),
-        "bytes_xlated": 8 * sum(i.slots for i in prog.instructions),
-        "jited": jited,
-        "bytes_jited": 0,
-        "map_ids": prog.map_ids,
-        "btf_id": 0,
-        "section": prog.section,
-        "engine": prog.engine,
-    }
+    return live_program_info(prog)
 
 
 def _info_text(r: dict[str, Any]) -> str:
     gpl = "  gpl" if r["gpl_compatible"] else ""
     maps = f"  map_ids {','.join(str(i) for i in r['map_ids'])}" if r["map_ids"] else ""
     jit = f"jited {r['bytes_jited']}B" if r["jited"] else "not jited"
-    return (
-        f"{r['id']}: {r['type']}  name {r['name']}  tag {r['tag']}{gpl}\n"
+    runs = f"  run_time_ns {r['run_time_ns']} run_cnt {r['run_cnt']}" if "run_cnt" in r else ""
+    text = (
+        f"{r['id']}: {r['type']}  name {r['name']}  tag {r['tag']}{gpl}{runs}\n"
         f"\txlated {r['bytes_xlated']}B  {jit}{maps}\n"
         f"\tsection {r['section']}  engine {r['engine']}"
     )
+    for pin in r.get("pinned", ()):
+        text += f"\n\tpinned {pin}"
+    return text
+
+
+def _emit_infos(out, records: list[dict[str, Any]], single: bool = False) -> None:
+    if out.json:
+        out.emit_json(records[0] if single and len(records) == 1 else records)
+    else:
+        for record in records:
+            click.echo(_info_text(record))
+
+
+def _no_more(words: list[str]) -> None:
+    if words:
+        raise InputError(f"unexpected arguments: {' '.join(words)}")
 
 
 @click.group("prog")
 def prog_group() -> None:
-    """Load and run programs (bpftool's `prog` verbs).
+    """Load, pin, inspect and run programs (bpftool's `prog` verbs).
 
     \b
+    PROG := id N | pinned PATH | name NAME | tag TAG | OBJECT.o [--program NAME]
     Example:
-      pybpf prog show xdp_counter.o
-      pybpf -j prog run pipeline.o --program start --ctx-in args.bin
+      pybpf prog load examples/c/xdp_counter.o /sys/fs/bpf/xc
+      pybpf prog show pinned /sys/fs/bpf/xc
+      pybpf -j prog run examples/c/pipeline.o --program start --ctx-in args.bin
     """
 
 
 @prog_group.command("show")
-@click.argument("file", type=_PATH)
+@_WORDS
+@_PROGRAM
+@_ENGINE
+@_BACKEND
+@click.pass_obj
+def prog_show(out, words: tuple[str, ...], program: str | None, engine: str, backend: str):
+    """Show pinned programs (no PROG), one program, or an object file's programs.
+
+    \b
+    Example:
+      pybpf prog show
+      pybpf -j prog show id 3
+      pybpf prog show examples/c/xdp_counter.o --backend kernel
+    """
+    if not words:
+        from pybpf.objects.pinned import list_programs
+
+        _emit_infos(out, [r.to_json() for r in list_programs()])
+        return
+    every = words[0] not in ("id", "pinned") and program is None
+    with _targets(words, program, engine, backend, every=every) as (views, rest):
+        _no_more(rest)
+        records = [v.info() for v in views]
+    _emit_infos(out, records, single=words[0] in ("id", "pinned"))
+
+
+def _targets(words, program, engine="interpreter", backend="portable", every=False):
+    from pybpf.cli.target import program_targets
+
+    return program_targets(words, program, engine=engine, backend=backend, every=every)
+
+
+def _pin_maps(obj: Any, directory: str) -> None:
+    for m in obj.maps.values():
+        if m.path is not None:
+            m.pin(f"{directory.rstrip('/')}/{m.name}")
+
+
+def _load_words(words: tuple[str, ...]) -> tuple[str, str, str | None]:
+    rest = list(words)
+    if len(rest) < 2:
+        raise InputError("expected OBJ PATH [pinmaps DIR]")
+    file, path = rest.pop(0), rest.pop(0)
+    pinmaps = None
+    if rest and rest[0] == "pinmaps":
+        rest.pop(0)
+        if not rest:
+            raise InputError("pinmaps needs a DIR", field="pinmaps")
+        pinmaps = rest.pop(0)
+    _no_more(rest)
+    return file, path, pinmaps
+
+
+@prog_group.command("load")
+@click.argument("words", nargs=-1, required=True)
+@_PROGRAM
 @_ENGINE
 @click.pass_obj
-def prog_show(out, file: Path, engine: str) -> None:
-    """Load an object file and list its programs."""
-    from pybpf.objects import Object
+def prog_load(out, words: tuple[str, ...], program: str | None, engine: str) -> None:
+    """Load OBJ and pin its program at PATH: OBJ PATH [pinmaps DIR].
 
-    with Object.open(file).load(engine=engine) as obj:
-        records = [program_info(p) for p in obj.programs.values()]
+    The program's maps stay alive while it is pinned (or are pinned in DIR).
+
+    \b
+    Example:
+      pybpf prog load examples/c/xdp_counter.o /sys/fs/bpf/xc pinmaps /sys/fs/bpf/xc_maps
+    """
+    from pybpf.cli.target import load_object
+
+    file, path, pinmaps = _load_words(words)
+    with load_object(file, engine=engine) as obj:
+        if program is None:
+            if not obj.programs:
+                raise InputError("the object has no program to load")
+            program = next(iter(obj.programs))
+        record = obj.program(program).pin(path)
+        if pinmaps is not None:
+            _pin_maps(obj, pinmaps)
+    if out.json:
+        out.emit_json(record.to_json())
+
+
+@prog_group.command("loadall")
+@click.argument("words", nargs=-1, required=True)
+@_ENGINE
+@click.pass_obj
+def prog_loadall(out, words: tuple[str, ...], engine: str) -> None:
+    """Load OBJ and pin every program under DIR: OBJ DIR [pinmaps MAPDIR].
+
+    \b
+    Example:
+      pybpf prog loadall examples/c/tail_calls.o /sys/fs/bpf/tc
+    """
+    from pybpf.cli.target import load_object
+
+    file, directory, pinmaps = _load_words(words)
+    records = []
+    with load_object(file, engine=engine) as obj:
+        for name, prog in obj.programs.items():
+            records.append(prog.pin(f"{directory.rstrip('/')}/{name}").to_json())
+        if pinmaps is not None:
+            _pin_maps(obj, pinmaps)
     if out.json:
         out.emit_json(records)
+
+
+@prog_group.command("pin")
+@click.argument("words", nargs=-1, required=True)
+@_PROGRAM
+@_ENGINE
+@click.pass_obj
+def prog_pin(out, words: tuple[str, ...], program: str | None, engine: str) -> None:
+    """Pin a program at FILE: PROG FILE.
+
+    \b
+    Example:
+      pybpf prog pin id 3 /sys/fs/bpf/again
+      pybpf prog pin examples/c/pipeline.o /sys/fs/bpf/start --program start
+    """
+    from pybpf.state import StateDirectory
+
+    with _targets(words, program, engine) as (views, rest):
+        if len(rest) != 1:
+            raise InputError("expected PROG FILE")
+        if len(views) != 1:
+            raise InputError(f"{len(views)} programs match: pin one (use id N)")
+        view = views[0]
+        if view.live is not None:
+            record = view.live.pin(rest[0]).to_json()
+        else:
+            state = StateDirectory()
+            source = state.pin_path(view.source.pins[0])
+            target = state.prepare_pin(rest[0])
+            try:
+                os.link(source, target)
+            except FileExistsError:
+                from pybpf.errors import MapError
+
+                raise MapError(
+                    f"{rest[0]} is already pinned", errno=17, operation="pin", path=rest[0]
+                ) from None
+            record = view.info()
+    if out.json:
+        out.emit_json(record)
+
+
+@prog_group.group("dump")
+def prog_dump() -> None:
+    """Dump a program's instructions (xlated) or native code (jited)."""
+
+
+@prog_dump.command("xlated")
+@_WORDS
+@_PROGRAM
+@_ENGINE
+@_BACKEND
+@click.pass_obj
+def prog_dump_xlated(out, words, program, engine, backend) -> None:
+    """Print the instructions a program runs: PROG [opcodes].
+
+    \b
+    Example:
+      pybpf prog dump xlated pinned /sys/fs/bpf/xc opcodes
+      pybpf -j prog dump xlated examples/c/pipeline.o --program start
+    """
+    from pybpf.isa.disasm import format_instruction
+
+    with _targets(words, program, engine, backend) as (views, rest):
+        opcodes = bool(rest) and rest[0] == "opcodes"
+        _no_more(rest[1:] if opcodes else rest)
+        listings = [(v.name, v.xlated()) for v in views]
+    records: list[Any] = []
+    for name, insns in listings:
+        rows = []
+        pc = 0
+        for insn in insns:
+            row: dict[str, Any] = {"pc": pc, "disasm": format_instruction(insn), "_code": insn.code}
+            if opcodes:
+                from pybpf.isa import encode
+
+                row["opcodes"] = {"code": f"0x{insn.code:02x}", "bytes": encode([insn]).hex()}
+            rows.append(row)
+            pc += insn.slots
+        records.append((name, rows))
+    for _name, rows in records:
+        for row in rows:
+            row["code"] = f"{row.pop('_code'):02x}"
+    if out.json:
+        for _name, rows in records:
+            for row in rows:
+                del row["code"]
+        if len(records) == 1:
+            out.emit_json(records[0][1])
+        else:
+            out.emit_json([{"name": n, "insns": rows} for n, rows in records])
+        return
+    for name, rows in records:
+        if len(records) > 1:
+            click.echo(f"{name}:")
+        for row in rows:
+            click.echo(f"{row['pc']:4}: ({row['code']}) {row['disasm']}")
+            if opcodes:
+                raw = row["opcodes"]["bytes"]
+                click.echo("       " + " ".join(raw[i : i + 2] for i in range(0, len(raw), 2)))
+
+
+@prog_dump.command("jited")
+@_WORDS
+@_PROGRAM
+@click.option("--engine", type=click.Choice(["jit"]), default="jit", hidden=True)
+@click.pass_obj
+def prog_dump_jited(out, words, program, engine) -> None:
+    """Print a program's native code (programs loaded on the JIT): PROG.
+
+    \b
+    Example:
+      pybpf prog dump jited examples/c/pipeline.o --program start
+    """
+    with _targets(words, program, engine) as (views, rest):
+        _no_more(rest)
+        dumps = [(v.name, v.jited(json=out.json)) for v in views]
+    if out.json:
+        out.emit_json(dumps[0][1] if len(dumps) == 1 else [d for _n, d in dumps])
     else:
-        for record in records:
-            click.echo(_info_text(record))
+        for _name, text in dumps:
+            click.echo(text, nl=not str(text).endswith("\n"))
 
 
 def _read(path: str | None, what: str) -> bytes | None:
@@ -126,6 +357,7 @@ def _hexdump(data: bytes) -> str:
 @click.option("--ctx-out", metavar="FILE", help="Write ctx_out there (- to print it).")
 @click.option("--repeat", type=click.IntRange(min=0), default=1, show_default=True)
 @_ENGINE
+@_BACKEND
 @click.pass_obj
 def prog_run(
     out,
@@ -137,19 +369,32 @@ def prog_run(
     ctx_out: str | None,
     repeat: int,
     engine: str,
+    backend: str,
 ) -> None:
-    """Run a program once or --repeat times (BPF_PROG_TEST_RUN) and print its result."""
-    from pybpf.objects import Object
+    """Run a program once or --repeat times (BPF_PROG_TEST_RUN) and print its result.
+
+    bpf_printk output goes to the state directory's trace log (`pybpf prog tracelog`).
+
+    \b
+    Example:
+      pybpf prog run examples/c/pipeline.o --program start --ctx-in args.bin --repeat 100
+      pybpf -j prog run examples/c/xdp_counter.o --data-in frame.bin --backend kernel
+    """
+    from pybpf.cli.target import load_object
+    from pybpf.objects.events import TraceLog
 
     data = _read(data_in, "data_in") or b""
     ctx = _read(ctx_in, "ctx_in")
-    with Object.open(file).load(engine=engine) as obj:
+    with load_object(str(file), engine=engine, backend=backend) as obj:
         if program is None:
             if len(obj.programs) != 1:
                 names = ", ".join(obj.programs) or "none"
                 raise InputError(f"give --program NAME (the object's programs: {names})")
             program = next(iter(obj.programs))
-        result = obj.program(program).test_run(data, ctx, repeat)
+        try:
+            result = obj.program(program).test_run(data, ctx, repeat)
+        finally:
+            TraceLog().save()
     record: dict[str, Any] = {}
     for key, value, target in (
         ("data_out", result.data_out, data_out),
@@ -170,6 +415,35 @@ def prog_run(
     else:
         average = " (average)" if repeat > 1 else ""
         click.echo(f"Return value: {result.retval}, duration{average}: {result.duration}ns")
+
+
+@prog_group.command("tracelog")
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new messages.")
+@click.option("--timeout", type=float, default=None, help="With --follow: stop after SECONDS.")
+@click.option("--clear", is_flag=True, help="Remove the messages after printing them.")
+@click.pass_obj
+def prog_tracelog(out, follow: bool, timeout: float | None, clear: bool) -> None:
+    """Print bpf_printk output left in the state directory by program runs.
+
+    \b
+    Example:
+      pybpf prog run examples/c/xdp_counter.o --data-in frame.bin && pybpf prog tracelog
+      pybpf prog tracelog --follow --timeout 10
+    """
+    from pybpf.objects.events import TraceLog
+
+    log = TraceLog()
+
+    def show(line: str) -> None:
+        if out.json:
+            out.emit_json({"message": line})
+        else:
+            click.echo(line)
+
+    for line in log.saved(clear=clear):
+        show(line)
+    if follow:
+        log.follow(show, timeout=timeout)
 
 
 prog_group.add_command(prog_show, "list")

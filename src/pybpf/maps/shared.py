@@ -98,10 +98,9 @@ def find_map(map_id: int, state: StateDirectory | None = None) -> MapFile:
         if found.id == map_id:
             return found
     raise MapError(
-        f"no map with id {map_id}",
+        f"get map by id ({map_id}): No such file or directory",
         errno=errno.ENOENT,
         operation="get_fd_by_id",
-        path=f"id {map_id}",
     )
 
 

@@ -1,0 +1,229 @@
+"""Events: ring buffer, perf buffer and trace output consumers for loader programs, libbpf's way.
+
+- :class:`RingBuffer` is libbpf's ``ring_buffer__new/add/poll/consume``: one or more
+  ``BPF_MAP_TYPE_RINGBUF`` maps, each with a ``callback(data: bytes)``; a negative int
+  returned by a callback stops the walk and is returned (libbpf's rule).
+- :class:`PerfBuffer` is ``perf_buffer__new/poll/consume`` on a
+  ``BPF_MAP_TYPE_PERF_EVENT_ARRAY``: every CPU's buffer opened, ``callback(cpu, data)``
+  per sample and ``lost(cpu, count)`` for dropped ones.
+- :class:`TraceLog` is ``bpf_printk`` output (``bpftool prog tracelog``): this process's
+  trace pipe as lines, a callback or an iterator, and the state directory's trace log
+  (``trace.log``, what ``pybpf prog tracelog`` prints in another process).
+
+Timeouts are in seconds (``None``: wait forever; 0: do not wait). These wrap the map
+families' own consumers (:meth:`pybpf.maps.RingBuf.consume`,
+:meth:`pybpf.maps.PerfEventArray.consume`); they take portable-backend maps.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pybpf.errors import InputError
+from pybpf.maps import PerfEventArray, RingBuf
+from pybpf.runtime import TRACE_PIPE
+from pybpf.state import StateDirectory
+
+__all__ = ["RingBuffer", "PerfBuffer", "TraceLog"]
+
+
+def _wait(step: Callable[[], int], timeout: float | None) -> int:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.0001
+    while True:
+        n = step()
+        if n:
+            return n
+        if deadline is not None and time.monotonic() >= deadline:
+            return 0
+        pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+        time.sleep(pause)
+        delay = min(delay * 2, 0.01)
+
+
+class RingBuffer:
+    """libbpf's ``struct ring_buffer``: ring buffer maps and their sample callbacks.
+
+    >>> rb = RingBuffer(obj.maps["events"], lambda data: print(data.hex()))  # doctest: +SKIP
+    >>> rb.poll(timeout=0.1)                                                 # doctest: +SKIP
+    """
+
+    def __init__(self, map: Any = None, callback: Callable[[bytes], Any] | None = None) -> None:
+        self._rings: list[tuple[RingBuf, Callable[[bytes], Any]]] = []
+        self.closed = False
+        if map is not None:
+            self.add(map, callback)
+
+    def add(self, map: Any, callback: Callable[[bytes], Any] | None) -> None:
+        """Add a ring buffer map (``ring_buffer__add``); :class:`InputError` for another
+        map type or a missing callback."""
+        if not isinstance(map, RingBuf):
+            raise InputError(f"{getattr(map, 'name', map)!r} is not a ring buffer map")
+        if not callable(callback):
+            raise InputError("a ring buffer needs a callback(data)")
+        self._rings.append((map, callback))
+
+    def consume(self) -> int:
+        """Hand every available record to its callback now; returns how many (or a
+        callback's negative return value)."""
+        if self.closed:
+            raise InputError("the ring buffer manager is closed")
+        total = 0
+        for ring, callback in self._rings:
+            n = ring.consume(callback)
+            if n < 0:
+                return n
+            total += n
+        return total
+
+    def poll(self, timeout: float | None = 0.0) -> int:
+        """Wait up to ``timeout`` seconds for records, then consume them; returns how many
+        (0 on timeout)."""
+        return _wait(self.consume, timeout)
+
+    def close(self) -> None:
+        """Forget the maps (they stay open: they belong to their object)."""
+        self.closed = True
+        self._rings = []
+
+    def __enter__(self) -> RingBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PerfBuffer:
+    """libbpf's ``struct perf_buffer`` over a perf event array (every CPU's buffer)."""
+
+    def __init__(
+        self,
+        map: Any,
+        callback: Callable[[int, bytes], Any],
+        lost: Callable[[int, int], Any] | None = None,
+    ) -> None:
+        if not isinstance(map, PerfEventArray):
+            raise InputError(f"{getattr(map, 'name', map)!r} is not a perf event array")
+        if not callable(callback):
+            raise InputError("a perf buffer needs a callback(cpu, data)")
+        self.map = map
+        self._callback = callback
+        self._lost = lost
+        self.closed = False
+        map.open_buffer()
+
+    def consume(self) -> int:
+        """Hand every available sample to the callback now; returns how many."""
+        if self.closed:
+            raise InputError("the perf buffer is closed")
+        return self.map.consume(self._callback, self._lost)
+
+    def poll(self, timeout: float | None = 0.0) -> int:
+        """Wait up to ``timeout`` seconds for samples, then consume them."""
+        return _wait(self.consume, timeout)
+
+    def close(self) -> None:
+        """Close the per-CPU buffers (``perf_buffer__free``)."""
+        if not self.closed:
+            self.closed = True
+            if not self.map.closed:
+                self.map.close_buffer()
+
+    def __enter__(self) -> PerfBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TraceLog:
+    """``bpf_printk`` output: this process's trace pipe and the state directory's log."""
+
+    def __init__(self, state: StateDirectory | None = None) -> None:
+        self.state = state or StateDirectory()
+
+    @property
+    def path(self) -> Any:
+        """The state directory's trace log file."""
+        return self.state.root / "trace.log"
+
+    # ---- this process ------------------------------------------------------------------------
+    def read(self) -> list[str]:
+        """Remove and return this process's buffered messages (no trailing newline)."""
+        return [line.rstrip("\n") for line in TRACE_PIPE.read()]
+
+    def poll(self, callback: Callable[[str], Any], timeout: float | None = 0.0) -> int:
+        """Wait up to ``timeout`` seconds for messages; hand each to ``callback``."""
+
+        def step() -> int:
+            lines = self.read()
+            for line in lines:
+                callback(line)
+            return len(lines)
+
+        return _wait(step, timeout)
+
+    def stream(self, timeout: float | None = None) -> Iterator[str]:
+        """Messages as they come, until ``timeout`` seconds pass without one."""
+        while True:
+            lines: list[str] = []
+            if not self.poll(lines.append, timeout):
+                return
+            yield from lines
+
+    # ---- the state directory -----------------------------------------------------------------
+    def save(self) -> int:
+        """Move this process's messages to the state directory's log (for ``pybpf prog
+        tracelog``); returns how many."""
+        lines = self.read()
+        if lines:
+            self.state.ensure()
+            pid = os.getpid()
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as out:
+                out.write("".join(f"pybpf-{pid} bpf_trace_printk: {line}\n" for line in lines))
+        return len(lines)
+
+    def saved(self, *, clear: bool = False) -> list[str]:
+        """The lines of the state directory's log (removed with ``clear``)."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        if clear:
+            self.path.unlink(missing_ok=True)
+        return text.splitlines()
+
+    def follow(self, callback: Callable[[str], Any], timeout: float | None = None) -> int:
+        """Hand lines appended to the state directory's log to ``callback`` as they come,
+        until ``timeout`` seconds pass without one; returns how many."""
+        try:
+            position = self.path.stat().st_size
+        except FileNotFoundError:
+            position = 0
+        total = 0
+
+        def step() -> int:
+            nonlocal position
+            try:
+                with open(self.path) as f:
+                    f.seek(position)
+                    text = f.read()
+                    if not text.endswith("\n"):
+                        text = text[: text.rfind("\n") + 1]
+                    position += len(text.encode())
+            except FileNotFoundError:
+                return 0
+            lines = text.splitlines()
+            for line in lines:
+                callback(line)
+            return len(lines)
+
+        while True:
+            n = _wait(step, timeout)
+            if not n:
+                return total
+            total += n
