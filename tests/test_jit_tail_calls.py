@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import struct
 from pathlib import Path
@@ -16,6 +17,7 @@ from pybpf.isa.opcodes import MAX_TAIL_CALLS
 from pybpf.jit import available
 from pybpf.maptypes import MapType
 from pybpf.objects import Object
+from pybpf.progtypes import ProgType
 from pybpf.spec import MapSpec, ObjectSpec, ProgramSpec, Reference, RefKind
 
 pytestmark = pytest.mark.skipif(not available(), reason="llvmlite is not installed")
@@ -93,14 +95,128 @@ def _run(prog, data=bytes(16), **kw):
     return r.retval, r.data_out
 
 
-def test_the_jit_runs_tail_calls_with_jit_code():
+@pytest.fixture
+def python_tail_calls(monkeypatch):
+    """Counts the tail calls that go through Python (the dispatcher's path)."""
+    from pybpf.jit.calls import HelperDispatcher
+
+    calls = []
+    real = HelperDispatcher._tail_call
+
+    def spy(self, state, pc, ctx, handle, index):
+        calls.append(index)
+        return real(self, state, pc, ctx, handle, index)
+
+    monkeypatch.setattr(HelperDispatcher, "_tail_call", spy)
+    return calls
+
+
+def test_the_jit_runs_tail_calls_natively_after_the_first(python_tail_calls):
     with _object("jit", _counter("loop", 0)) as obj:
         prog = obj.programs["loop"]
         obj.maps["jt"][0] = prog
         assert prog.engine == "jit" and prog._tail_target().engine is prog._runner
         assert prog._runner._states  # the JIT ran, not a hidden interpreter
-        prog.test_run(bytes(16))
-        assert len(prog._runner._states) == 1 + MAX_TAIL_CALLS  # one state per nested run
+        assert _run(prog)[0] == 1 + MAX_TAIL_CALLS
+        # the first tail call ran through Python (one nested run state) and filled the
+        # slot's native entry; the other 32 ran natively on the caller's context block
+        assert len(python_tail_calls) == 1 and len(prog._runner._states) == 2
+        python_tail_calls.clear()
+        assert _run(prog)[0] == 1 + MAX_TAIL_CALLS
+        assert python_tail_calls == []  # all 33 native, the limit counted natively
+
+
+def test_a_slot_written_or_emptied_after_native_runs_takes_effect(python_tail_calls):
+    def scenario(engine):
+        caller = _prog("caller", "r2 = 0x0 ll\nr3 = 1\ncall 12\nr0 = 9\nexit", [_jt(0)])
+        seven, eight = _prog("seven", "r0 = 7\nexit"), _prog("eight", "r0 = 8\nexit")
+        with _object(engine, caller, seven, eight) as obj:
+            jt, run = obj.maps["jt"], obj.programs["caller"]
+            out = [_run(run)[0]]  # empty slot: falls through
+            jt[1] = obj.programs["seven"]
+            out += [_run(run)[0], _run(run)[0]]  # Python, then native
+            jt[1] = obj.programs["eight"]
+            out += [_run(run)[0], _run(run)[0]]
+            del jt[1]
+            out.append(_run(run)[0])
+            jt[1] = obj.programs["seven"]
+            out.append(_run(run)[0])
+            obj.programs["seven"].close()  # its native entry is forgotten with its code
+            out.append(_run(run)[0])
+            return out
+
+    assert _both(scenario) == [9, 7, 7, 8, 8, 9, 7, 9]
+
+
+def test_native_tail_calls_of_a_closed_prog_array_go_through_python():
+    def scenario(engine):
+        with _object(engine, _counter("loop", 0)) as obj:
+            prog = obj.programs["loop"]
+            obj.maps["jt"][0] = prog
+            first = _run(prog)
+            obj.maps["jt"].close()
+            with pytest.raises(HelperError) as err:
+                prog.test_run(bytes(16))
+            return first, err.value.helper_id
+
+    (retval, _), helper = _both(scenario)
+    assert retval == 1 + MAX_TAIL_CALLS and helper == 12
+
+
+def _xdp(name: str, text: str, refs=()) -> ProgramSpec:
+    spec = _prog(name, text, refs)
+    return dataclasses.replace(spec, section="xdp", type=ProgType.XDP)
+
+
+def test_verified_programs_tail_call_each_other_natively_unchecked(python_tail_calls):
+    # XDP programs the verifier accepts run without memory checks; the chain counts its
+    # stages in the packet's first byte and the last returns it.
+    stage = """
+        r2 = *(u32 *)(r1 + 4)
+        r3 = *(u32 *)(r1 + 0)
+        r4 = r3
+        r4 += 1
+        if r4 > r2 goto +10
+        r4 = *(u8 *)(r3 + 0)
+        r4 += 1
+        *(u8 *)(r3 + 0) = r4
+        r6 = r4
+        r2 = 0x0 ll
+        r3 = {slot}
+        call 12
+        r0 = r6
+        exit
+        r0 = 0
+        exit
+    """
+
+    def scenario(engine):
+        a = _xdp("a", stage.format(slot=1), [_jt(9)])
+        b = _xdp("b", stage.format(slot=2), [_jt(9)])
+        c = _xdp("c", stage.format(slot=3), [_jt(9)])
+        with _object(engine, a, b, c) as obj:
+            progs = obj.programs
+            assert all(p.verified for p in progs.values())
+            jt = obj.maps["jt"]
+            jt[1], jt[2] = progs["b"], progs["c"]
+            runs = [progs["a"].test_run(bytes(16), repeat=n) for n in (1, 5)]
+            return [(r.retval, r.data_out[0]) for r in runs]
+
+    assert _both(scenario) == [(3, 3), (15, 15)]  # repeat shares the packet: 5 x 3
+    assert len(python_tail_calls) == 2  # each slot's first call; the rest native
+
+
+def test_a_checked_caller_and_an_unchecked_target_stay_apart(python_tail_calls):
+    # an untyped (unverified, checked) caller and a verified XDP target: different
+    # check modes, so every tail call between them takes the Python path
+    caller = _prog("caller", "r2 = 0x0 ll\nr3 = 0\ncall 12\nr0 = 9\nexit", [_jt(0)])
+    target = _xdp("target", "r0 = 4\nexit")
+    with _object("jit", caller, target) as obj:
+        obj.maps["jt"][0] = obj.programs["target"]
+        assert obj.programs["target"]._runner.debug_checks is False
+        assert obj.programs["caller"]._runner.debug_checks is True
+        assert [_run(obj.programs["caller"])[0] for _ in range(3)] == [4, 4, 4]
+    assert len(python_tail_calls) == 3
 
 
 def test_a_self_tail_call_runs_at_most_34_times():

@@ -17,7 +17,8 @@ native blocks shared with compiled code), ``lower`` (instructions to ``llvmlite.
 IR building), ``batch`` and ``batchloop`` (batch runs: packets, descriptor, native loop),
 ``mapcalls`` (native map helpers), ``cache`` (compiled code on disk), ``dump`` (listings),
 ``compile`` (LLVM binding: optimisation, MCJIT, code lifetime), ``state`` (per-run native
-state), ``calls`` (helper calls and tail calls back into Python), ``program`` (the public class).
+state), ``calls`` (helper calls and tail calls back into Python), ``tailcalls`` (native
+tail calls through prog arrays), ``program`` (the public class).
 """
 
 from pybpf.jit.batch import BatchResult, PacketArg, PacketBatch

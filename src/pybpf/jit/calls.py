@@ -1,8 +1,12 @@
 """Calls: helper calls from JIT code back into Python, through one ctypes callback per program.
 
-Compiled code calls the address in the context block's ``DISPATCH`` slot as
+Compiled code calls the address in its module's ``pybpf_dispatch`` global
+(:data:`DISPATCH_GLOBAL`, filled when the code is loaded) as
 ``u64 dispatch(ctx, helper_id, pc, depth, r1, r2, r3, r4, r5)`` for every helper ``call``
-and ``callx``. :class:`HelperDispatcher` finds the run by its context block address, makes
+and ``callx`` (and for the ``bpf_tail_call`` the native path of :mod:`pybpf.jit.tailcalls`
+leaves to Python). :class:`HelperDispatcher` finds the run by its context block address
+among every run of the process (:data:`pybpf.jit.state.RUNS`: a program that another
+program tail-called natively runs on its caller's context block), makes
 the live stack frames visible to the helper, and applies the runtime's error contract
 (:mod:`pybpf.runtime.registry`) exactly as the interpreter does.
 
@@ -16,18 +20,19 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pybpf.errors import HelperError
 from pybpf.isa import Instruction
 from pybpf.isa.opcodes import MAX_TAIL_CALLS
-from pybpf.jit.layout import TAIL_CALL, Slot, Status
-from pybpf.jit.state import RunState
+from pybpf.jit.layout import DISPATCH_GLOBAL, TAIL_CALL, Slot, Status
+from pybpf.jit.state import RUNS, RunState
+from pybpf.jit.tailcalls import remember
 from pybpf.maps import Map, ProgArray, by_handle
 from pybpf.runtime import HelperRegistry, expose_maps, helper_failure
 
-__all__ = ["HelperDispatcher", "DISPATCH_TYPE", "TailCallTargets"]
+__all__ = ["HelperDispatcher", "DISPATCH_TYPE", "DISPATCH_GLOBAL", "TailCallTargets"]
 
 TailCallTargets = Callable[[int], Any]  # program id -> an object with tail_run (or None)
 _M64 = (1 << 64) - 1
@@ -40,8 +45,8 @@ DISPATCH_TYPE = ctypes.CFUNCTYPE(_U64, ctypes.c_void_p, *([_U64] * 8))
 class HelperDispatcher:
     """The ctypes callback compiled code calls for helpers; ``address`` is its entry point.
 
-    ``runs`` maps a context block address to its :class:`RunState` (the program adds
-    every state it creates); ``table`` is the program's slot
+    ``runs`` maps a context block address to its :class:`RunState` (default: every
+    state of the process, :data:`~pybpf.jit.state.RUNS`); ``table`` is the program's slot
     table, used to report a missing ``call``'s helper id as the signed immediate.
     ``expose``: maps whose calls run natively (:mod:`pybpf.jit.mapcalls`); their regions
     join the run's address space before any helper runs, as the Python lookup would
@@ -52,7 +57,7 @@ class HelperDispatcher:
     def __init__(
         self,
         registry: HelperRegistry,
-        runs: dict[int, RunState],
+        runs: Mapping[int, RunState] = RUNS,
         table: Sequence[Instruction | None] = (),
         *,
         expose: Sequence[Map] = (),
@@ -121,6 +126,10 @@ class HelperDispatcher:
         target = self.tail_call_targets(prog_id) if prog_id else None
         if target is None:
             return _ENOENT
+        native = getattr(target, "native_tail_entry", None)
+        entry = native() if native is not None else None
+        if entry is not None:  # next time, this slot runs it natively
+            remember(array, index, prog_id, *entry)
         r0, state.tail_calls = target.tail_run(state, ctx)
         if state.debug:
             state.load_regions()  # the target may have exposed maps

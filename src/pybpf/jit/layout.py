@@ -32,9 +32,11 @@ __all__ = [
     "PacketArg",
     "PATCH_FIELDS",
     "TAIL_CALL",
+    "DISPATCH_GLOBAL",
 ]
 
 TAIL_CALL = 12  # helper id of bpf_tail_call (lowered to return the target's r0)
+DISPATCH_GLOBAL = "pybpf_dispatch"  # each module's u64 global: its helper dispatcher's address
 
 
 class Slot(IntEnum):
@@ -53,7 +55,7 @@ class Slot(IntEnum):
     PACKET = 10  # address of the legacy LD_ABS/LD_IND packet
     PACKET_SIZE = 11  # its length
     HAS_PACKET = 12  # 1 when the run has a packet
-    DISPATCH = 13  # address of the helper dispatcher (a ctypes callback)
+    DISPATCH = 13  # unused (each module reads its helper dispatcher from a global)
     ACCESS = 14  # address of the shared debug-mode access check (pybpf_access_ok)
     ARG1 = 15  # r1..r5 at entry (one slot each: passing them through ctypes costs more)
     ARG2 = 16

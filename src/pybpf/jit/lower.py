@@ -22,9 +22,12 @@ zero-extends; every register starts at 0 (never ``undef``). Byte swaps use
 ``llvm.bswap``; atomics are LLVM atomics (``seq_cst`` for fetching ones and ``cmpxchg``,
 ``monotonic`` for the others, acquire/release for load-acquire/store-release).
 
-Helper calls and ``callx`` go through the dispatcher whose address is in the context
-block; local calls check the depth limit first. After every call the status slot is
-checked and a non-zero status returns at once, so an error unwinds every frame.
+Helper calls and ``callx`` go through the dispatcher whose address is in the module's
+:data:`~pybpf.jit.layout.DISPATCH_GLOBAL` (written after loading); ``bpf_tail_call`` on a
+prog array the program loads with ``lddw`` runs its target natively
+(:mod:`pybpf.jit.tailcalls`), other tail calls go through the dispatcher; local calls check
+the depth limit first. After every call the status slot is checked and a non-zero status
+returns at once, so an error unwinds every frame.
 
 With ``debug_checks`` every load, store and atomic is checked as the interpreter checks
 it: ``r10 + constant`` at compile time (r10 never changes); any other address first
@@ -52,7 +55,15 @@ from pybpf.errors import InternalError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
 from pybpf.isa.opcodes import ATOMIC_FETCH, FRAME_POINTER, MAX_CALL_DEPTH, STACK_SIZE
 from pybpf.jit.blocks import Block, ControlFlow, Function, call_target, jump_target
-from pybpf.jit.layout import PERM_READ, PERM_WRITE, REGION_FIELDS, TAIL_CALL, Slot, Status
+from pybpf.jit.layout import (
+    DISPATCH_GLOBAL,
+    PERM_READ,
+    PERM_WRITE,
+    REGION_FIELDS,
+    TAIL_CALL,
+    Slot,
+    Status,
+)
 from pybpf.jit.mapcalls import (
     MAP_HELPERS,
     SITE_TABLE,
@@ -61,6 +72,7 @@ from pybpf.jit.mapcalls import (
     map_registers,
     track,
 )
+from pybpf.jit.tailcalls import build_tail_entry, lower_tail_call
 
 try:  # the JIT is optional: without llvmlite, lower_program raises NotSupportedError
     from llvmlite import ir
@@ -148,6 +160,9 @@ class _Module:
             table_type = ir.ArrayType(i64, rows)
             self.site_table = ir.GlobalVariable(self.module, table_type, name=SITE_TABLE)
             self.site_table.initializer = ir.Constant(table_type, None)
+        # the helper dispatcher's address, written after loading (pybpf.jit.calls)
+        self.dispatch_global = ir.GlobalVariable(self.module, i64, name=DISPATCH_GLOBAL)
+        self.dispatch_global.initializer = ir.Constant(i64, 0)
         self.memcpy = ir.Function(
             self.module,
             ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i8.as_pointer(), i64, i1]),
@@ -535,8 +550,11 @@ class _FunctionLowering:
                 self.local_call(call_target(insn, pc), pc)
             elif insn.call_kind == CallKind.HELPER:
                 site = self.map_regs.get(1) if insn.imm in MAP_HELPERS else None
+                prog_array = self.map_regs.get(2) if insn.imm == TAIL_CALL else None
                 if site is not None:
                     lower_map_call(self, insn.imm, site, pc)
+                elif prog_array is not None and prog_array.kind == "progarray":
+                    lower_tail_call(self, prog_array, pc)
                 elif insn.imm == TAIL_CALL:
                     self.tail_call(pc)
                 else:
@@ -590,10 +608,14 @@ class _FunctionLowering:
         self.set(0, r0)
         self.check_status()
 
+    def dispatcher(self):
+        """The helper dispatcher, as a function pointer."""
+        address = self.b.load(self.mod.dispatch_global)
+        return self.b.inttoptr(address, self.mod.dispatch_type.as_pointer())
+
     def helper_call(self, helper_id, pc: int) -> None:
         b = self.b
-        address = self.load_slot(Slot.DISPATCH)
-        dispatch = b.inttoptr(address, self.mod.dispatch_type.as_pointer())
+        dispatch = self.dispatcher()
         args = [self.ctx, helper_id, _const(64, pc), self.depth] + self.call_args()
         self.set(0, b.call(dispatch, args))
         self.check_status()
@@ -826,7 +848,10 @@ def lower_program(
     if ir is None:
         raise NotSupportedError("the JIT needs llvmlite (pip install 'pybpf[jit]')", feature="jit")
     depth = None if debug_checks else stack_depth
-    mod = _Module(cfg, debug_checks, {} if debug_checks else (map_sites or {}), depth)
+    sites = dict(map_sites or {})
+    if debug_checks:  # checked code keeps only the native tail calls (they read no memory
+        sites = {pc: s for pc, s in sites.items() if s.kind == "progarray"}  # the program can)
+    mod = _Module(cfg, debug_checks, sites, depth)
     for function in cfg.functions.values():
         _FunctionLowering(mod, function).lower()
     i64 = _int(64)
@@ -846,6 +871,7 @@ def lower_program(
     args = [b.load(slot(Slot.ARG1 + i)) for i in range(5)]
     b.ret(b.call(mod.functions[0], [ctx, _const(64, 0)] + args))
     _build_repeat(mod, entry)
+    build_tail_entry(mod.module, mod.ctx_type, mod.functions[0])
     return mod.module
 
 

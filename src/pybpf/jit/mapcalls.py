@@ -16,6 +16,9 @@ native code that does what :mod:`pybpf.runtime.maps` does:
   lock token; LRU lookups set the reference bit); updates and deletes still go through
   Python (the maps layer has no native entry points for them yet).
 
+Prog arrays are sites too (``"progarray"``): their ``bpf_tail_call`` is native
+(:mod:`pybpf.jit.tailcalls`), with or without debug checks (it reads only the array).
+
 Whatever the native path cannot decide exactly takes the ordinary helper call, so results
 and errors stay the interpreter's: a busy lock or a suspect chain (the native lookup's 1
 and 2), a CPU outside a per-CPU map's CPUs, a closed map (its table entries are zeroed).
@@ -39,8 +42,9 @@ from typing import Any
 from pybpf.isa import AluOp, Class, Instruction, Source
 from pybpf.isa.opcodes import Pseudo
 from pybpf.jit.layout import Slot
+from pybpf.jit.tailcalls import shadow_of
 from pybpf.maps import registry
-from pybpf.maps.array import ArrayMap
+from pybpf.maps.array import ArrayMap, ProgArray
 from pybpf.maps.definition import BPF_EXIST, BPF_NOEXIST, round8
 from pybpf.maps.hash import HashMap
 from pybpf.maps.native import native_map_ops
@@ -78,14 +82,20 @@ class MapSite:
 
     pc: int
     map: Any
-    kind: str  # "array" or "hash"
+    kind: str  # "array", "hash" or "progarray" (bpf_tail_call: pybpf.jit.tailcalls)
     index: int = 0
     _descriptor: Any = None
+    tail_key: int = 0  # progarray: the calling program's tailcalls.tail_key
 
     @property
     def rows(self) -> int:
         """Rows of :data:`SITE_TABLE` this site uses."""
         return 1 if self.kind == "array" else 3
+
+    @property
+    def stride(self) -> int:
+        """Bytes from one slot of an array's values to the next."""
+        return round8(self.map.value_size) * (self.map.ncpus if self.map.percpu else 1)
 
     def shape(self) -> tuple:
         """What the generated code depends on (for the code cache key)."""
@@ -100,6 +110,8 @@ class MapSite:
             return [0] * self.rows
         if self.kind == "array":
             return [m.slot_addresses(0)[1]]
+        if self.kind == "progarray":
+            return [m.slot_addresses(0)[1], ctypes.addressof(shadow_of(m)), self.tail_key]
         if self._descriptor is None:
             self._descriptor = m.descriptor()  # kept alive with the site
         ops = native_map_ops()
@@ -121,9 +133,14 @@ def _kind(m: Any) -> str | None:
 
 
 def find_sites(
-    table: tuple[Instruction | None, ...], lddw_values: Mapping[int, int]
+    table: tuple[Instruction | None, ...],
+    lddw_values: Mapping[int, int],
+    *,
+    maps: bool = True,
+    tail_calls: bool = True,
 ) -> dict[int, MapSite]:
-    """The ``lddw`` pcs that load a live array or hash map, as sites (table rows assigned)."""
+    """The ``lddw`` pcs that load a live array or hash map (with ``maps``) or a prog array
+    (with ``tail_calls``), as sites (table rows assigned)."""
     sites: dict[int, MapSite] = {}
     index = 0
     for pc, value in sorted(lddw_values.items()):
@@ -131,7 +148,12 @@ def find_sites(
         if insn is None or insn.src not in (Pseudo.MAP_FD, Pseudo.MAP_IDX):
             continue
         m = registry.by_handle(value)
-        kind = _kind(m) if m is not None and not m.closed else None
+        if m is None or m.closed:
+            continue
+        if type(m) is ProgArray:
+            kind = "progarray" if tail_calls else None
+        else:
+            kind = _kind(m) if maps else None
         if kind is None:
             continue
         site = sites[pc] = MapSite(pc, m, kind, index)
@@ -219,6 +241,9 @@ def lower_map_call(fl: Any, helper: int, site: MapSite, pc: int) -> None:
     if site.kind == "array" and helper == DELETE:
         fl.set(0, _errno(errno.EINVAL))
         return
+    if site.kind == "progarray":  # the verifier refuses map helpers on prog arrays
+        fl.helper_call(_c(helper), pc)
+        return
     if site.kind == "hash" and helper != LOOKUP:
         fl.helper_call(_c(helper), pc)
         return
@@ -268,9 +293,8 @@ class _Emitter:
         else:
             self.hash_lookup()
         b.position_at_end(self.slow)  # the interpreter's path, for everything else
-        dispatch = self.fl.mod.dispatch_type.as_pointer()
         call = b.call(
-            b.inttoptr(self.fl.load_slot(Slot.DISPATCH), dispatch),
+            self.fl.dispatcher(),
             [self.fl.ctx, _c(self.helper), _c(self.pc), self.fl.depth] + self.args,
         )
         failed = b.icmp_unsigned("!=", self.fl.load_slot(Slot.STATUS), _c(0))

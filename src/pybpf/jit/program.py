@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+import weakref
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -39,7 +40,7 @@ from pybpf.jit.compile import (
     unavailable_reason,
 )
 from pybpf.jit.dump import dump_jited
-from pybpf.jit.layout import BatchField, Slot
+from pybpf.jit.layout import DISPATCH_GLOBAL, BatchField, Slot
 from pybpf.jit.lower import (
     ACCESS_OK,
     ENTRY,
@@ -51,6 +52,7 @@ from pybpf.jit.lower import (
 )
 from pybpf.jit.mapcalls import SITE_TABLE, find_sites
 from pybpf.jit.state import RunState
+from pybpf.jit.tailcalls import TAIL_ENTRY, forget, tail_key
 from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, helper_registry
 
@@ -125,7 +127,13 @@ class JitProgram:
     - ``tail_call_targets``: ``fn(program_id) -> target | None``, the programs a prog
       array's ids name (as the interpreter's): with it ``bpf_tail_call`` runs them
       (:mod:`pybpf.jit.calls`); a :class:`JitProgram` is such a target itself
-      (:meth:`tail_run`);
+      (:meth:`tail_run`). ``bpf_tail_call`` on a prog array the program loads with
+      ``lddw`` runs JIT targets of the same ``tail_group`` and check mode natively
+      once the Python path has run them there (:mod:`pybpf.jit.tailcalls`: a target
+      says so with ``native_tail_entry() -> (entry, key)``); every other target runs
+      through Python;
+    - ``tail_group``: programs that may tail-call each other natively share it (the
+      loader gives each loaded object its own: they reach the same maps);
     - ``stack_depth``: for a verified program, the verifier's bound on the stack bytes
       below r10 its accesses reach: frames are zeroed only that far on entry (ignored
       under ``debug_checks``).
@@ -155,6 +163,7 @@ class JitProgram:
         inline_maps: bool = True,
         tail_call_targets: TailCallTargets | None = None,
         stack_depth: int | None = None,
+        tail_group: int = 0,
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
@@ -176,9 +185,15 @@ class JitProgram:
             allow_legacy_packet=legacy_packet,
         )
         lddw_values = self._resolve(lddw_resolver)
-        self.map_sites = (
-            find_sites(self.cfg.table, lddw_values) if inline_maps and not self.debug_checks else {}
+        self.tail_key = tail_key(tail_group, self.debug_checks)
+        self.map_sites = find_sites(
+            self.cfg.table,
+            lddw_values,
+            maps=inline_maps and not self.debug_checks,
+            tail_calls=tail_call_targets is not None,
         )
+        for site in self.map_sites.values():
+            site.tail_key = self.tail_key
         self._site_maps = tuple(site.map for site in self.map_sites.values())
         self._site_table = None
         self._forks = _FORKS[0]
@@ -197,11 +212,16 @@ class JitProgram:
         self._states: dict[int, RunState] = {}  # every state, by context block address
         self._dispatcher = HelperDispatcher(
             self.helpers,
-            self._states,
-            self.cfg.table,
-            expose=self._site_maps,
+            table=self.cfg.table,
+            expose=[s.map for s in self.map_sites.values() if s.kind != "progarray"],
             tail_call_targets=tail_call_targets,
         )
+        dispatch = self._code.global_address(DISPATCH_GLOBAL)
+        if dispatch:
+            _U64.from_address(dispatch).value = self._dispatcher.address
+        self.tail_entry = self._code.address(TAIL_ENTRY)
+        # closed or collected: no prog array's native entry may name the code any more
+        self._forget = weakref.finalize(self, forget, self.tail_entry)
         self._pool: list[RunState] = [self._new_state()]
 
     def _compile(self, opt_level: int) -> NativeCode:
@@ -307,6 +327,13 @@ class JitProgram:
         helper raised (all with ``pc``).
         """
         return self._call(args, memory, packet, cpu, 0)[0]
+
+    def native_tail_entry(self) -> tuple[int, int] | None:
+        """(native tail entry, key) for native tail calls to this program
+        (:mod:`pybpf.jit.tailcalls`), or ``None`` once closed."""
+        if self._code is None:
+            return None
+        return self.tail_entry, self.tail_key
 
     def tail_run(self, caller, ctx: int) -> tuple[int, int]:
         """Run as the target of a tail call made on ``caller`` (a JIT run state or an
@@ -510,7 +537,7 @@ class JitProgram:
                 owned_packet.close()
 
     def _new_state(self) -> RunState:
-        state = RunState(self._dispatcher.address, self._access)
+        state = RunState(self._access)
         self._states[state.address] = state
         return state
 
@@ -532,6 +559,7 @@ class JitProgram:
             return
         if len(self._pool) != len(self._states):
             raise InputError("cannot close a JIT program while it runs")
+        self._forget()  # before the code goes: no tail call may reach it after
         code, self._code = self._code, None
         code.close()
         for state in self._pool:

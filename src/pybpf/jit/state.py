@@ -16,6 +16,7 @@ exception the interpreter raises for the same fault.
 from __future__ import annotations
 
 import ctypes
+import weakref
 
 from pybpf.errors import (
     BudgetExceededError,
@@ -38,7 +39,7 @@ from pybpf.jit.layout import (
 from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import ExecutionContext, TraceSink
 
-__all__ = ["RunState"]
+__all__ = ["RunState", "RUNS"]
 
 _Block = ctypes.c_uint64 * FIELDS
 # Plain ints for the hot path (IntEnum attribute lookups cost more than the stores).
@@ -50,13 +51,20 @@ _TAIL_COUNT, _TAIL_COUNT_INIT = int(Slot.TAIL_COUNT), int(Slot.TAIL_COUNT_INIT)
 _NO_ARGS = (0, 0, 0, 0, 0)
 _M64 = (1 << 64) - 1
 
+# Every live state of the process by its context block's address: a helper called from a
+# program that another program's code tail-called natively finds the run through its own
+# dispatcher (pybpf.jit.calls), so the lookup cannot be per program.
+# Weak: the program's pool owns its states.
+RUNS: weakref.WeakValueDictionary[int, RunState] = weakref.WeakValueDictionary()
+
 
 class RunState:
     """The native and Python state of one run (see the module docstring)."""
 
-    def __init__(self, dispatch_address: int, access_address: int) -> None:
+    def __init__(self, access_address: int) -> None:
         self.block = _Block()
         self.address = ctypes.addressof(self.block)
+        RUNS[self.address] = self
         self.words = memoryview(self.block).cast("B").cast("Q")  # faster than the array
         self.stack = Region(STACK_BYTES, kind="stack", name="jit stack")
         self.frames = [
@@ -83,7 +91,6 @@ class RunState:
         self._table = (ctypes.c_uint64 * REGION_FIELDS)()
         self._table_key: tuple = ()
         self.block[Slot.STACK] = self.stack.address
-        self.block[Slot.DISPATCH] = dispatch_address
         self.block[Slot.ACCESS] = access_address
 
     # ---- a run ---------------------------------------------------------------------------
@@ -231,9 +238,11 @@ class RunState:
         if status == Status.CALL_DEPTH:
             return CallDepthError(f"call depth exceeds {MAX_CALL_DEPTH} frames", depth=a, pc=pc)
         if status == Status.BUDGET:
-            pcs = block_pcs[(b, pc)]
+            pcs = block_pcs.get((b, pc))  # None: in a program this one tail-called natively
             return BudgetExceededError(
-                f"instruction budget of {budget} exhausted", budget=budget, pc=pcs[a]
+                f"instruction budget of {budget} exhausted",
+                budget=budget,
+                pc=pcs[a] if pcs is not None and a < len(pcs) else pc,
             )
         if status == Status.NO_PACKET:
             return NotSupportedError(
@@ -242,7 +251,9 @@ class RunState:
         return InternalError(f"JIT code stopped with unknown status {status}", pc=pc)
 
     def close(self) -> None:
-        """Free the stack memory."""
+        """Free the stack memory (and leave :data:`RUNS`)."""
+        if RUNS.get(self.address) is self:
+            del RUNS[self.address]
         for region in self.frames:
             region.close()
         self.stack.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import itertools
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -68,6 +69,7 @@ _GPL_LICENSES = {
 _KEYED = {MapType.PROG_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS}
 _NO_CODEC = {MapType.RINGBUF, MapType.USER_RINGBUF, MapType.PERF_EVENT_ARRAY}
 _CALLBACK_ENTRY = (1, 2, 3, 4, 5, 10)
+_TAIL_GROUPS = itertools.count(1)
 
 
 def gpl_compatible(license: str) -> bool:
@@ -293,6 +295,7 @@ class _Builder:
         self.engine = engine
         self.helpers = callback_helpers()
         self.callbacks: dict[str, Callback] = {}
+        self.tail_group = next(_TAIL_GROUPS)  # JIT programs of one object tail-call natively
 
     def resolver(self, linked: LinkedProgram):
         """The ``lddw`` resolver of one linked program."""
@@ -339,6 +342,7 @@ class _Builder:
                     debug_checks=True,
                     lddw_resolver=self.resolver(linked),
                     tail_call_targets=tail_call_target,
+                    tail_group=self.tail_group,
                 )
             else:
                 found.engine = self.interpreter(linked, _CALLBACK_ENTRY)
@@ -394,6 +398,7 @@ class _Builder:
                     lddw_resolver=self.resolver(linked),
                     legacy_packet=_uses_legacy_packet(linked.instructions),
                     tail_call_targets=tail_call_target,
+                    tail_group=self.tail_group,
                 )
         except PybpfError as err:
             if err.program is None:

@@ -112,6 +112,12 @@ class _TailTarget:
         expose_maps(caller.space, self.program._reachable)
         return self.engine.tail_run(caller, ctx)
 
+    def native_tail_entry(self) -> tuple[int, int] | None:
+        """The JIT's native tail entry and key (:mod:`pybpf.jit.tailcalls`; callers of the
+        same object reach the same maps, so nothing needs exposing), or ``None``."""
+        native = getattr(self.engine, "native_tail_entry", None)
+        return native() if native is not None and not self.program.closed else None
+
 
 def tail_call_target(prog_id: int) -> _TailTarget | None:
     """What the interpreter's ``bpf_tail_call`` runs for program id ``prog_id``."""
