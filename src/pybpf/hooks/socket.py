@@ -46,6 +46,7 @@ program are serialised; attaching and detaching are thread-safe.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import socket as _socket_module
 import sys
@@ -60,6 +61,7 @@ from pybpf.hooks.link import Link
 from pybpf.objects.sock_context import (
     BindAction,
     BindOperation,
+    socket_cookie,
     uapi_pack,
     uapi_unpack,
     windows_sockaddr,
@@ -88,6 +90,8 @@ _SOCK_ADDR = LAYOUTS["bpf_sock_addr"]
 _BIND_MD = LAYOUTS["bind_md"]
 _INET = (_socket_module.AF_INET, _socket_module.AF_INET6)
 _SO_BINDTOIFINDEX = 62
+_SO_COOKIE = 57
+_COOKIES = itertools.count(1 << 48)  # where SO_COOKIE is missing
 _TCP_ESTABLISHED, _TCP_CLOSE, _TCP_LISTEN = 1, 7, 10
 _M32 = (1 << 32) - 1
 
@@ -158,6 +162,15 @@ def _protocol(sock: Any) -> int:
         return sock.proto
 
 
+def _cookie(sock: Any) -> int:
+    """The socket's cookie: Linux's ``SO_COOKIE``, else one of this module's own."""
+    try:
+        raw = sock.getsockopt(_socket_module.SOL_SOCKET, _SO_COOKIE, 8)
+        return int.from_bytes(raw, "little")
+    except (OSError, AttributeError, TypeError):
+        return next(_COOKIES)
+
+
 def _words(ip: bytes) -> list[int]:
     return [int.from_bytes(ip[i : i + 4], "little") for i in range(0, len(ip), 4)]
 
@@ -192,6 +205,7 @@ class _SockInfo:
     remote: _Endpoint | None = None
     listening: bool = False
     released: bool = False
+    cookie: int = 0
     finalizer: Any = field(default=None, repr=False)
 
     def sock_values(self) -> dict[str, int]:
@@ -242,11 +256,11 @@ def _inside() -> bool:
     return getattr(_LOCAL, "depth", 0) > 0
 
 
-def _run(link: SocketLink, data_in: bytes, ctx_in: bytes):
+def _run(link: SocketLink, data_in: bytes, ctx_in: bytes, cookie: int = 0):
     program = link.program
     with _LOCK:
         lock = _RUN_LOCKS.setdefault(program.id, threading.Lock())
-    with lock, _Passthrough():
+    with lock, _Passthrough(), socket_cookie(cookie):
         result = program.test_run(data_in, ctx_in=ctx_in)
     link.runs += 1
     return result
@@ -267,10 +281,11 @@ def _sock_addr_hook(sock: Any, attach_type: AttachType, ep: _Endpoint,
         values.update({f"user_ip6[{i}]": w for i, w in enumerate(_words(ep.ip))})
     info = _info(sock)
     sk = uapi_pack(SOCK_LAYOUT, info.sock_values() if info else {})
+    cookie = info.cookie if info else _cookie(sock)
     ctx = uapi_pack(_SOCK_ADDR, values)
     denied = False
     for link in links:
-        result = _run(link, sk, ctx)
+        result = _run(link, sk, ctx, cookie)
         ctx = result.ctx_out or ctx
         if not result.retval & 1:
             link.denied += 1
@@ -293,12 +308,12 @@ def _sock_addr_hook(sock: Any, attach_type: AttachType, ep: _Endpoint,
     return ep
 
 
-def _sock_hook(attach_type: AttachType, values: dict[str, int]) -> tuple[bool, dict[str, int]]:
+def _sock_hook(attach_type: AttachType, info: _SockInfo) -> tuple[bool, dict[str, int]]:
     """Run the ``bpf_sock`` programs of ``attach_type``: (allowed, fields after the runs)."""
-    ctx = uapi_pack(SOCK_LAYOUT, values)
+    ctx = uapi_pack(SOCK_LAYOUT, info.sock_values())
     allowed = True
     for link in _links(attach_type):
-        result = _run(link, b"", ctx)
+        result = _run(link, b"", ctx, info.cookie)
         ctx = result.ctx_out or ctx
         if not result.retval & 1:
             link.denied += 1
@@ -357,7 +372,7 @@ def _info(sock: Any, create: bool = True) -> _SockInfo | None:
             return None
     except (OSError, ValueError):
         return None
-    info = _SockInfo(family, type_, _protocol(sock))
+    info = _SockInfo(family, type_, _protocol(sock), cookie=_cookie(sock))
     info.local = _name(sock, False)
     info.remote = _name(sock, True)
     try:
@@ -377,7 +392,7 @@ def _release(info: _SockInfo) -> None:
     if info.finalizer is not None:
         info.finalizer.detach()
     if _links(AttachType.CGROUP_INET_SOCK_RELEASE):
-        _sock_hook(AttachType.CGROUP_INET_SOCK_RELEASE, info.sock_values())
+        _sock_hook(AttachType.CGROUP_INET_SOCK_RELEASE, info)
     if info.local is not None and info.local.port and _links(AttachType.WINDOWS_BIND):
         _bind_md_hook(None, BindOperation.UNBIND, info.local)
 
@@ -404,7 +419,7 @@ def _init(self, family: int = -1, type: int = -1, proto: int = -1, fileno: Any =
     if info is None or not _links(AttachType.CGROUP_INET_SOCK_CREATE):
         return
     values = info.sock_values()
-    allowed, out = _sock_hook(AttachType.CGROUP_INET_SOCK_CREATE, values)
+    allowed, out = _sock_hook(AttachType.CGROUP_INET_SOCK_CREATE, info)
     if not allowed:
         info.released = True
         info.finalizer.detach()
@@ -439,7 +454,7 @@ def _bind(self, address: Any) -> None:
     post = _A.CGROUP_INET4_POST_BIND if v4 else _A.CGROUP_INET6_POST_BIND
     allowed = True
     if _links(post) and info is not None:
-        allowed, _ = _sock_hook(post, info.sock_values())
+        allowed, _ = _sock_hook(post, info)
     if allowed and _links(_A.WINDOWS_BIND) and local is not None:
         try:
             _bind_md_hook(self, BindOperation.POST_BIND, local, redirect=False)

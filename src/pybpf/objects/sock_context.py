@@ -26,6 +26,10 @@ rewrites (``user_ip4``/``user_port``, ``socket_address``) from it.
   ``socket_address`` is writable (a ``BIND_REDIRECT`` verdict binds to what the program
   wrote there). ``data_out`` is the app id.
 
+``bpf_get_socket_cookie`` on a ``bpf_sock_addr`` or ``bpf_sock`` context returns the
+socket's cookie: the one a hook names with :func:`socket_cookie` around its run (the
+socket hooks give Linux's ``SO_COOKIE``), else a new one per ``test_run``.
+
 Which fields a program may write is the verifier's table
 (:mod:`pybpf.progtypes.contexts`): the load-time rewrite refuses stores to the others.
 Bad arguments raise :class:`~pybpf.errors.InputError` with ``errno`` (``EINVAL``,
@@ -34,8 +38,12 @@ Bad arguments raise :class:`~pybpf.errors.InputError` with ``errno`` (``EINVAL``
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import itertools
 import struct
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -43,6 +51,7 @@ from pybpf.errors import InputError
 from pybpf.memory import Region
 from pybpf.objects.context import PreparedContext, RuntimeLayout, runtime_layout
 from pybpf.progtypes.contexts import SOCK_LAYOUT, ContextLayout, FieldKind
+from pybpf.runtime.packet import PacketState, bind_packet
 
 __all__ = [
     "BindOperation",
@@ -53,6 +62,7 @@ __all__ = [
     "BindContext",
     "uapi_pack",
     "uapi_unpack",
+    "socket_cookie",
     "windows_sockaddr",
     "windows_sockaddr_parse",
     "WINDOWS_AF_INET",
@@ -75,6 +85,28 @@ class BindAction(IntEnum):
     DENY = 1
     REDIRECT = 2
     PERMIT_HARD = 3
+
+
+_RUN = threading.local()
+_COOKIES = itertools.count(1 << 40)  # test runs' own sockets: apart from skb runs' cookies
+
+
+@contextlib.contextmanager
+def socket_cookie(cookie: int) -> Iterator[None]:
+    """Runs in this thread inside the block see ``cookie`` as their socket's cookie."""
+    before = getattr(_RUN, "cookie", None)
+    _RUN.cookie = cookie
+    try:
+        yield
+    finally:
+        _RUN.cookie = before
+
+
+def _bind_cookie(prepared: PreparedContext) -> None:
+    cookie = getattr(_RUN, "cookie", None) or next(_COOKIES)
+    ctx = prepared.ctx
+    prepared.state = PacketState("sock", ctx, 0, 0, 0, 0, cookie=cookie)
+    bind_packet(prepared.state, ctx.address)
 
 
 def uapi_pack(layout: ContextLayout, values: dict[str, int]) -> bytes:
@@ -163,7 +195,9 @@ class SockAddrContext(_UapiContext):
         values["sk"] = sk.address
         ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
         raw = uapi_pack(self.layout, values | {"sk": 0}) if given else None
-        return SockPrepared(ctx, None, (0, 0), b"", raw, self._finish(), extras=[sk])
+        prepared = SockPrepared(ctx, None, (0, 0), b"", raw, self._finish(), extras=[sk])
+        _bind_cookie(prepared)
+        return prepared
 
 
 class SockContext(_UapiContext):
@@ -177,7 +211,9 @@ class SockContext(_UapiContext):
         values, given = self._values(ctx_in, program)
         ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
         raw = uapi_pack(self.layout, values) if given else None
-        return SockPrepared(ctx, None, (0, 0), b"", raw, self._finish())
+        prepared = SockPrepared(ctx, None, (0, 0), b"", raw, self._finish())
+        _bind_cookie(prepared)
+        return prepared
 
 
 class BindContext(_UapiContext):
