@@ -58,6 +58,7 @@ def entry_state(info: ProgramInfo) -> State:
     assign_pointer(s, "r1", False)
     s.havoc("r10", int(T.STACK))
     s.zone.set("r10.stack_offset", TOTAL_STACK, TOTAL_STACK)
+    s.zone.set("r10.stack_frame", TOTAL_STACK, TOTAL_STACK)
     assign_pointer(s, "r10", False)
     s.zone.set("packet_size", 0, info.options.max_packet_size - 1)
     if info.context.meta >= 0:

@@ -27,8 +27,12 @@ from pybpf.verifier.program import MapDescriptor, ProgramInfo
 __all__ = ["transform", "forget_packet_pointers", "LEAKED", "LOCK"]
 
 
-def forget_packet_pointers(s: State) -> None:
-    """Every location that may hold a packet pointer becomes unusable; packet bounds reset."""
+def forget_packet_pointers(s: State, info: ProgramInfo | None = None) -> None:
+    """Every location that may hold a packet pointer becomes unusable; packet bounds reset.
+
+    The metadata start resets too (``xdp_adjust_meta`` moves it): what was learnt about
+    it (``meta + 8 <= data``) no longer holds.
+    """
     for loc in [loc for loc, t in s.types.items() if t & T.PACKET]:
         s.havoc(loc, ALL)
     for r in range(11):
@@ -36,6 +40,11 @@ def forget_packet_pointers(s: State) -> None:
             s.havoc(f"r{r}", ALL)
     s.zone.forget("packet_size")
     s.zone.set("packet_size", 0, 65534)
+    s.zone.forget("meta_offset")
+    if info is None or info.context.meta >= 0:
+        s.zone.set("meta_offset", -4098, 0)
+    else:
+        s.zone.set("meta_offset", 0, 0)
 
 
 def _write_stack(s: State, reg: str, size_lo: int | float, size_hi: int | float) -> None:
@@ -143,11 +152,12 @@ def _helper(s: State, contract: Contract, info: ProgramInfo, site: int) -> None:
     for r in range(1, 6):
         s.havoc(f"r{r}", int(T.UNINIT))
     if contract.changes_packet:
-        forget_packet_pointers(s)
+        forget_packet_pointers(s, info)
 
 
 def _move_r10(s: State, delta: int) -> None:
     s.zone.shift("r10.stack_offset", delta)
+    s.zone.shift("r10.stack_frame", delta)
     recompute_numeric_size(s, "r10")
 
 

@@ -13,7 +13,7 @@ from pybpf.verifier import assertions as A
 from pybpf.verifier.contracts import contract_for
 from pybpf.verifier.domains.arith import low32
 from pybpf.verifier.domains.interval import INF
-from pybpf.verifier.domains.stack import TOTAL_STACK
+from pybpf.verifier.domains.stack import FRAME_SIZE, TOTAL_STACK
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import Group, T
 from pybpf.verifier.ir import Call
@@ -43,6 +43,19 @@ def _width_max(s: State, a: A.ValidAccess) -> int | float:
     return s.zone.bounds(f"r{a.width_reg}.svalue")[1]
 
 
+def _check_frame(s: State, reg: int, offset: int, width: int | float) -> None:
+    """A stack access stays inside the frame its pointer came from (frames are separate
+    regions at run time: a caller's pointer moved below its frame does not reach the
+    callee's). A pointer of unknown origin (a test's pre-state) is not checked here."""
+    frame = f"r{reg}.stack_frame"
+    lo, hi = s.zone.bounds(frame)
+    if lo == -INF and hi == INF:
+        return
+    off = f"r{reg}.stack_offset"
+    _require(_le(s, frame, off, offset + FRAME_SIZE), "Stack access below its frame")
+    _require(_le(s, off, frame, -offset - width), "Stack access above its frame")
+
+
 def _check_stack(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
     off = f"r{a.reg}.stack_offset"
     wmax = _width_max(s, a)
@@ -55,6 +68,7 @@ def _check_stack(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
         _le(s, off, None, TOTAL_STACK - a.offset - wmax),
         "Upper bound must be at most total_stack_size",
     )
+    _check_frame(s, a.reg, a.offset, wmax)
     if a.access != "read":
         return
     lo, hi = s.zone.bounds(off)
@@ -190,6 +204,7 @@ def _map_key_value(s: State, a: A.ValidMapKeyValue, info: ProgramInfo) -> None:
         if bit == T.STACK:
             off = f"{reg}.stack_offset"
             olo, ohi = s.zone.bounds(off)
+            _check_frame(s, a.access_reg, 0, width)
             if a.write:
                 _require(
                     _le(s, "r10.stack_offset", off, info.options.subprogram_stack_size),

@@ -53,7 +53,9 @@ INITIALIZED = ALL & ~int(T.UNINIT)
 # The numeric variables each type carries besides svalue/uvalue.
 KINDS: dict[int, tuple[str, ...]] = {
     T.CTX: ("ctx_offset",),
-    T.STACK: ("stack_offset", "stack_numeric_size"),
+    # stack_frame: the top (r10) of the frame the pointer was derived from; each frame is
+    # its own region at run time, so an access must stay inside that frame
+    T.STACK: ("stack_offset", "stack_numeric_size", "stack_frame"),
     T.PACKET: ("packet_offset",),
     T.SHARED: ("shared_offset", "shared_region_size"),
     T.MAP_FD: ("map_fd",),
