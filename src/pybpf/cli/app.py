@@ -91,6 +91,7 @@ def _register() -> None:
     from pybpf.cli import (
         conformance_cmd,
         isa_cmd,
+        link_cmd,
         map_cmd,
         net_cmd,
         object_cmd,
@@ -98,7 +99,9 @@ def _register() -> None:
         verify_cmd,
     )
 
-    for module in (isa_cmd, object_cmd, verify_cmd, conformance_cmd, map_cmd, prog_cmd, net_cmd):
+    for module in (
+        isa_cmd, object_cmd, verify_cmd, conformance_cmd, map_cmd, prog_cmd, net_cmd, link_cmd,
+    ):  # fmt: skip
         for command in module.COMMANDS:
             cli.add_command(command)
 
