@@ -89,7 +89,10 @@ def completion(shell: str) -> None:
 
 def _register() -> None:
     from pybpf.cli import (
+        cc_cmd,
         conformance_cmd,
+        feature_cmd,
+        gen_cmd,
         isa_cmd,
         link_cmd,
         map_cmd,
@@ -102,6 +105,9 @@ def _register() -> None:
     for module in (
         isa_cmd, object_cmd, verify_cmd, conformance_cmd, map_cmd, prog_cmd, net_cmd, link_cmd,
     ):  # fmt: skip
+        for command in module.COMMANDS:
+            cli.add_command(command)
+    for module in (gen_cmd, feature_cmd, cc_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
