@@ -254,6 +254,8 @@ class _Gen:
                 "r1 += r3",
                 "r0 = *(u8 *)(r1 + 0)",
             ]
+        if self.maybe(0.15):  # the caller's pointer moved down, maybe out of its frame
+            body += [f"r1 += -{rng.choice([8, 480, 504, 600])}", "*(u64 *)(r1 + 0) = r0"]
         if self.maybe(0.3):
             body.append(f"*(u64 *)(r10 - {rng.choice([8, 16])}) = r0")  # callee's own frame
             body.append(f"r0 = *(u64 *)(r10 - {rng.choice([8, 16])})")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -97,3 +98,63 @@ def test_generator_covers_the_shapes_it_promises():
     assert generate(5).text == generate(5).text  # a seed replays
     spec = generate(5).object_spec()
     assert set(spec.maps) == set(MAPS)
+
+
+def _kernel_verdicts(seeds: range) -> collections.Counter[str]:
+    """Load each program pybpf accepts into the kernel; count Linux's reasons to refuse."""
+    import dataclasses
+
+    from fuzzrun import OPTIONS
+    from pybpf import syscall
+    from pybpf.errors import SyscallError
+    from pybpf.isa import Pseudo, encode
+    from pybpf.spec import link
+    from pybpf.verifier import verify_object
+
+    fds = {name: syscall.map_create(t, k, v, n) for name, (t, k, v, n) in MAPS.items()}
+    reasons: collections.Counter[str] = collections.Counter()
+    try:
+        for seed in seeds:
+            program = generate(seed)
+            spec = program.object_spec()
+            if not verify_object(spec, "prog", program.prog_type, options=OPTIONS).accepted:
+                continue
+            linked = link(spec, "prog")
+            insns = [
+                dataclasses.replace(i, src=Pseudo.MAP_FD, imm=int(fds[linked.maps[i.imm]]))
+                if i.is_lddw and i.src == Pseudo.MAP_IDX
+                else i
+                for i in linked.instructions
+            ]
+            try:
+                fd, _ = syscall.prog_load(program.prog_type, encode(insns), log_level=1)
+            except SyscallError as err:
+                lines = [x for x in err.log.splitlines() if x and not x.startswith("processed")]
+                reason = lines[-1] if lines else f"errno {err.errno}"
+                reasons[re.sub(r"-?\d+|0x[0-9a-f]+", "N", reason)] += 1
+            else:
+                fd.close()
+                reasons["(accepted)"] += 1
+    finally:
+        for fd in fds.values():
+            fd.close()
+    return reasons
+
+
+def test_kernel_verdicts_on_accepted_programs_are_reported():
+    """Where bpf() works: the accepted programs the kernel refuses, by Linux's reason.
+
+    They are not failures by themselves: pybpf proves paths dead that Linux walks
+    (``unreachable insn``, contradictory guards), reads ``ptr <= 0`` as a null test, and
+    lays stack frames and contexts out its own way; every one of them ran clean above.
+    """
+    from kernel import BPF_UNAVAILABLE
+
+    if BPF_UNAVAILABLE is not None:
+        pytest.skip(BPF_UNAVAILABLE)
+    reasons = _kernel_verdicts(range(FIRST_SEED, FIRST_SEED + min(EXAMPLES, 120)))
+    refused = sum(v for k, v in reasons.items() if k != "(accepted)")
+    print(f"\nkernel on {sum(reasons.values())} pybpf-accepted programs: {refused} refused")
+    for reason, n in reasons.most_common():
+        print(f"  {n:4}  {reason}")
+    assert reasons["(accepted)"] > 0  # the kernel comparison itself works
