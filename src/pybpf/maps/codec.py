@@ -37,9 +37,13 @@ def to_bytes(obj: Any, size: int, what: str = "value") -> bytes:
 class Codec(Protocol):
     """Turns a Python object into ``size`` bytes and back."""
 
-    def encode(self, obj: Any, size: int) -> bytes: ...
+    def encode(self, obj: Any, size: int) -> bytes:
+        """``obj`` as ``size`` bytes (InputError when it does not fit)."""
+        ...
 
-    def decode(self, data: bytes) -> Any: ...
+    def decode(self, data: bytes) -> Any:
+        """``data`` as a Python object."""
+        ...
 
 
 class BytesCodec:
