@@ -1,0 +1,110 @@
+"""The packet runner's fast paths give what one ``test_run`` per frame gives.
+
+:class:`~pybpf.hooks.packetrun.PacketRunner` reuses its regions between frames and, on the
+JIT, runs frames through the batch loop; both must give every frame the verdict and the
+output bytes a fresh ``BPF_PROG_TEST_RUN`` gives it (xdp, tc, socket filter, cgroup_skb
+contexts; frames of many shapes, in runs that share a context and runs that do not).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+import pybpf
+from pybpf.errors import InputError
+from pybpf.hooks import open_writer
+from pybpf.hooks.packetrun import PacketRunner, batch_blockers
+from pybpf.hooks.runner import run_capture
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+from frames import arp, icmp4, tcp4, udp4, udp6  # noqa: E402
+
+FRAMES = (
+    [udp4(payload=b"")] * 9  # one context shared by 9 frames: an skb batch
+    + [udp4(payload=b"x" * n) for n in (1, 10, 100, 1000)]
+    + [tcp4(payload=b"hello"), arp(), icmp4(), udp6(payload=b"v6"), tcp4(src="10.9.9.9")]
+    + [udp6(payload=b"q" * 3)] * 8
+    + [udp4(payload=bytes(range(256)) * 15)]  # longer than XDP's 3520 linear bytes
+)
+SMALL = [f for f in FRAMES if len(f) < 3000]  # skb test runs take at most 3712 bytes
+
+CASES = [
+    ("drop_empty_udp.o", "drop_empty_udp", FRAMES, True),
+    ("xdp_ctx.o", "xdp_ctx", FRAMES, True),
+    ("xdp_counter.o", "xdp_count", FRAMES, True),
+    ("tc_ctx.o", "tc_ctx", SMALL, True),
+    ("sock_ctx.o", "sock_ctx", SMALL, False),
+    ("cgskb_ctx.o", "cgskb_ctx", SMALL, False),
+]
+
+
+@pytest.mark.parametrize("engine", ["interpreter", "jit"])
+@pytest.mark.parametrize(("file", "name", "frames", "compare_data"), CASES)
+def test_runner_matches_one_test_run_per_frame(engine, file, name, frames, compare_data):
+    obj = pybpf.load(EXAMPLES / "c" / file, engine=engine)
+    prog = obj.programs[name]
+    expected = [prog.test_run(f) for f in frames]
+    with PacketRunner(prog) as fast, PacketRunner(prog, batch=False) as slow:
+        assert fast.batched == (engine == "jit")
+        assert not slow.batched
+        for runner in (fast, slow):
+            got = runner.run_many(frames)
+            assert [r for r, _, _ in got] == [e.retval for e in expected]
+            if compare_data:
+                assert [d for _, d, _ in got] == [e.data_out for e in expected]
+            # twice: nothing of one round leaks into the next
+            assert [r for r, _, _ in runner.run_many(frames[::-1])] == [
+                e.retval for e in expected[::-1]
+            ]
+    obj.close()
+
+
+@pytest.mark.parametrize("engine", ["interpreter", "jit"])
+def test_ingress_ifindex_and_rx_queue_in_every_path(engine):
+    prog = pybpf.load(EXAMPLES / "c" / "xdp_ctx.o", engine=engine).programs["xdp_ctx"]
+    frames = [udp4(payload=b"x" * n) for n in range(20)]
+    for batch in (True, False):
+        with PacketRunner(prog, ingress_ifindex=7, rx_queue=3, batch=batch) as runner:
+            for frame, (_, data, _) in zip(frames, runner.run_many(frames), strict=True):
+                assert struct.unpack("<4I", data[:16]) == (7, 3, len(frame), 0)
+
+
+def test_helpers_that_need_the_packet_state_keep_frames_one_by_one():
+    obj = pybpf.load(EXAMPLES / "c" / "packet_helpers.o", engine="jit")
+    assert batch_blockers(obj.programs["xdp_push"]) == ["xdp_adjust_head"]
+    with PacketRunner(obj.programs["xdp_redir"]) as runner:
+        assert not runner.batched and runner.blockers == ["redirect"]
+    assert batch_blockers(pybpf.load(EXAMPLES / "c" / "drop_empty_udp.o").programs[
+        "drop_empty_udp"]) == []  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", ["interpreter", "jit"])
+def test_short_frames_are_refused_with_their_index(engine):
+    prog = pybpf.load(EXAMPLES / "c" / "drop_empty_udp.o", engine=engine).programs[
+        "drop_empty_udp"]  # fmt: skip
+    with PacketRunner(prog) as runner, pytest.raises(InputError) as info:
+        runner.run_many([udp4(), udp4(), b"\x01" * 10])
+    assert info.value.packet_index == 2
+
+
+def test_capture_run_counts_batches_of_many_chunks():
+    # more frames than one chunk, through the JIT's batch loop, counted once each
+    buf = io.BytesIO()
+    writer = open_writer(buf, "pcap")
+    frames = [udp4(payload=b"" if i % 3 == 0 else b"abc") for i in range(1000)]
+    for i, frame in enumerate(frames):
+        writer.write(frame, i)
+    writer.flush()
+    obj = pybpf.load(EXAMPLES / "c" / "drop_empty_udp.o", engine="jit")
+    outs = {"drop": io.BytesIO()}
+    summary = run_capture(obj.programs["drop_empty_udp"], io.BytesIO(buf.getvalue()), outs)
+    assert dict(summary.verdicts) == {"drop": 334, "pass": 666}
+    assert summary.written["drop"] == 334
+    value = obj.maps["dropped_packet_map"].lookup_raw(struct.pack("<I", 0))
+    assert struct.unpack("<Q", value)[0] == 334
