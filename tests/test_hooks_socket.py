@@ -408,3 +408,16 @@ def test_context_writes_follow_the_verifier_table(prog_type, store, allowed):
         with pytest.raises(VerifierError) as info:
             rewrite_context_accesses(insns, result.ctx_accesses, runtime)
         assert info.value.pc == 1
+
+
+def test_a_socket_collected_during_a_run_is_released_after_it(policy):
+    from pybpf.hooks.socket import _Passthrough
+
+    released = policy.maps["released"]
+    with attach_socket(policy.programs["policy_sock_release"]):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with _Passthrough():  # as if garbage collection struck inside a program run
+            del s
+            gc.collect()
+            assert released[0] == 0
+        assert released[0] == 1

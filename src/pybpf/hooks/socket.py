@@ -250,6 +250,11 @@ class _Passthrough:
 
     def __exit__(self, *exc: object) -> None:
         _LOCAL.depth -= 1
+        pending = getattr(_LOCAL, "pending", None)
+        if _LOCAL.depth == 0 and pending:
+            _LOCAL.pending = []
+            for info in pending:  # releases collected while a program ran here
+                _release(info)
 
 
 def _inside() -> bool:
@@ -385,8 +390,14 @@ def _info(sock: Any, create: bool = True) -> _SockInfo | None:
 
 
 def _release(info: _SockInfo) -> None:
-    """The release hooks of one socket (once)."""
+    """The release hooks of one socket (once). A socket collected while this thread runs a
+    program (garbage collection can strike anywhere) is released after that run."""
     if info.released:
+        return
+    if _inside():
+        if not hasattr(_LOCAL, "pending"):
+            _LOCAL.pending = []
+        _LOCAL.pending.append(info)
         return
     info.released = True
     if info.finalizer is not None:
