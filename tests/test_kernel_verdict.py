@@ -79,3 +79,26 @@ def test_kernel_verdict_on_programs():
     bad = kernel_verdict(spec, "xdp_pass", ProgType.CGROUP_SKB)
     assert not bad.accepted and bad.category == OTHER and bad.reason == "return_value"
     assert bad.errno is not None and "R0" in bad.message
+
+
+def test_context_store_to_a_read_only_field_is_unsafe():
+    message = "invalid bpf_context access off=0 size=4"  # __sk_buff.len
+    store = "9: (79) r2 = *(u64 *)(r10 -8)\n10: (63) *(u32 *)(r2 +0) = r1\n" + message
+    load = "10: (61) r1 = *(u32 *)(r2 +0)\n" + message
+    assert classify(message, ProgType.SOCKET_FILTER, store) == (SAFETY, "memory")
+    assert classify(message, ProgType.SOCKET_FILTER, load) == (OTHER, "context_field")
+    # A writable field (mark) refused for the type is a capability of the type.
+    mark = store.replace("off=0", "off=8")
+    assert (
+        classify("invalid bpf_context access off=8 size=4", ProgType.SOCKET_FILTER, mark)[0]
+        == OTHER
+    )
+
+
+def test_nullable_argument_of_a_global_function_is_not_a_safety_refusal():
+    log = "Validating add1() func#2...\n49: (61) r1 = *(u32 *)(r1 +0)\n"
+    message = "R1 invalid mem access 'mem_or_null'"
+    assert classify(message, log=log + message) == (OTHER, "global_function")
+    assert classify(message, log=message) == (SAFETY, "memory")
+    null_value = "R0 invalid mem access 'map_value_or_null'"
+    assert classify(null_value, log=log + null_value) == (SAFETY, "memory")

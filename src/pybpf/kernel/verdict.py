@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from pybpf.errors import InputError, NotSupportedError, PybpfError, SyscallError
+from pybpf.isa import Class
 from pybpf.progtypes import AttachType, ProgType
 from pybpf.progtypes.contexts import rules_for
 from pybpf.spec import ObjectSpec
@@ -120,13 +121,28 @@ def log_message(log: str, lines: int = 1) -> str:
     return " | ".join(kept[-lines:])
 
 
+_VALIDATING = re.compile(r"^Validating \S+\(\) func#\d+", re.MULTILINE)
+_ARG_NULL = re.compile(r"invalid mem access '(?:rdonly_)?mem_or_null'")
 _CTX_ACCESS = re.compile(r"invalid bpf_context access off=(-?\d+) size=(\d+)")
 
 
-def _context_field(message: str, prog_type: ProgType | None) -> bool:
-    """A refused context access that lies within one field of the type's context struct:
-    the field exists, but this program type may not use it that way (Linux's per-type
-    ``is_valid_access`` rules, a program-type capability like a helper's)."""
+_INSN_LINE = re.compile(r"^\d+: \(([0-9a-f]{2})\)", re.MULTILINE)
+_STORE_CLASSES = (int(Class.ST), int(Class.STX))
+
+
+def last_store(log: str) -> bool | None:
+    """Whether the log's last traced instruction is a store (``None``: no instruction)."""
+    found = _INSN_LINE.findall(log)
+    if not found:
+        return None
+    return (int(found[-1], 16) & 0x07) in _STORE_CLASSES
+
+
+def _context_field(message: str, prog_type: ProgType | None, store: bool | None) -> bool:
+    """A refused context access within one field of the type's context struct, that is a
+    read or a write of a field pybpf's layout makes writable: the field exists, but this
+    program type may not use it that way (Linux's per-type ``is_valid_access`` rules, a
+    capability of the type like a helper's). A write to a read-only field stays unsafe."""
     found = _CTX_ACCESS.search(message)
     if found is None or prog_type is None:
         return False
@@ -135,16 +151,23 @@ def _context_field(message: str, prog_type: ProgType | None) -> bool:
         return False
     lo = int(found.group(1))
     hi = lo + int(found.group(2))
-    return any(f.offset <= lo and hi <= f.end for f in rules.context.fields)
+    for f in rules.context.fields:
+        if f.offset <= lo and hi <= f.end:
+            return not store or f.write
+    return False
 
 
-def classify(message: str, prog_type: ProgType | None = None) -> tuple[str, str]:
+def classify(message: str, prog_type: ProgType | None = None, log: str = "") -> tuple[str, str]:
     """``(category, reason)`` of a kernel refusal message: category :data:`SAFETY` or
     :data:`OTHER`; an unknown wording is ``(OTHER, "unclassified")``. With ``prog_type``,
     a refused context access inside one field of its context is ``(OTHER,
-    "context_field")``."""
-    if _context_field(message, prog_type):
+    "context_field")`` (unless ``log``'s last instruction is a store to a read-only field);
+    a possibly-NULL argument dereferenced in a global function, which Linux verifies alone
+    (``Validating f() func#N``) from its BTF prototype, is ``(OTHER, "global_function")``."""
+    if _context_field(message, prog_type, last_store(log)):
         return OTHER, "context_field"
+    if _ARG_NULL.search(message) and _VALIDATING.search(log):
+        return OTHER, "global_function"
     for category, reason, pattern in _RULES:
         if pattern.search(message):
             return category, reason
@@ -185,7 +208,7 @@ def _from_error(err: PybpfError, prog_type: ProgType | None = None) -> KernelVer
         if err.command == "BPF_PROG_LOAD":
             message = log_message(err.log)
             if message:
-                category, reason = classify(message, prog_type)
+                category, reason = classify(message, prog_type, err.log)
             else:
                 category, reason = OTHER, "load"
             if err.errno == _errno.E2BIG:
