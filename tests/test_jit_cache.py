@@ -197,3 +197,81 @@ def test_a_fresh_process_hits_the_cache(tmp_path):
     ]
     assert [o.returncode for o in out] == [0, 0], [o.stderr for o in out]
     assert [o.stdout.split() for o in out] == [["False", "1006"], ["True", "1006"]]
+
+
+# ---- size bound, the loader's default cache ---------------------------------------------------
+def test_entries_beyond_the_size_bound_go_least_recently_used_first(tmp_path):
+    first = CodeCache(tmp_path / "first")
+    with make(first, 1) as jit:
+        (key,) = first.entries()
+        size = first.path(key).stat().st_size
+        compiled = jit._code.compiled
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    cache = CodeCache(tmp_path / "c", max_bytes=2 * size + size // 2)  # room for two
+    cache.store(a, compiled)
+    os.utime(cache.path(a), (100, 100))
+    cache.store(b, compiled)
+    os.utime(cache.path(b), (200, 200))
+    assert cache.evicted == 0
+    assert cache.load(a) is not None  # a hit: a is now the most recently used
+    cache.store(c, compiled)
+    assert cache.evicted == 1 and cache.entries() == [a, c]  # b went
+    assert cache.size() <= cache.max_bytes
+    tiny = CodeCache(tmp_path / "c", max_bytes=1)  # the entry just written always stays
+    tiny.store(b, compiled)
+    assert tiny.entries() == [b] and tiny.evicted == 2
+
+
+def test_a_hit_makes_an_entry_recently_used(tmp_path):
+    cache = CodeCache(tmp_path / "c")
+    make(cache, 1).close()
+    (key,) = cache.entries()
+    os.utime(cache.path(key), (1000, 1000))
+    with make(cache, 1) as jit:
+        assert jit.cache_hit
+    assert cache.path(key).stat().st_mtime > 1000
+
+
+def _xdp_object():
+    from pybpf.objects import Object
+    from pybpf.progtypes import ProgType
+    from pybpf.spec import ObjectSpec, ProgramSpec
+
+    text = "r2 = *(u32 *)(r1 + 4)\nr1 = *(u32 *)(r1 + 0)\nr0 = r2\nr0 -= r1\nexit"
+    prog = ProgramSpec("p", "xdp", tuple(assemble(text)), type=ProgType.XDP, license="GPL")
+    return Object(ObjectSpec(name="t", programs={"p": prog}, license="GPL"))
+
+
+def test_the_loader_caches_jit_code_in_the_state_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYBPF_STATE", str(tmp_path / "state"))
+    monkeypatch.delenv("PYBPF_JIT_CACHE", raising=False)
+    hits = []
+    for _ in range(2):
+        with _xdp_object().load(engine="jit") as obj:
+            runner = obj.programs["p"]._runner
+            hits.append(runner.cache_hit)
+            assert obj.programs["p"].test_run(bytes(20)).retval == 20
+    assert hits == [False, True]
+    assert runner.cache.directory == tmp_path / "state" / "jit-cache"
+    assert len(runner.cache.entries()) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "off", "no"])
+def test_pybpf_jit_cache_0_turns_the_loaders_cache_off(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("PYBPF_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("PYBPF_JIT_CACHE", value)
+    for _ in range(2):
+        with _xdp_object().load(engine="jit") as obj:
+            runner = obj.programs["p"]._runner
+            assert runner.cache is None and not runner.cache_hit
+    assert not (tmp_path / "state" / "jit-cache").exists()
+
+
+def test_the_size_bound_comes_from_the_settings(tmp_path, monkeypatch):
+    from pybpf.jit.cache import default_cache
+
+    monkeypatch.setenv("PYBPF_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("PYBPF_JIT_CACHE_SIZE", "12345")
+    cache = default_cache()
+    assert cache is not None and cache.max_bytes == 12345
+    assert default_cache() is cache

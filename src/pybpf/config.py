@@ -7,6 +7,10 @@ Every environment knob pybpf honours is read here and nowhere else:
 - ``PYBPF_INSN_BUDGET``: how many instructions the interpreter runs before it stops an
   unverified program (default 10,000,000).
 - ``PYBPF_NCPUS``: how many CPUs per-CPU maps emulate (default: this machine's count).
+- ``PYBPF_JIT_CACHE``: ``0`` (or ``no``/``off``/``false``) turns off the on-disk code
+  cache of JIT programs loaded from objects (default: on, ``jit-cache`` in the state
+  directory); ``PYBPF_JIT_CACHE_SIZE``: its size bound in bytes (default 64 MiB; the
+  least recently used entries go first).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Settings", "settings", "DEFAULT_INSN_BUDGET"]
+__all__ = ["Settings", "settings", "DEFAULT_INSN_BUDGET", "DEFAULT_JIT_CACHE_BYTES"]
 
 DEFAULT_INSN_BUDGET = 10_000_000
+DEFAULT_JIT_CACHE_BYTES = 64 << 20
 
 
 def _default_state_dir() -> Path:
@@ -45,6 +50,8 @@ class Settings:
     state_dir: Path = field(default_factory=_default_state_dir)
     insn_budget: int = DEFAULT_INSN_BUDGET
     ncpus: int = 1
+    jit_cache: bool = True
+    jit_cache_bytes: int = DEFAULT_JIT_CACHE_BYTES
 
 
 def settings() -> Settings:
@@ -54,4 +61,7 @@ def settings() -> Settings:
         state_dir=Path(state).expanduser() if state else _default_state_dir(),
         insn_budget=_int_env("PYBPF_INSN_BUDGET", DEFAULT_INSN_BUDGET),
         ncpus=_int_env("PYBPF_NCPUS", os.cpu_count() or 1),
+        jit_cache=os.environ.get("PYBPF_JIT_CACHE", "1").strip().lower()
+        not in ("0", "no", "off", "false"),
+        jit_cache_bytes=_int_env("PYBPF_JIT_CACHE_SIZE", DEFAULT_JIT_CACHE_BYTES),
     )

@@ -15,6 +15,11 @@ hashes (SHA-256) what the object code depends on:
 Values resolved at load time (``lddw`` map addresses) are not part of the key: the code
 reads them from a table the program fills (:mod:`pybpf.jit.lower`).
 
+The directory is bounded: after each store, entries beyond ``max_bytes`` (default
+``settings().jit_cache_bytes``, ``PYBPF_JIT_CACHE_SIZE``) are deleted least recently used
+first (a hit refreshes an entry's time). :func:`default_cache` is the cache the loader
+uses (``None`` when ``PYBPF_JIT_CACHE=0`` turned it off).
+
 An entry is ``MAGIC | format | opt level | sizes | key | object code | bitcode | SHA-256
 of all before``. Anything wrong with an entry (truncated, flipped bits, another key,
 unreadable, not owned by this user) makes :meth:`CodeCache.load` return ``None`` and
@@ -41,7 +46,7 @@ from pybpf.config import settings
 from pybpf.isa import CallKind, Instruction, encode
 from pybpf.jit.compile import CompiledObject, host_identity
 
-__all__ = ["CodeCache", "FORMAT", "default_cache_dir"]
+__all__ = ["CodeCache", "FORMAT", "default_cache", "default_cache_dir"]
 
 FORMAT = 1
 MAGIC = b"PYBPFJIT"
@@ -53,6 +58,23 @@ _POSIX = sys.platform != "win32"
 def default_cache_dir() -> Path:
     """``jit-cache`` in the configured state directory."""
     return settings().state_dir / "jit-cache"
+
+
+_defaults: dict[tuple[Path, int], CodeCache] = {}
+
+
+def default_cache() -> CodeCache | None:
+    """The loader's code cache: ``jit-cache`` in the state directory, bounded by
+    ``settings().jit_cache_bytes``; ``None`` when ``settings().jit_cache`` is off
+    (``PYBPF_JIT_CACHE=0``). One object per directory and bound, so its counters add up."""
+    config = settings()
+    if not config.jit_cache:
+        return None
+    where = (config.state_dir / "jit-cache", config.jit_cache_bytes)
+    found = _defaults.get(where)
+    if found is None:
+        found = _defaults[where] = CodeCache(where[0], max_bytes=where[1])
+    return found
 
 
 @cache
@@ -91,14 +113,18 @@ def _helper_ids(insns: Iterable[Instruction]) -> list[int]:
 class CodeCache:
     """Compiled programs in ``directory`` (see the module docstring).
 
-    ``hits``, ``misses``, ``stored`` and ``rejected`` (bad entries dropped) count this
-    object's work. I/O problems never raise: the cache then just misses.
+    ``hits``, ``misses``, ``stored``, ``rejected`` (bad entries dropped) and ``evicted``
+    (entries deleted to stay within ``max_bytes``) count this object's work. I/O problems
+    never raise: the cache then just misses.
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, directory: str | os.PathLike | None = None, *, max_bytes: int | None = None
+    ) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.directory = self.directory.expanduser()
-        self.hits = self.misses = self.stored = self.rejected = 0
+        self.max_bytes = settings().jit_cache_bytes if max_bytes is None else int(max_bytes)
+        self.hits = self.misses = self.stored = self.rejected = self.evicted = 0
         self._usable: bool | None = None
 
     # ---- keys ----------------------------------------------------------------------------
@@ -169,6 +195,10 @@ class CodeCache:
             self.misses += 1
             return None
         self.hits += 1
+        try:
+            os.utime(path)  # recently used: evicted last
+        except OSError:
+            pass
         return compiled
 
     def store(self, key: str, compiled: CompiledObject) -> bool:
@@ -187,7 +217,45 @@ class CodeCache:
         except OSError:
             return False
         self.stored += 1
+        self.evict(keep=key)
         return True
+
+    def size(self) -> int:
+        """Bytes the entries take now."""
+        return sum(size for _, size, _ in self._listing())
+
+    def _listing(self) -> list[tuple[float, int, Path]]:
+        rows = []
+        try:
+            for path in self.directory.glob("*.jit"):
+                try:
+                    info = path.stat()
+                except OSError:
+                    continue
+                rows.append((info.st_mtime, info.st_size, path))
+        except OSError:
+            return []
+        return rows
+
+    def evict(self, *, keep: str | None = None) -> int:
+        """Delete the least recently used entries until the rest fit in ``max_bytes``
+        (entry ``keep``, just written, stays); returns how many went."""
+        rows = sorted(self._listing(), key=lambda row: row[0])
+        total = sum(size for _, size, _ in rows)
+        removed = 0
+        for _, size, path in rows:
+            if total <= self.max_bytes:
+                break
+            if keep is not None and path.stem == keep:
+                continue
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            total -= size
+            removed += 1
+        self.evicted += removed
+        return removed
 
     def reject(self, key: str) -> None:
         """Delete entry ``key`` (a bad one: it failed to decode or to load)."""

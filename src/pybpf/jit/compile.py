@@ -90,16 +90,24 @@ def host_identity() -> dict[str, str]:
         return {
             "llvm": llvm_version(),
             "triple": llvm.get_process_triple(),
-            "cpu": llvm.get_host_cpu_name(),
+            "cpu": _host_cpu(),
             "features": _host_features(),
         }
 
 
+_cpu_name: str | None = None
+
+
+def _host_cpu() -> str:
+    global _cpu_name
+    if _cpu_name is None:
+        _cpu_name = llvm.get_host_cpu_name()
+    return _cpu_name
+
+
 def _target_machine(opt_level: int):
     target = llvm.Target.from_default_triple()
-    return target.create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=_host_features(), opt=opt_level
-    )
+    return target.create_target_machine(cpu=_host_cpu(), features=_host_features(), opt=opt_level)
 
 
 @dataclass(frozen=True)

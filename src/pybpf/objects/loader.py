@@ -20,7 +20,9 @@ engines:
    (:mod:`pybpf.runtime.loadcheck`). On the JIT, a program the verifier accepted is
    compiled without memory checks (map lookups inlined, frames zeroed to the verifier's
    stack depth); every other program (``verify=False``, types whose context is not
-   rewritten, programs beyond the verifier, callbacks) keeps the checks compiled in;
+   rewritten, programs beyond the verifier, callbacks) keeps the checks compiled in.
+   JIT code comes from the on-disk code cache when it holds it
+   (:func:`pybpf.jit.cache.default_cache`; ``PYBPF_JIT_CACHE=0`` turns it off);
 3. prog arrays get their initial programs.
 
 Anything created is closed again when a step fails.
@@ -296,6 +298,11 @@ class _Builder:
         self.helpers = callback_helpers()
         self.callbacks: dict[str, Callback] = {}
         self.tail_group = next(_TAIL_GROUPS)  # JIT programs of one object tail-call natively
+        self.code_cache: Any = False
+        if engine == "jit":  # compiled code on disk, unless PYBPF_JIT_CACHE=0
+            from pybpf.jit.cache import default_cache
+
+            self.code_cache = default_cache() or False
 
     def resolver(self, linked: LinkedProgram):
         """The ``lddw`` resolver of one linked program."""
@@ -343,6 +350,7 @@ class _Builder:
                     lddw_resolver=self.resolver(linked),
                     tail_call_targets=tail_call_target,
                     tail_group=self.tail_group,
+                    cache=self.code_cache,
                 )
             else:
                 found.engine = self.interpreter(linked, _CALLBACK_ENTRY)
@@ -399,6 +407,7 @@ class _Builder:
                     legacy_packet=_uses_legacy_packet(linked.instructions),
                     tail_call_targets=tail_call_target,
                     tail_group=self.tail_group,
+                    cache=self.code_cache,
                 )
         except PybpfError as err:
             if err.program is None:
