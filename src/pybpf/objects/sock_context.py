@@ -109,19 +109,46 @@ def _bind_cookie(prepared: PreparedContext) -> None:
     bind_packet(prepared.state, ctx.address)
 
 
+_CODECS: dict[int, tuple[ContextLayout, struct.Struct, tuple[tuple[str, int], ...]]] = {}
+
+
+def _codec(layout: ContextLayout) -> tuple[struct.Struct, tuple[tuple[str, int], ...]]:
+    """One ``struct.Struct`` for the layout's fields in offset order, and (name, size)
+    (kept by the layout's identity: hashing a layout hashes every field)."""
+    found = _CODECS.get(id(layout))
+    if found is not None and found[0] is layout:
+        return found[1], found[2]
+    fmt, at, fields = "<", 0, []
+    for f in sorted(layout.fields, key=lambda f: f.offset):
+        if f.offset > at:
+            fmt += f"{f.offset - at}x"
+        fmt += {1: "B", 2: "H", 4: "I", 8: "Q"}.get(f.size, f"{f.size}s")
+        fields.append((f.name, f.size))
+        at = f.end
+    if layout.size > at:
+        fmt += f"{layout.size - at}x"
+    _CODECS[id(layout)] = (layout, struct.Struct(fmt), tuple(fields))
+    return _CODECS[id(layout)][1], tuple(fields)
+
+
 def uapi_pack(layout: ContextLayout, values: dict[str, int]) -> bytes:
     """The UAPI struct ``layout`` with ``values`` by field name (the rest zero)."""
-    out = bytearray(layout.size)
-    for f in layout.fields:
-        value = values.get(f.name, 0)
-        out[f.offset : f.end] = (value & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
-    return bytes(out)
+    codec, fields = _codec(layout)
+    out = []
+    for name, size in fields:
+        value = values.get(name, 0) & ((1 << (8 * size)) - 1)
+        out.append(value if size <= 8 else value.to_bytes(size, "little"))
+    return codec.pack(*out)
 
 
 def uapi_unpack(layout: ContextLayout, raw: bytes) -> dict[str, int]:
     """Every field of the UAPI struct ``raw`` by name."""
-    raw = bytes(raw).ljust(layout.size, b"\0")
-    return {f.name: int.from_bytes(raw[f.offset : f.end], "little") for f in layout.fields}
+    codec, fields = _codec(layout)
+    raw = bytes(raw[: layout.size]).ljust(layout.size, b"\0")
+    return {
+        name: value if size <= 8 else int.from_bytes(value, "little")
+        for (name, size), value in zip(fields, codec.unpack(raw), strict=True)
+    }
 
 
 @dataclass
