@@ -20,6 +20,10 @@ def conformance_cmd(out, paths: tuple[str, ...], engine: str, verbose: bool) -> 
     """Run bpf_conformance .data files (files or directories; negative/ files must be refused).
 
     Prints one line per failure and last `N passed, N failed`; exits 1 when any case fails.
+
+    \b
+    Example:
+      pybpf conformance ../shared/conformance --engine jit
     """
     from pybpf.conformance import run_paths
 

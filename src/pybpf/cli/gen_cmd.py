@@ -21,7 +21,12 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 
 @click.group("gen")
 def gen_group() -> None:
-    """Generate code for object files (bpftool's `gen`)."""
+    """Generate code for object files (bpftool's `gen`).
+
+    \b
+    Example:
+      pybpf gen skeleton examples/c/lru_flows.o -o lru_flows_skel.py
+    """
 
 
 @gen_group.command("skeleton")

@@ -33,6 +33,11 @@ def disasm_cmd(out, file: Path, fmt: str, opcodes: bool, program: str | None) ->
     """Disassemble a program or an object file in llvm-objdump's syntax.
 
     Object files are listed program by program, with source lines from BTF line_info.
+
+    \b
+    Example:
+      pybpf disasm examples/c/xdp_counter.o
+      pybpf disasm --opcodes prog.bin
     """
     from pybpf.isa.disasm import disassemble, format_instruction
     from pybpf.isa.instruction import slot_pcs
@@ -107,7 +112,12 @@ def _disasm_object(out, file: Path, program: str | None, opcodes: bool) -> None:
 @click.option("--hex", "as_hex", is_flag=True, help="Write hex bytes instead of raw bytecode.")
 @click.pass_obj
 def asm_cmd(out, file: Path, output: Path, syntax: str, as_hex: bool) -> None:
-    """Assemble a program (llvm-objdump or bpf_conformance syntax) into bytecode."""
+    """Assemble a program (llvm-objdump or bpf_conformance syntax) into bytecode.
+
+    \b
+    Example:
+      pybpf asm examples/asm/ipv4_checksum.s -o checksum.bin
+    """
     from pybpf.isa.asm import assemble
 
     try:

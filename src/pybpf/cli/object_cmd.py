@@ -13,14 +13,24 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 
 @click.group("object")
 def object_group() -> None:
-    """Inspect eBPF object files (programs, maps, sections)."""
+    """Inspect eBPF object files (programs, maps, sections).
+
+    \b
+    Example:
+      pybpf object show examples/c/pipeline.o
+    """
 
 
 @object_group.command("show")
 @click.argument("file", type=_PATH)
 @click.pass_obj
 def object_show(out, file: Path) -> None:
-    """List an object's programs and maps (like `netsh ebpf show sections`)."""
+    """List an object's programs and maps (like `netsh ebpf show sections`).
+
+    \b
+    Example:
+      pybpf -j object show examples/c/xdp_counter.o
+    """
     from pybpf.objects import Object, describe
 
     info = describe(Object.open(file).spec)
@@ -44,7 +54,12 @@ def object_show(out, file: Path) -> None:
 
 @click.group("btf")
 def btf_group() -> None:
-    """Inspect BTF type information."""
+    """Inspect BTF type information.
+
+    \b
+    Example:
+      pybpf btf dump examples/c/xdp_counter.o --format c
+    """
 
 
 @btf_group.command("dump")
@@ -53,7 +68,13 @@ def btf_group() -> None:
               help="bpftool's raw listing or a C header.")
 @click.pass_obj
 def btf_dump(out, file: Path, fmt: str) -> None:
-    """Dump the BTF of an object file or a raw BTF file (`bpftool btf dump file F`)."""
+    """Dump the BTF of an object file or a raw BTF file (`bpftool btf dump file F`).
+
+    \b
+    Example:
+      pybpf btf dump examples/c/xdp_counter.o
+      pybpf btf dump /sys/kernel/btf/vmlinux --format c
+    """
     from pybpf.btf import format_c, format_raw
     from pybpf.objects import read_btf
 

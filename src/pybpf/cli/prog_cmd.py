@@ -242,7 +242,13 @@ def prog_pin(out, words: tuple[str, ...], program: str | None, engine: str) -> N
 
 @prog_group.group("dump")
 def prog_dump() -> None:
-    """Dump a program's instructions (xlated) or native code (jited)."""
+    """Dump a program's instructions (xlated) or native code (jited).
+
+    \b
+    Example:
+      pybpf prog dump xlated id 3
+      pybpf prog dump jited examples/c/pipeline.o --program start
+    """
 
 
 @prog_dump.command("xlated")
