@@ -93,7 +93,8 @@ def test_gen_skeleton_module_imports_and_works(capsys, tmp_path):
 
 def test_gen_skeleton_globals_and_a_ring_buffer(tmp_path, capsys):
     target = tmp_path / "xc_skel.py"
-    assert run(capsys, "gen", "skeleton", str(EXAMPLES / "xdp_counter.o"), "-o", str(target))[0] == 0
+    args = ["gen", "skeleton", str(EXAMPLES / "xdp_counter.o"), "-o", str(target)]
+    assert run(capsys, *args)[0] == 0
     module = _import(target, "xc_skel")
     skel = module.XdpCounter.open()
     skel.rodata.drop_proto = 6
