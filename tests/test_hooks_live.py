@@ -73,6 +73,10 @@ def build_wire():
         except subprocess.CalledProcessError as exc:
             pytest.skip(f"cannot create a network namespace: {exc.stderr.decode().strip()}")
         sh("ip", "netns", "add", w.server)
+        for ns in (w.client, w.server):  # no IPv6 chatter: the links see our frames only
+            for conf in ("all", "default"):
+                sh("ip", "netns", "exec", ns, "sh", "-c",
+                   f"echo 1 > /proc/sys/net/ipv6/conf/{conf}/disable_ipv6")  # fmt: skip
         sh("ip", "link", "add", w.a, "type", "veth", "peer", "name", w.b)
         sh("ip", "link", "add", w.c, "type", "veth", "peer", "name", w.d)
         sh("ip", "link", "set", w.a, "netns", w.client)
@@ -276,3 +280,38 @@ def test_link_refuses_bad_arguments(wire: Wire, tmp_path: Path) -> None:
         LiveLink(xdp, "pybpf-no-such0", state=state)
     with pytest.raises(InputError):
         LiveLink(xdp, wire.b, to=wire.b, state=state)
+
+
+def test_tc_program_on_a_live_link(wire: Wire, tmp_path: Path) -> None:
+    from pybpf.hooks.live import LiveLink
+
+    # tc_ctx writes 25 words of __sk_buff from byte 14 on and returns byte 13 & 7:
+    # ethertype 0x88b0 -> TC_ACT_OK (passes), 0x88b2 -> TC_ACT_SHOT (dropped)
+    marker = b"PYBPF-TC"
+    head = bytes.fromhex("ffffffffffff" "020000000001")
+    frames = [(head + proto + bytes(106) + marker + label).ljust(160, b"\0")
+              for proto, label in ((b"\x88\xb0", b"ok"), (b"\x88\xb2", b"shot"))]  # fmt: skip
+    obj = pybpf.load(EXAMPLES / "tc_ctx.o", engine="jit")
+    link = LiveLink(obj.programs["tc_ctx"], wire.b, to=wire.c,
+                    state=StateDirectory(tmp_path / "state"))  # fmt: skip
+    assert link.record.to_json()["attach_type"] == "tc_ingress"
+    with serving(link):
+        server = in_ns(wire.server, RAW_PEER, wire.d, marker.decode(), "[]", "1.0")
+        client = in_ns(wire.client, RAW_PEER, wire.a, marker.decode(),
+                       json.dumps([f.hex() for f in frames]), "0.3")  # fmt: skip
+        try:
+            for peer in (server, client):
+                assert peer.stdout.readline().strip() == "ready"
+            server.stdin.write("go\n")
+            server.stdin.flush()
+            client.communicate(input="go\n", timeout=10)
+            server_out, _ = server.communicate(timeout=10)
+        finally:
+            client.kill()
+            server.kill()
+    across = [bytes.fromhex(h) for h in json.loads(server_out.strip().splitlines()[-1])]
+    assert [f[120 + len(marker) :].rstrip(b"\0") for f in across] == [b"ok"]
+    words = struct.unpack("<25I", across[0][14:114])
+    assert words[0] == 160 and words[9] == link.port.ifindex  # len, ingress_ifindex
+    assert link.counters["ok"] == 1 and link.counters["shot"] == 1
+    obj.close()
