@@ -3,7 +3,9 @@
  * handler stored at that index of the PROG_ARRAY jt (user space fills it: jt[17] = the UDP
  * handler). A protocol without a handler passes and counts in handled[0]. Handlers count in
  * handled[protocol] and decide: UDP passes, TCP drops connections to port 23 (telnet), ICMP
- * echo requests are answered in place (XDP_TX, addresses swapped, type 0). */
+ * echo requests are answered in place (XDP_TX, addresses swapped, type 0). The handlers count
+ * before they parse: a packet pointer checked before a helper call and used after it is
+ * accepted by Linux but not yet by pybpf's verifier when it may also be NULL. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
