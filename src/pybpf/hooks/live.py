@@ -20,11 +20,12 @@ Frames arriving on ``to`` go back out of ``dev`` unchanged (``return_path``; a b
 wire, so ARP and replies work); the program sees one direction only. The frames the program
 modified are sent as modified. :attr:`LiveLink.counters` counts ``rx`` frames and bytes, each
 verdict, and what was ``forwarded``, ``transmitted``, ``redirected``, ``returned`` or could
-not be sent (``send_errors``). The link is recorded in the state directory
-(:class:`~pybpf.hooks.link.Link`: ``net show``, ``link show``; another process ends it with
-:func:`~pybpf.hooks.link.detach_remote`, which signals this one). :meth:`LiveLink.serve` runs
-the receive loop until the link is detached or ``stop()`` says so; :meth:`LiveLink.poll`
-handles what is waiting once.
+not be sent (``send_errors``), and ``rx_overruns``: frames the kernel dropped before the
+program saw them because this process did not read them in time. The link is recorded in
+the state directory (:class:`~pybpf.hooks.link.Link`: ``net show``, ``link show``; another
+process ends it with :func:`~pybpf.hooks.link.detach_remote`, which signals this one).
+:meth:`LiveLink.serve` runs the receive loop until the link is detached or ``stop()`` says
+so; :meth:`LiveLink.poll` handles what is waiting once.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ class LiveLink(Link):
             if frames:
                 self.handle(frames)
                 handled = len(frames)
+            lost = self.port.overruns()
+            if lost:
+                self.counters["rx_overruns"] += lost
         return handled
 
     def handle(self, frames: list[bytes]) -> None:

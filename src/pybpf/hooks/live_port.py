@@ -35,6 +35,7 @@ ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
+PACKET_STATISTICS = 6
 PACKET_AUXDATA = 8
 PACKET_IGNORE_OUTGOING = 23
 PACKET_OUTGOING = 4
@@ -46,6 +47,8 @@ IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 _AUX = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 _BUFSIZE = 65536 + 64
+_RCVBUF = 16 << 20
+SO_RCVBUFFORCE = 33
 
 
 def interface_index(name: str) -> int:
@@ -117,6 +120,10 @@ class Port:
         """Up to ``limit`` frames waiting now (never blocks)."""
         raise NotImplementedError
 
+    def overruns(self) -> int:
+        """Frames lost because they were not read in time, since the last call."""
+        return 0
+
     def send(self, frame: bytes) -> bool:
         """Send one frame; ``False`` when the interface refused it (too long, down, full)."""
         raise NotImplementedError
@@ -153,7 +160,10 @@ class PacketPort(Port):
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             except OSError:  # before Linux 4.20: the packet type check below does it
                 pass
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            try:  # past net.core.rmem_max (root may)
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _RCVBUF)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
             sock.bind((name, ETH_P_ALL))
             if promiscuous:
                 mreq = struct.pack("iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b"")
@@ -195,6 +205,15 @@ class PacketPort(Port):
                         data = data[:12] + struct.pack(">HH", tpid, tci) + data[12:]
             out.append(data)
         return out
+
+    def overruns(self) -> int:
+        """Frames the kernel dropped for this socket (its queue was full) since the last call
+        (``PACKET_STATISTICS``' ``tp_drops``)."""
+        try:
+            raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        except OSError:
+            return 0
+        return struct.unpack("II", raw)[1]
 
     def send(self, frame: bytes) -> bool:
         """Transmit ``frame`` on the interface."""
