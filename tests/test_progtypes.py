@@ -154,3 +154,18 @@ def test_prevail_rule_reproduces_corpus_column():
         != r["prog_type"]
     ]
     assert not bad
+
+
+def test_every_helper_list_names_real_helpers_and_keeps_the_base_ones():
+    from pybpf.helpers import HELPER_IDS
+    from pybpf.progtypes.contexts import HELPERS_BY_TYPE, helper_allowed_for, rules_for
+
+    assert {ProgType.XDP, ProgType.SCHED_CLS, ProgType.KPROBE} <= set(HELPERS_BY_TYPE)
+    for prog_type, names in HELPERS_BY_TYPE.items():
+        assert names <= set(HELPER_IDS), prog_type
+        assert {"map_lookup_elem", "tail_call", "ktime_get_ns"} <= names, prog_type
+    xdp = rules_for(ProgType.XDP).context
+    assert helper_allowed_for(ProgType.XDP, xdp, "xdp_adjust_head")
+    assert not helper_allowed_for(ProgType.XDP, xdp, "skb_store_bytes")
+    assert not helper_allowed_for(ProgType.XDP, xdp, "override_return")
+    assert helper_allowed_for(None, xdp, "xdp_adjust_head")  # no type: context rules only

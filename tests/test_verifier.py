@@ -369,3 +369,54 @@ def test_every_layout_is_consistent():
         assert offsets == sorted(offsets), layout.name
         for a, b in zip(layout.fields, layout.fields[1:], strict=False):
             assert a.end <= b.offset, (layout.name, a.name, b.name)
+
+
+# ---- read-only map values and per-type helper lists ---------------------------------------
+RODATA = MapDescriptor(0, int(MapType.ARRAY), 4, 16, 1, name=".rodata", flags=0x80)
+DATA = MapDescriptor(0, int(MapType.ARRAY), 4, 16, 1, name=".data")
+MAP_VALUE_LDDW = Instruction(code=0x18, dst=1, src=2, imm=0, imm_hi=4)  # r1 = &value + 4
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "*(u32 *)(r1 + 0) = 1\nr0 = 0\nexit",
+        "r2 = 1\nlock *(u32 *)(r1 + 0) += r2\nr0 = 0\nexit",
+        "r2 = 7\n*(u64 *)(r1 + 0) = r2\nr0 = 0\nexit",
+    ],
+)
+def test_writes_to_read_only_map_values_are_refused(body):
+    insns = [MAP_VALUE_LDDW, *assemble(body)]
+    assert RODATA.readonly and not DATA.readonly
+    assert verify(insns, ProgType.XDP, maps={0: DATA}).accepted
+    first = _reject(verify(insns, ProgType.XDP, maps={0: RODATA}), "read-only map value")
+    assert not first.unsupported
+    # reading is fine
+    assert verify(
+        [MAP_VALUE_LDDW, *assemble("r0 = *(u32 *)(r1 + 0)\nexit")], ProgType.XDP, maps={0: RODATA}
+    ).accepted
+
+
+def test_looked_up_values_of_read_only_maps_are_read_only():
+    program = _lookup(
+        "if r0 == 0 goto +2\n*(u64 *)(r0 + 0) = 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"
+    )
+    ro = MapDescriptor(0, int(MapType.HASH), 4, 8, 16, flags=0x80)
+    assert verify(program, ProgType.XDP, maps={0: MAP}).accepted
+    _reject(verify(program, ProgType.XDP, maps={0: ro}), "read-only map value")
+
+
+def test_helpers_a_program_type_does_not_have_are_refused_with_both_names():
+    # skb_change_tail (38) is a tc helper: Linux's sk_filter_func_proto does not give it
+    program = assemble("r2 = 64\nr3 = 0\ncall 38\nr0 = 0\nexit")
+    assert verify(program, ProgType.SCHED_CLS).accepted
+    first = _reject(verify(program, ProgType.SOCKET_FILTER), "not available")
+    assert "skb_change_tail" in first.message and "socket_filter" in first.message
+    assert not first.unsupported
+    # the context-level rule alone (a program whose type is a guess) lets it through
+    relaxed = Options(type_helpers=False)
+    assert verify(program, ProgType.SOCKET_FILTER, options=relaxed).accepted
+    # tracing helpers in a packet program, packet helpers in a tracing program
+    _reject(verify(assemble("call 14\nr0 = 0\nexit"), ProgType.XDP), "get_current_pid_tgid")
+    assert verify(assemble("call 14\nr0 = 0\nexit"), ProgType.KPROBE).accepted
+    _reject(verify(assemble("r2 = 0\ncall 44\nr0 = 0\nexit"), ProgType.SCHED_CLS), "xdp_adjust")

@@ -275,7 +275,13 @@ def verify_object(
         spec = obj.maps[map_name]
         descs.append(
             MapDescriptor(
-                i, int(spec.type), spec.key_size, spec.value_size, spec.max_entries, name=map_name
+                i,
+                int(spec.type),
+                spec.key_size,
+                spec.value_size,
+                spec.max_entries,
+                name=map_name,
+                flags=int(spec.flags),
             )
         )
     for i, map_name in enumerate(linked.maps):
@@ -290,6 +296,7 @@ def verify_object(
                     inner.value_size,
                     inner.max_entries,
                     name=f"{map_name}.inner",
+                    flags=int(inner.flags),
                 )
             )
             descs[i] = dataclasses.replace(descs[i], inner_map_fd=fd)

@@ -32,6 +32,7 @@ __all__ = [
     "ReleasesReference",
     "Unsupported",
     "Forbidden",
+    "WritableMemory",
     "Assertion",
 ]
 
@@ -246,6 +247,16 @@ class Unsupported:
 
 
 @dataclass(frozen=True, slots=True)
+class WritableMemory:
+    """What ``reg`` points to may be written: not the value of a read-only map."""
+
+    reg: int
+
+    def __str__(self) -> str:
+        return f"r{self.reg} is not a read-only map value"
+
+
+@dataclass(frozen=True, slots=True)
 class Forbidden:
     """An instruction a rule forbids outright (a write to ``r10``, a helper the program
     type may not call, a read-only map written): always refused, a proven violation."""
@@ -275,4 +286,5 @@ Assertion = (
     | ReleasesReference
     | Unsupported
     | Forbidden
+    | WritableMemory
 )

@@ -85,6 +85,8 @@ def _map_value(s: State, descs: list[MapDescriptor], nullable: bool) -> None:
     if descs and not any(d.holds_maps for d in descs):
         sizes = [d.value_size for d in descs]
         s.zone.set("r0.shared_region_size", min(sizes), max(sizes))
+        readonly = [int(d.readonly) for d in descs]
+        s.zone.set("r0.shared_readonly", min(readonly), max(readonly))
     assign_pointer(s, "r0", nullable)
 
 

@@ -326,6 +326,12 @@ def _check(a: A.Assertion, s: State, info: ProgramInfo) -> None:
             ids is not None and len(ids) == 1 and ids <= s.held,
             "Release of a reference that is not held",
         )
+    elif isinstance(a, A.WritableMemory):
+        reg = f"r{a.reg}"
+        if s.type_of(reg) & T.SHARED:
+            lo, hi = s.zone.bounds(f"{reg}.shared_readonly")
+            if not (lo == -INF and hi == INF):  # unknown only in a test's pre-state
+                _require(hi <= 0, "Write to a read-only map value (.rodata or BPF_F_RDONLY_PROG)")
     elif isinstance(a, (A.Unsupported, A.Forbidden)):
         raise _Fail(a.reason)
     else:  # pragma: no cover - every assertion kind is handled above

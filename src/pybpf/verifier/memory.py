@@ -290,6 +290,7 @@ def transform(s: State, ins: ir.IrInstruction, info: ProgramInfo) -> State:
         s.zone.set(f"{dst}.shared_offset", ins.offset, ins.offset)
         if desc is not None:
             s.zone.set(f"{dst}.shared_region_size", desc.value_size, desc.value_size)
+            s.zone.set(f"{dst}.shared_readonly", int(desc.readonly), int(desc.readonly))
         assign_pointer(s, dst, False)
         return s
     if isinstance(ins, ir.LoadFunc):

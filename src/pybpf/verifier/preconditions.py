@@ -9,7 +9,7 @@ maps) unless the program type is privileged.
 
 from __future__ import annotations
 
-from pybpf.progtypes.contexts import LAYOUTS, helper_allowed
+from pybpf.progtypes.contexts import LAYOUTS, helper_allowed_for
 from pybpf.verifier import ir
 from pybpf.verifier.assertions import (
     Addable,
@@ -29,6 +29,7 @@ from pybpf.verifier.assertions import (
     ValidReturn,
     ValidSize,
     ValidStore,
+    WritableMemory,
     ZeroCtxOffset,
 )
 from pybpf.verifier.contracts import ArgKind, contract_for
@@ -63,8 +64,10 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
     contract = contract_for(call.func, info)
     if contract is None:
         return [ValidHelper(call.func)]
-    if not helper_allowed(info.context, contract.name):
-        return [Forbidden(f"helper {contract.name} is not available to {info.context.name}")]
+    prog_type = info.prog_type if info.options.type_helpers else None
+    if not helper_allowed_for(prog_type, info.context, contract.name):
+        who = prog_type.type_name if prog_type is not None else info.context.name
+        return [Forbidden(f"helper {contract.name} is not available to {who} programs")]
     refs = info.options.linux_rules
     out: list[Assertion] = [NoLeakedReferences()] if contract.is_tail_call and refs else []
     map_reg: int | None = None
@@ -89,6 +92,8 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
                     reg, map_reg, kind == ArgKind.MAP_KEY, kind == ArgKind.MAP_VALUE_OUT
                 )
             )
+            if kind == ArgKind.MAP_VALUE_OUT:
+                out.append(WritableMemory(reg))
         elif kind == ArgKind.STACK:
             out.append(TypeConstraint(reg, Group.STACK_OR_NUM if arg.or_null else Group.STACK))
         elif kind == ArgKind.CTX:
@@ -113,6 +118,8 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
             out.append(TypeConstraint(reg, Group.MEM))
             access = "write" if arg.writes and not arg.reads else "read"
             out.append(ValidAccess(reg, 0, arg.size, access))
+            if arg.writes:
+                out.append(WritableMemory(reg))
         elif kind == ArgKind.MEM:
             size_reg = arg.size_reg
             assert size_reg is not None
@@ -121,6 +128,8 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
             out.append(TypeConstraint(reg, Group.MEM_OR_NUM if arg.or_null else Group.MEM))
             access = "write" if arg.writes and not arg.reads else "read"
             out.append(ValidAccess(reg, 0, 0, access, width_reg=size_reg, or_null=arg.or_null))
+            if arg.writes:
+                out.append(WritableMemory(reg))
         else:
             return [Unsupported(f"helper {call.func}: unsupported argument kind {kind.name}")]
     return out
@@ -141,6 +150,8 @@ def _mem(ins: ir.Mem, info: ProgramInfo, options_stack: int) -> list[Assertion]:
         TypeConstraint(ins.base, Group.POINTER),
         ValidAccess(ins.base, ins.offset, ins.width, access),
     ]
+    if not ins.is_load:
+        out.append(WritableMemory(ins.base))
     if not ins.is_load and not info.privileged and not isinstance(ins.value, ir.Imm):
         if ins.width != 8:
             out.append(TypeConstraint(ins.value, Group.NUMBER))
@@ -231,6 +242,7 @@ def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) 
             *out,
             TypeConstraint(ins.base, Group.POINTER),
             ValidAccess(ins.base, ins.offset, ins.width, "write"),
+            WritableMemory(ins.base),
         ]
     if isinstance(ins, ir.Jmp):
         return [] if ins.cond is None else _condition(ins.cond, info)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pybpf.errors import NotSupportedError
-from pybpf.maptypes import MapType
+from pybpf.maptypes import MapFlag, MapType
 from pybpf.progtypes import ProgType
 from pybpf.progtypes.contexts import ContextLayout, rules_for
 
@@ -31,6 +31,10 @@ class Options:
     sockets, ring-buffer records and spin locks released on every path; no copy or store of
     a register never written (``!read_ok``); constant context offsets (the loader rewrites
     each context access); all frames' stacks together within ``combined_stack`` bytes.
+    ``type_helpers``: helpers are checked against the program type's Linux list
+    (:data:`~pybpf.progtypes.contexts.HELPERS_BY_TYPE`); false keeps only the context-level
+    restrictions, for programs whose type is a guess (PREVAIL's corpus types unknown
+    sections such as ``tc`` or ``2/1`` as socket filters).
     """
 
     termination: bool = False
@@ -45,6 +49,7 @@ class Options:
     must_exit: bool = True
     linux_rules: bool = True
     combined_stack: int = 512
+    type_helpers: bool = True
 
 
 _MAP_OF_PROGRAMS = (MapType.PROG_ARRAY,)
@@ -62,6 +67,12 @@ class MapDescriptor:
     max_entries: int
     inner_map_fd: int | None = None
     name: str = ""
+    flags: int = 0
+
+    @property
+    def readonly(self) -> bool:
+        """Programs may not write its values (``BPF_F_RDONLY_PROG``: ``.rodata``, ``.kconfig``)."""
+        return bool(self.flags & MapFlag.RDONLY_PROG)
 
     @property
     def holds_programs(self) -> bool:

@@ -57,7 +57,8 @@ KINDS: dict[int, tuple[str, ...]] = {
     # its own region at run time, so an access must stay inside that frame
     T.STACK: ("stack_offset", "stack_numeric_size", "stack_frame"),
     T.PACKET: ("packet_offset",),
-    T.SHARED: ("shared_offset", "shared_region_size"),
+    # shared_readonly: 1 for a value of a read-only map (.rodata, BPF_F_RDONLY_PROG), else 0
+    T.SHARED: ("shared_offset", "shared_region_size", "shared_readonly"),
     T.MAP_FD: ("map_fd",),
     T.MAP_FD_PROGRAMS: ("map_fd_programs",),
     T.SOCKET: ("socket_offset",),
