@@ -146,8 +146,12 @@ def info(m: Any, pins: Sequence[str] = ()) -> dict[str, Any]:
         "bytes_key": m.key_size,
         "bytes_value": m.value_size,
         "max_entries": m.max_entries,
-        "frozen": int(m.frozen),
     }
+    if getattr(m, "bytes_memlock", None) is not None:  # kernel maps
+        record["bytes_memlock"] = m.bytes_memlock
+    record["frozen"] = int(m.frozen)
+    if getattr(m, "btf_id", 0):
+        record["btf_id"] = m.btf_id
     if pins:
         record["pinned"] = list(pins)
     return record

@@ -126,6 +126,30 @@ class ProgramView:
         return jit_listing(self.xlated(), json=json)
 
 
+def fdinfo(fd: Any) -> dict[str, str]:
+    """``/proc/self/fdinfo/<fd>`` of a kernel object as a dict (empty where unreadable)."""
+    try:
+        text = open(f"/proc/self/fdinfo/{int(fd)}").read()  # noqa: SIM115
+    except (OSError, TypeError, ValueError):
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _wall_clock(boot_ns: int) -> int:
+    """bpftool's ``loaded_at``: a boot-time stamp as seconds since the epoch."""
+    import time
+
+    try:
+        since_boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    except (AttributeError, OSError):
+        return 0
+    return (time.time_ns() - (since_boot - boot_ns)) // 1_000_000_000
+
+
 def live_program_info(prog: Any, pins: Sequence[str] = ()) -> dict[str, Any]:
     """A loaded program (portable or kernel) as ``bpftool prog show --json`` describes it."""
     kernel = getattr(prog, "kernel", None)
@@ -137,14 +161,20 @@ def live_program_info(prog: Any, pins: Sequence[str] = ()) -> dict[str, Any]:
             "name": info.name,
             "tag": info.tag,
             "gpl_compatible": info.gpl_compatible,
-            "loaded_at": info.load_time,
+            "loaded_at": _wall_clock(info.load_time),
             "uid": info.created_by_uid,
             "bytes_xlated": info.xlated_prog_len,
             "jited": bool(info.jited_prog_len),
             "bytes_jited": info.jited_prog_len,
-            "map_ids": list(info.map_ids),
-            "btf_id": info.btf_id,
         }
+        memlock = fdinfo(kernel.fd).get("memlock")
+        if memlock is not None:
+            record["bytes_memlock"] = int(memlock)
+        record["map_ids"] = list(info.map_ids)
+        record["btf_id"] = info.btf_id
+        if info.run_cnt:
+            record["run_time_ns"] = info.run_time_ns
+            record["run_cnt"] = info.run_cnt
     else:
         from pybpf.objects.loader import gpl_compatible
 
@@ -251,7 +281,10 @@ class KernelMapView:
         self.key_size = info.key_size
         self.value_size = info.value_size
         self.max_entries = info.max_entries
-        self.frozen = False
+        self.btf_id = info.btf_id
+        fields = fdinfo(kmap.fd)
+        self.frozen = fields.get("frozen", "0") not in ("0", "")
+        self.bytes_memlock = int(fields["memlock"]) if "memlock" in fields else None
         self.percpu = self.type.type_name.startswith("percpu") or "_percpu_" in (
             self.type.type_name
         )

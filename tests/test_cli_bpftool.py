@@ -1,0 +1,101 @@
+"""``pybpf prog show --json`` and ``map show/dump --json`` against bpftool's own output.
+
+An object is loaded with ``--backend kernel`` (what ``pybpf prog show OBJ --backend
+kernel`` does) and, while it is loaded, ``bpftool -j prog show id N`` and ``bpftool -j map
+dump id N`` describe the same programs and maps: key names, order and value formatting
+(``"0x.."`` bytes, per-CPU ``values``, BTF ``formatted``) must be equal. The portable
+backend's records for the same object use the same keys and formatting.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kernel import requires_bpf
+from pybpf.cli.app import main
+from pybpf.cli.map_cmd import entry, info
+from pybpf.cli.target import ProgramView, load_object, object_maps
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "c"
+XDP_COUNTER = str(EXAMPLES / "xdp_counter.o")
+LRU_FLOWS = str(EXAMPLES / "lru_flows.o")
+
+pytestmark = [
+    requires_bpf,
+    pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool is not installed"),
+]
+OURS_ONLY = {"section", "engine"}  # pybpf's additions to bpftool's prog records
+
+
+@pytest.fixture(autouse=True)
+def _state(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYBPF_STATE", str(tmp_path / "state"))
+
+
+def bpftool(*args: str):
+    proc = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _dump(m) -> list[dict]:
+    return [entry(m, k, m.lookup_raw(k)) for k in m.keys_raw()]
+
+
+def test_prog_show_matches_bpftool():
+    with load_object(XDP_COUNTER, backend="kernel") as obj:
+        for prog in obj.programs.values():
+            ours = ProgramView(prog).info()
+            theirs = bpftool("prog", "show", "id", str(ours["id"]))
+            assert [k for k in ours if k not in OURS_ONLY] == list(theirs)
+            assert abs(ours.pop("loaded_at") - theirs.pop("loaded_at")) <= 2
+            assert {k: v for k, v in ours.items() if k not in OURS_ONLY} == theirs
+
+
+def test_map_show_and_dump_match_bpftool():
+    with load_object(XDP_COUNTER, backend="kernel") as obj:
+        maps = object_maps(obj)
+        maps["proto_count"].update_raw((6).to_bytes(4, "little"), (5).to_bytes(8, "little"))
+        maps["proto_count"].update_raw((17).to_bytes(4, "little"), (9).to_bytes(8, "little"))
+        for name, m in maps.items():
+            assert info(m) == bpftool("map", "show", "id", str(m.id)), name
+            theirs = bpftool("map", "dump", "id", str(m.id))
+            ours = _dump(m)
+            key = (lambda r: r["key"])  # noqa: E731 (bpftool's hash order may differ)
+            assert sorted(ours, key=key) == sorted(theirs, key=key), name
+
+
+def test_struct_keys_and_values_are_formatted_as_bpftool_does():
+    frame = bytes(12) + b"\x08\x00" + bytes(
+        [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]
+    ) + bytes([0x04, 0xD2, 0, 80]) + bytes(16)  # fmt: skip
+    with load_object(LRU_FLOWS, backend="kernel") as obj:
+        obj.programs["lru_flows"].test_run(frame)
+        m = object_maps(obj)["flows"]
+        theirs = bpftool("map", "dump", "id", str(m.id))
+        assert _dump(m) == theirs and "formatted" in theirs[0]
+    with load_object(LRU_FLOWS) as obj:  # the portable backend: the same records
+        obj.programs["lru_flows"].test_run(frame)
+        assert _dump(obj.maps["flows"]) == theirs
+
+
+def test_the_command_line_prints_bpftools_keys(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["-j", "prog", "show", XDP_COUNTER, "--backend", "kernel"])
+    assert exc.value.code == 0
+    [record] = json.loads(capsys.readouterr().out)
+    with load_object(XDP_COUNTER, backend="kernel") as obj:
+        prog = next(iter(obj.programs.values()))
+        theirs = bpftool("prog", "show", "id", str(prog.id))
+    assert [k for k in record if k not in OURS_ONLY] == list(theirs)
+    assert record["engine"] == "kernel" and record["tag"] == theirs["tag"]
+    with pytest.raises(SystemExit) as exc:
+        main(["-j", "map", "dump", XDP_COUNTER, "--map", "verdicts", "--backend", "kernel"])
+    assert exc.value.code == 0
+    dump = json.loads(capsys.readouterr().out)
+    assert [list(r) for r in dump] == [["key", "values", "formatted"]] * 2
