@@ -292,9 +292,10 @@ def test_the_jit_never_compiles_an_unverified_program_without_memory_checks(monk
 
     monkeypatch.setattr(JitProgram, "__init__", spy)
     unchecked = 0
-    for path in sorted(EXAMPLES.glob("*.o")):
-        if path.name in ("externs.o", "bind_monitor.o"):  # host kconfig; a 1.5 s verifier run
-            continue
+    # objects with maps, tail calls, callbacks-free helpers and BTF: compiling is slow, so
+    # a handful (every example is loaded on the JIT by tests/test_examples.py)
+    for name in ("xdp_counter.o", "tail_calls.o", "packet_helpers.o", "legacy_maps.o"):
+        path = EXAMPLES / name
         for verify in (True, False):
             compiled.clear()
             with pybpf.Object.open(path).load(engine="jit", verify=verify) as obj:
@@ -306,7 +307,7 @@ def test_the_jit_never_compiles_an_unverified_program_without_memory_checks(monk
                     prog = runners.get(id(jit))
                     assert prog is not None, f"{path.name}: an unchecked JIT that is no program's"
                     assert verify and prog.verified, f"{path.name}: {prog.name} unverified"
-    assert unchecked >= 5  # verified programs do run unchecked
+    assert unchecked >= 4  # verified programs do run unchecked
 
 
 # Addresses no region can hold: NULL + 16, and the packet pointer moved by 2^63. (An offset
