@@ -115,3 +115,59 @@ def private_cgroup() -> Iterator[Path]:
 def open_fds() -> set[int]:
     """This process's open file descriptors (Linux)."""
     return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+@contextlib.contextmanager
+def tracefs() -> Iterator[Path]:
+    """A tracefs: the mounted one, else a private mount on a temporary directory (unmounted
+    afterwards). Skips if neither works."""
+    for point, kind in _mounts():
+        if kind == "tracefs":
+            yield Path(point)
+            return
+    mountpoint = tempfile.mkdtemp(prefix="pybpf-tracefs-")
+    err = _mount(b"nodev", os.fsencode(mountpoint), b"tracefs")
+    if err:
+        os.rmdir(mountpoint)
+        pytest.skip(f"no tracefs: none mounted and mount failed ({errno.errorcode[err]})")
+    try:
+        yield Path(mountpoint)
+    finally:
+        _umount(os.fsencode(mountpoint))
+        os.rmdir(mountpoint)
+
+
+@contextlib.contextmanager
+def veth_in_netns() -> Iterator[tuple[str, str, str]]:
+    """A veth pair: ``(outer, netns, inner)``, ``outer`` (up) in this namespace and its peer
+    ``inner`` (up, 10.211.0.2/24) in a new network namespace ``netns``; both removed
+    afterwards. Skips without ``ip`` or the rights to make them."""
+    import subprocess
+
+    tag = f"{os.getpid() % 100000}"
+    outer, inner, netns = f"pbo{tag}", f"pbi{tag}", f"pybpf-test-{tag}"
+
+    def ip(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
+
+    if shutil.which("ip") is None:
+        pytest.skip("no ip command (iproute2)")
+    made = ip("netns", "add", netns)
+    if made.returncode:
+        pytest.skip(f"cannot make a network namespace: {made.stderr.strip()}")
+    try:
+        steps = [
+            ("link", "add", outer, "type", "veth", "peer", "name", inner),
+            ("link", "set", inner, "netns", netns),
+            ("link", "set", outer, "up"),
+            ("-n", netns, "addr", "add", "10.211.0.2/24", "dev", inner),
+            ("-n", netns, "link", "set", inner, "up"),
+        ]
+        for step in steps:
+            done = ip(*step)
+            if done.returncode:
+                pytest.skip(f"cannot set up a veth pair: ip {' '.join(step)}: {done.stderr}")
+        yield outer, netns, inner
+    finally:
+        ip("link", "del", outer)
+        ip("netns", "del", netns)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pybpf.btf import Spec as BTFSpec
 from pybpf.errors import InputError, NotSupportedError, SyscallError
@@ -34,6 +35,9 @@ from pybpf.syscall import (
     prog_load,
     prog_test_run,
 )
+
+if TYPE_CHECKING:
+    from pybpf.kernel.link import KernelLink
 
 __all__ = ["KernelProgram", "relocate", "load_program", "needs_attach_btf"]
 
@@ -116,6 +120,7 @@ class KernelProgram:
     linked: LinkedProgram
     instructions: tuple[Instruction, ...]
     attach_btf_id: int = 0
+    attach_to: str = ""
 
     def test_run(
         self,
@@ -137,6 +142,12 @@ class KernelProgram:
             ctx_size_out=ctx_size_out,
             flags=flags,
         )
+
+    def attach(self, target: Any = None, **options: Any) -> KernelLink:
+        """Attach the program where its type says (:func:`pybpf.kernel.link.attach`)."""
+        from pybpf.kernel.link import attach
+
+        return attach(self, target, **options)
 
     def info(self) -> ProgInfo:
         """The kernel's description of the program (``bpftool prog show``'s data)."""
@@ -236,4 +247,5 @@ def load_program(
         prog,
         tuple(insns),
         btf_id,
+        attach_to,
     )

@@ -67,6 +67,16 @@ class KernelProgramView:
         )
         return TestRunResult(r.retval, r.duration, r.data_out, r.ctx_out)
 
+    def attach(self, target: Any = None, **options: Any) -> Any:
+        """Attach to the program's hook in the kernel: a
+        :class:`pybpf.kernel.link.KernelLink` (``detach()``/``close()``/``with``); see
+        :func:`pybpf.kernel.link.attach` for ``target`` and the options."""
+        return self.kernel.attach(target, **options)
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the program at ``path`` in a bpffs (a real bpffs path on this backend)."""
+        self.kernel.pin(path)
+
     def close(self) -> None:
         """Release the program's fd."""
         self.kernel.close()
