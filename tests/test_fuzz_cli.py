@@ -5,7 +5,9 @@ hang or a blow-up of memory.
 The argv of each command is built from its own click parameters (so new commands and
 options are fuzzed without editing this file): option values come from pools of good and
 hostile values per type (files of every kind pybpf reads, garbage files, missing paths,
-paths escaping the state directory, odd numbers and strings, bpftool map words), then the
+paths escaping the state directory, odd numbers and strings, bpftool map words; never
+the kernel map backend, and commands that change the host or wait by design are left out,
+see ``EXCLUDED``), then the
 token list is mutated (tokens dropped, duplicated, swapped, replaced). Commands run in a
 temporary working directory, with ``PYBPF_STATE`` private to the test, so outputs stay
 there. Errors are judged as ``pybpf.cli.app.main`` reports them: click usage errors and
@@ -92,7 +94,18 @@ def _commands(group: click.Group, prefix: tuple = ()) -> list[tuple[tuple, click
     return out
 
 
-COMMANDS = _commands(cli)
+# Left out on purpose (this machine runs as root, with real interfaces and a real bpffs):
+# commands that change the host, or that wait for events by design.
+EXCLUDED = {
+    "net attach": "attaches programs to real interfaces",
+    "net detach": "detaches real programs from real interfaces",
+    "link detach": "may name kernel links",
+    "cc": "runs clang on arbitrary paths (slow, writes outputs)",
+    "prog tracelog": "--follow waits for messages by design",
+    "map event_pipe": "waits for events by design",
+}
+ALL_COMMANDS = _commands(cli)
+COMMANDS = [(path, c) for path, c in ALL_COMMANDS if " ".join(path) not in EXCLUDED]
 
 
 def _values(param: click.Parameter) -> st.SearchStrategy[str]:
@@ -102,6 +115,8 @@ def _values(param: click.Parameter) -> st.SearchStrategy[str]:
 
 def _good(param: click.Parameter) -> st.SearchStrategy[str]:
     kind = param.type
+    if param.name == "backend":  # the kernel backend reaches the host's real bpffs
+        return st.just("portable")
     if isinstance(kind, click.Choice):
         return st.sampled_from(list(kind.choices))
     if isinstance(kind, click.IntRange | click.types.IntParamType):
@@ -121,6 +136,8 @@ def _good(param: click.Parameter) -> st.SearchStrategy[str]:
 
 def _hostile(param: click.Parameter) -> st.SearchStrategy[str]:
     kind = param.type
+    if param.name == "backend":
+        return st.sampled_from(["portable", "bogus", ""])
     if isinstance(kind, click.Choice):
         return st.sampled_from([*kind.choices, "bogus", ""])
     if isinstance(kind, click.IntRange | click.types.IntParamType):
@@ -251,6 +268,7 @@ def test_regressions(workdir: Path, path: Path) -> None:
     _run(argv)
 
 
-def test_every_command_is_fuzzed() -> None:
+def test_every_command_is_fuzzed_or_excluded_with_a_reason() -> None:
     names = {" ".join(path) for path, _ in COMMANDS}
     assert {"asm", "disasm", "exec", "map update", "prog run", "net run", "verify"} <= names
+    assert set(EXCLUDED) <= {" ".join(path) for path, _ in ALL_COMMANDS}
