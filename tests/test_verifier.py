@@ -420,3 +420,26 @@ def test_helpers_a_program_type_does_not_have_are_refused_with_both_names():
     _reject(verify(assemble("call 14\nr0 = 0\nexit"), ProgType.XDP), "get_current_pid_tgid")
     assert verify(assemble("call 14\nr0 = 0\nexit"), ProgType.KPROBE).accepted
     _reject(verify(assemble("r2 = 0\ncall 44\nr0 = 0\nexit"), ProgType.SCHED_CLS), "xdp_adjust")
+
+
+# ---- callbacks ------------------------------------------------------------------------------
+def _loop_program(callback: str, ctx: str = "r3 = 0") -> list[Instruction]:
+    """``bpf_loop(10, callback, ctx, 0)`` with the callback's code after the main exit."""
+    head = assemble("r1 = 10")
+    after = assemble(f"{ctx}\nr4 = 0\ncall 181\nr0 = 2\nexit")
+    cb_pc = 1 + 2 + sum(i.slots for i in after)
+    lddw = Instruction(code=0x18, dst=2, src=4, imm=cb_pc - 1 - 1)  # BPF_PSEUDO_FUNC
+    return head + [lddw] + after + assemble(callback)
+
+
+def test_bpf_loop_callbacks_are_verified_as_functions():
+    assert verify(_loop_program("r0 = r1\nr0 &= 1\nexit"), ProgType.XDP).accepted
+    r = verify(_loop_program("r0 = 5\nexit"), ProgType.XDP)
+    first = _reject(r, "Invalid return value")
+    assert first.label.startswith("callback") and not first.unsupported
+    r = verify(_loop_program("r0 = *(u64 *)(r10 - 600)\nr0 = 0\nexit"), ProgType.XDP)
+    assert not r.accepted and not r.unsupported
+    # a callback_ctx pointing into the caller's stack is not modelled: flagged, not proven
+    with_ctx = "*(u64 *)(r10 - 8) = 0\nr3 = r10\nr3 += -8"
+    r = verify(_loop_program("r0 = *(u64 *)(r2 + 0)\nr0 = 0\nexit", with_ctx), ProgType.XDP)
+    assert not r.accepted and r.unsupported

@@ -23,12 +23,14 @@ from pybpf.verifier import assertions as A
 from pybpf.verifier import ir
 from pybpf.verifier.cfg import Label, build_cfg
 from pybpf.verifier.checker import check
+from pybpf.verifier.contracts import ArgKind, contract_for
 from pybpf.verifier.domains.stack import TOTAL_STACK
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import T
 from pybpf.verifier.fixpoint import Analysis, counter_name
 from pybpf.verifier.lower import lower
 from pybpf.verifier.memory import assign_pointer
+from pybpf.verifier.preconditions import CALLBACK_HELPERS
 from pybpf.verifier.program import MapDescriptor, Options, ProgramInfo
 from pybpf.verifier.result import Diagnostic, Result, describe_register
 
@@ -93,16 +95,117 @@ def _diagnostic(label: Label, message: str, a: A.Assertion | None, state: State)
     return Diagnostic(str(label), label.pc, text, values, unsupported=_is_unsupported(a))
 
 
+def _callback_entry(info: ProgramInfo, helper: str, call_pre: State) -> State:
+    """The state a callback starts in: r1-r4 as Linux passes them (the caller's context
+    pointer ``callback_ctx`` is a plain number here: the callback cannot reach the caller's
+    stack), a fresh frame in r10."""
+    s = entry_state(info)
+    for r in range(1, 6):
+        s.havoc(f"r{r}", int(T.UNINIT))
+    if helper == "loop":
+        s.havoc("r1", int(T.NUM))
+        s.zone.set("r1.svalue", 0, 1 << 23)
+        s.zone.set("r1.uvalue", 0, 1 << 23)
+        s.havoc("r2", int(T.NUM))
+        return s
+    if helper == "for_each_map_elem":
+        fds = call_pre.map_fds("r1")
+        descs = info.maps_of(fds, *call_pre.zone.bounds("r1.map_fd")) or []
+        s.havoc("r1", int(T.MAP_FD))
+        lo, hi = call_pre.zone.bounds("r1.map_fd")
+        s.zone.set("r1.map_fd", lo, hi)
+        if fds is not None:
+            s.fds["r1"] = fds
+        assign_pointer(s, "r1", False)
+        for reg, attr in (("r2", "key_size"), ("r3", "value_size")):
+            s.havoc(reg, int(T.SHARED))
+            s.zone.set(f"{reg}.shared_offset", 0, 0)
+            if descs:
+                sizes = [getattr(d, attr) for d in descs]
+                s.zone.set(f"{reg}.shared_region_size", min(sizes), max(sizes))
+                ro = [int(d.readonly or attr == "key_size") for d in descs]
+                s.zone.set(f"{reg}.shared_readonly", min(ro), max(ro))
+            assign_pointer(s, reg, False)
+        s.havoc("r4", int(T.NUM))
+        return s
+    for r in (1, 2, 3):  # timer callbacks: map, key, value (which map is not known here)
+        s.havoc(f"r{r}", int(T.NUM))
+    return s
+
+
+def _callbacks(
+    analysis: Analysis,
+    program: Sequence[tuple[int, ir.IrInstruction]],
+    info: ProgramInfo,
+    result: Result,
+    seen: frozenset[int],
+) -> None:
+    """Verify each callback a helper call passes (``bpf_loop``, ``bpf_for_each_map_elem``,
+    ``bpf_timer_set_callback``) as a function of its own; its errors join ``result``."""
+    done: set[tuple[int, str]] = set()
+    for label in analysis.reachable():
+        ins = analysis.cfg.instructions[label]
+        if not isinstance(ins, ir.Call):
+            continue
+        contract = contract_for(ins.func, info)
+        if contract is None or contract.name not in CALLBACK_HELPERS:
+            continue
+        pre = analysis.pre[label]
+        arg = next(a.reg for a in contract.args if a.kind == ArgKind.FUNC)
+        target = pre.zone.interval(f"r{arg}.svalue").singleton()
+        if target is None or pre.type_of(f"r{arg}") != T.FUNC:
+            message = f"callback of {contract.name} is not one known function"
+            result.errors.append(Diagnostic(str(label), label.pc, message))
+            continue
+        key = (int(target), contract.name)
+        if key in done:
+            continue
+        done.add(key)
+        if target in seen:
+            message = f"callback at {target} calls itself through {contract.name}"
+            result.errors.append(Diagnostic(str(label), label.pc, message))
+            continue
+        cb_info = dataclasses.replace(info, return_range=CALLBACK_HELPERS[contract.name])
+        entry = _callback_entry(cb_info, contract.name, pre)
+        # A callback_ctx other than NULL points into the caller's stack, which a callback
+        # verified on its own cannot see: its failures are "not modelled", not violations.
+        modelled = contract.name != "timer_set_callback"
+        ctx_reg = f"r{arg + 1}"
+        if modelled and pre.type_of(ctx_reg) == T.NUM:
+            if pre.zone.bounds(f"{ctx_reg}.svalue") == (0, 0):
+                cb_ctx = "r2" if contract.name == "loop" else "r4"
+                entry.zone.set(f"{cb_ctx}.svalue", 0, 0)
+                entry.zone.set(f"{cb_ctx}.uvalue", 0, 0)
+            else:
+                modelled = False
+        elif modelled:
+            modelled = False
+        sub = analyze(program, cb_info, entry, entry_pc=int(target), _seen=seen | {int(target)})
+        for diag in sub.errors:
+            label_text = f"callback {target}: {diag.label}"
+            flag = diag.unsupported or not modelled
+            result.errors.append(dataclasses.replace(diag, label=label_text, unsupported=flag))
+
+
 def analyze(
     program: Sequence[tuple[int, ir.IrInstruction]],
     info: ProgramInfo,
     entry: State,
     keep_invariants: bool = False,
+    *,
+    entry_pc: int | None = None,
+    _seen: frozenset[int] = frozenset(),
 ) -> Result:
-    """Verify IR ``program`` from ``entry``; every failed assertion becomes a diagnostic."""
+    """Verify IR ``program`` from ``entry``; every failed assertion becomes a diagnostic.
+
+    ``entry_pc`` starts the analysis at that instruction (a callback). Callbacks passed to
+    ``bpf_loop``, ``bpf_for_each_map_elem`` and ``bpf_timer_set_callback`` are verified as
+    functions of their own from the registers Linux gives them, returning 0 or 1 (0 for
+    timers).
+    """
     result = Result(instructions=len(program))
     try:
-        cfg = build_cfg(program, info.options.max_frames, info.options.must_exit)
+        cfg = build_cfg(program, info.options.max_frames, info.options.must_exit, entry_pc)
     except VerifierError as err:
         label = getattr(err, "label", None) or (str(err.pc) if err.pc is not None else "0")
         result.errors.append(Diagnostic(label, err.pc, err.message))
@@ -136,6 +239,7 @@ def analyze(
     if bounds:
         result.loop_bound = max(bounds)
     _footprint(analysis, info, result)
+    _callbacks(analysis, program, info, result, _seen)
     if keep_invariants:
         result.invariants = {str(label): s for label, s in analysis.pre.items()}
     return result

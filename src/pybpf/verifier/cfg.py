@@ -159,12 +159,16 @@ class _Builder:
 
 
 def build_cfg(
-    program: Sequence[tuple[int, ir.IrInstruction]], max_frames: int = 8, must_exit: bool = True
+    program: Sequence[tuple[int, ir.IrInstruction]],
+    max_frames: int = 8,
+    must_exit: bool = True,
+    entry: int | None = None,
 ) -> Cfg:
     """The CFG of a program given as ``(pc, instruction)`` pairs (entry at the first pc).
 
     With ``must_exit`` false, running off the last instruction ends the program (PREVAIL's
-    test programs rely on it). Raises :class:`~pybpf.errors.VerifierError` for control flow
+    test programs rely on it). ``entry``: start at that pc instead (a callback). Raises
+    :class:`~pybpf.errors.VerifierError` for control flow
     out of the program, recursion, or too deep calls.
     """
     if not program:
@@ -173,7 +177,7 @@ def build_cfg(
     cfg = builder.cfg
     cfg.add(ENTRY, None)
     cfg.add(EXIT, None)
-    first = program[0][0]
+    first = program[0][0] if entry is None else entry
     exits = builder.function(first, (), (first,))
     cfg.edge(ENTRY, Label((), first))
     for done in exits:

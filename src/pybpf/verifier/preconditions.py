@@ -36,7 +36,15 @@ from pybpf.verifier.contracts import ArgKind, contract_for
 from pybpf.verifier.domains.types import Group
 from pybpf.verifier.program import ProgramInfo
 
-__all__ = ["assertions_for"]
+__all__ = ["assertions_for", "CALLBACK_HELPERS"]
+
+# Helpers whose callbacks pybpf verifies (as functions of their own, see verifier.api):
+# helper name -> the callback's return range.
+CALLBACK_HELPERS: dict[str, tuple[int, int]] = {
+    "loop": (0, 1),
+    "for_each_map_elem": (0, 1),
+    "timer_set_callback": (0, 0),
+}
 
 
 def _condition(cond: ir.Condition, info: ProgramInfo) -> list[Assertion]:
@@ -99,8 +107,10 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
         elif kind == ArgKind.CTX:
             out.append(TypeConstraint(reg, Group.CTX_OR_NUM if arg.or_null else Group.CTX))
             out.append(ZeroCtxOffset(reg, arg.or_null))
-        elif kind == ArgKind.FUNC:  # the callback's body would go unverified
-            return [Unsupported(f"helper {contract.name}: callbacks are not supported")]
+        elif kind == ArgKind.FUNC:  # the callback itself is verified on its own (api)
+            if contract.name not in CALLBACK_HELPERS:
+                return [Unsupported(f"helper {contract.name}: callbacks are not supported")]
+            out.append(TypeConstraint(reg, Group.FUNC))
         elif kind == ArgKind.SOCKET:
             out.append(TypeConstraint(reg, Group.SOCKET))
         elif kind == ArgKind.SOCK_COMMON:
