@@ -1,23 +1,17 @@
-"""JIT benchmarks: pybpf's LLVM JIT against the interpreter, the kernel JIT and native C.
+"""JIT benchmarks: compile time, the code cache, native map calls and the batch rate.
 
-Run ``python benchmarks/jit.py [--repeat N] [--json]``. For each program of
-``benchmarks/run.py`` (same bytecode, same 64-byte packet) it prints ns per run of:
+Run ``python benchmarks/jit.py [--json]`` for these figures alone; ``benchmarks/run.py``
+(the suite: every program on every engine, ratios to the kernel) prints them too:
 
-- ``interp``: the interpreter, one Python call per run;
-- ``jit``: the JIT's native repeat loop (``JitProgram.run_repeat``), no memory checks,
-  as a verified program runs; ``jit_dbg``: the same with debug checks compiled in;
-- ``jit_call``: one ``JitProgram.run`` from Python (the Python-to-native cost included);
-- ``kernel``: the kernel JIT through BPF_PROG_TEST_RUN with the same repeat count
-  (``duration``; needs root and ``bpf()``), and ``native``: C at ``cc -O2``;
-
-plus the compile time at O2 (ms) and ratios to the kernel. The last lines give the
-compile time of a 100-instruction program, cold and from the code cache, a map lookup
-on an array and a hash map (native map calls against the Python helper), and the batch
-rate of the drop-empty-UDP program over 64-byte packets (``JitProgram.run_batch``: one
-Python-to-native transition per batch; ``ns/packet`` native, ``wall`` with the Python
-call and results included).
-``sum_loop``'s trip count is a constant, so LLVM turns it into a closed form; the other
-programs depend on their input.
+- compile time of a 100-instruction program (ALU work, stack traffic, branches) at O2 and
+  O3, best and median of several compilations;
+- the code cache: the same program compiled (cold) and from the cache (a hit: load check,
+  key, reading the entry and linking it);
+- a map lookup and atomic add on an array and a hash map, native map calls against the
+  Python helper;
+- the batch rate of the drop-empty-UDP program over 64-byte packets
+  (``JitProgram.run_batch``: one Python-to-native transition per batch; ``ns/packet``
+  native, ``wall`` with the Python call and results included).
 """
 
 from __future__ import annotations
@@ -30,8 +24,6 @@ import sys
 import tempfile
 import time
 
-import run as bench  # benchmarks/run.py: the programs, the kernel and native runners
-
 from pybpf.isa import AluOp, Instruction, JmpOp, assemble
 from pybpf.isa.opcodes import Class, Source, alu_opcode, jmp_opcode
 from pybpf.jit import (
@@ -43,27 +35,6 @@ from pybpf.jit import (
     unavailable_reason,
 )
 from pybpf.jit.cache import CodeCache
-from pybpf.memory import AddressSpace, Region
-
-
-def bench_jit(
-    name: str, repeat: int, *, debug_checks: bool = False, budget_s: float = 0.2
-) -> dict[str, float]:
-    """ns per run in the native loop and per Python call, compile ms, and the result."""
-    insns = assemble(bench.PYBPF_PROLOGUE + bench.PROGRAMS[name])
-    with Region.from_bytes(bench.PACKET, kind="packet") as region:
-        space = AddressSpace([region])
-        args = (region.address, region.size)
-        with JitProgram(insns, entry_registers=(1, 2, 10), debug_checks=debug_checks) as prog:
-            result = prog.run(args, memory=space)
-            loop_ns = min(prog.run_repeat(args, memory=space, repeat=repeat)[1] for _ in range(5))
-            calls, start = 0, time.perf_counter()
-            while calls < (1000 if budget_s else 1) or time.perf_counter() - start < budget_s:
-                prog.run(args, memory=space)
-                calls += 1
-            call_ns = (time.perf_counter() - start) / calls * 1e9
-            compile_ms = prog.compile_seconds * 1e3
-    return {"ns": loop_ns, "call_ns": call_ns, "compile_ms": compile_ms, "result": result}
 
 
 def synthetic_program(n: int = 100, seed: int = 1) -> list[Instruction]:
@@ -90,22 +61,25 @@ def synthetic_program(n: int = 100, seed: int = 1) -> list[Instruction]:
     return prog[: n - 1] + [exit_]
 
 
-def compile_figure(n: int = 100) -> dict[str, float]:
-    """Median compile ms of an ``n``-instruction program at O2, unchecked and checked."""
+def compile_figure(n: int = 100, rounds: int = 9) -> dict[str, float]:
+    """Compile ms of an ``n``-instruction program (instructions to native code): best and
+    median at O2 and O3 without checks, and O2 with debug checks (no code cache)."""
     prog = synthetic_program(n)
     out = {}
-    for label, debug in (("compile_ms", False), ("compile_dbg_ms", True)):
+    for label, level, debug in (("o2", 2, False), ("o3", 3, False), ("o2_checked", 2, True)):
         times = []
-        for _ in range(7):
-            with JitProgram(prog, debug_checks=debug) as jit:
+        for _ in range(rounds):
+            with JitProgram(prog, debug_checks=debug, opt_level=level) as jit:
                 times.append(jit.compile_seconds * 1e3)
-        out[label] = round(statistics.median(times), 2)
+        out[f"{label}_best_ms"] = round(min(times), 2)
+        out[f"{label}_median_ms"] = round(statistics.median(times), 2)
     return out
 
 
-def cache_figure(n: int = 100, rounds: int = 7) -> dict[str, float]:
-    """Median ms to a runnable ``n``-instruction program: compiled (cold) and from the code
-    cache (warm: load check, key, reading the entry and linking it)."""
+def cache_figure(n: int = 100, rounds: int = 9) -> dict[str, float]:
+    """ms to a runnable ``n``-instruction program: compiled (cold) and from the code
+    cache (warm: load check, key, reading the entry and linking it); medians, and the
+    best warm time."""
     prog = synthetic_program(n)
     cold, warm = [], []
     with tempfile.TemporaryDirectory() as directory:
@@ -120,6 +94,7 @@ def cache_figure(n: int = 100, rounds: int = 7) -> dict[str, float]:
     return {
         "cold_ms": round(statistics.median(cold), 2),
         "warm_ms": round(statistics.median(warm), 2),
+        "warm_best_ms": round(min(warm), 2),
     }
 
 
@@ -222,86 +197,25 @@ def batch_figure(count: int = 4096, rounds: int = 20) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every benchmark and print a table (or JSON)."""
+    """Print the JIT's figures (or JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=10000, help="repeat count (JIT, kernel)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not available():
         print(f"the JIT is unavailable: {unavailable_reason()}", file=sys.stderr)
         return 1
-    kernel_skip = bench.kernel_unavailable()
-    native = bench.build_native()
-    rows = []
-    for name in bench.PROGRAMS:
-        row: dict[str, object] = {"program": name}
-        jit = bench_jit(name, args.repeat)
-        dbg = bench_jit(name, args.repeat, debug_checks=True)
-        assert jit["result"] == dbg["result"] == bench.EXPECTED[name], (name, jit, dbg)
-        interp_ns, result = bench.bench_interpreter(name, budget_s=0.3)
-        assert result == bench.EXPECTED[name], (name, result)
-        row["interp_ns"] = round(interp_ns, 1)
-        row["jit_ns"] = round(jit["ns"], 2)
-        row["jit_dbg_ns"] = round(dbg["ns"], 2)
-        row["jit_call_ns"] = round(jit["call_ns"])
-        row["compile_ms"] = round(jit["compile_ms"], 2)
-        row["interp/jit"] = round(interp_ns / max(jit["ns"], 0.01))
-        if kernel_skip is None:
-            kns, kres = bench.bench_kernel(name, args.repeat)
-            assert kres == bench.EXPECTED[name] & 0xFFFFFFFF, (name, kres)
-            row["kernel_ns"] = kns
-            row["jit/kernel"] = round(jit["ns"] / max(kns, 1.0), 2)
-            row["jit_dbg/kernel"] = round(dbg["ns"] / max(kns, 1.0), 2)
-        if not isinstance(native, str):
-            nns, nres = bench.bench_native(native, name)
-            assert nres == bench.EXPECTED[name], (name, nres)
-            row["native_ns"] = round(nns, 2)
-        rows.append(row)
-    figure = compile_figure()
-    batch = batch_figure()
-    cached = cache_figure()
-    maps = map_figure()
+    out = {
+        "llvm": llvm_version(),
+        "compile_100_insns": compile_figure(),
+        "cache_100_insns": cache_figure(),
+        "map_lookup_ns": map_figure(),
+        "batch_drop_empty_udp": batch_figure(),
+    }
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "llvm": llvm_version(),
-                    "rows": rows,
-                    "compile_100_insns": figure,
-                    "batch_drop_empty_udp": batch,
-                    "cache_100_insns": cached,
-                    "map_lookup_ns": maps,
-                    "kernel_skipped": kernel_skip,
-                    "native_skipped": native if isinstance(native, str) else None,
-                }
-            )
-        )
+        print(json.dumps(out))
         return 0
-    if kernel_skip:
-        print(f"kernel: skipped ({kernel_skip})")
-    if isinstance(native, str):
-        print(f"native: skipped ({native})")
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-    print("  ".join(f"{c:>14}" for c in cols))
-    for row in rows:
-        print("  ".join(f"{row.get(c, '-')!s:>14}" for c in cols))
-    print(
-        f"compile at O2 (LLVM {llvm_version()}), 100-instruction program: "
-        f"{figure['compile_ms']} ms, {figure['compile_dbg_ms']} ms with debug checks"
-    )
-    print(
-        f"batch, drop-empty-UDP over {batch['packets']} 64-byte packets: "
-        f"{batch['ns_per_packet']} ns/packet native ({batch['mpps']} M packets/s), "
-        f"{batch['wall_ns_per_packet']} ns/packet wall"
-    )
-    print(
-        "map lookup + atomic add, ns/run: "
-        + ", ".join(f"{name[:-3]} {value}" for name, value in maps.items())
-    )
-    print(
-        f"code cache, 100-instruction program: {cached['cold_ms']} ms cold (LLVM), "
-        f"{cached['warm_ms']} ms warm (cache hit)"
-    )
+    for name, values in out.items():
+        print(f"{name}: {values}")
     return 0
 
 

@@ -1,6 +1,10 @@
-"""Benchmarks: pybpf's engines against the Linux kernel JIT and native C, as ratios.
+"""Benchmarks: pybpf's engines against the Linux kernel JIT and native C, as ratios to the kernel.
 
-Run ``python benchmarks/run.py [--repeat N] [--json]``; see benchmarks/README.md.
+Run ``python benchmarks/run.py [--repeat N] [--quick] [--json]``; see benchmarks/README.md.
+Every program is C (``benchmarks/c/bench.c``, computations shared with the native build in
+``bench_core.h``) compiled to the committed ``benchmarks/c/bench.o``; the same object is
+loaded by pybpf (interpreter and JIT) and, where ``bpf()`` works, by the kernel, and run
+through ``test_run`` with the same packet and the same repeat count.
 """
 
 from __future__ import annotations
@@ -8,120 +12,96 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import math
 import os
+import random
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from pybpf.isa import assemble, encode
-from pybpf.memory import AddressSpace, Region
-from pybpf.vm import Interpreter
-
-PACKET = bytes(range(64))
-
-# Common bodies: r1 = packet start, r2 = packet end (pybpf: r2 = r1 + length first; the
-# kernel: both loaded from xdp_md).
-PROGRAMS = {
-    "ret_const": "r0 = 2\nexit",
-    "sum_loop": """
-        r0 = 0
-        r1 = 0
-    loop:
-        r0 += r1
-        r1 += 1
-        if r1 < 1000 goto loop
-        exit
-    """,
-    "prime_count": """
-        r0 = 0
-        r1 = 2
-    outer:
-        r2 = 2
-    inner:
-        r3 = r2
-        r3 *= r2
-        if r3 > r1 goto prime
-        r4 = r1
-        r4 %= r2
-        if r4 == 0 goto next
-        r2 += 1
-        goto inner
-    prime:
-        r0 += 1
-    next:
-        r1 += 1
-        if r1 < 100 goto outer
-        exit
-    """,
-    "byte_sum": """
-        r0 = 0
-        r3 = r1
-        r6 = 0
-    loop:
-        r4 = r3
-        r4 += 1
-        if r4 > r2 goto out
-        r5 = *(u8 *)(r3 + 0)
-        r0 += r5
-        r3 = r4
-        r6 += 1
-        if r6 < 64 goto loop
-    out:
-        exit
-    """,
-}
-
-PYBPF_PROLOGUE = "r2 += r1\n"
-KERNEL_PROLOGUE = "r2 = *(u32 *)(r1 + 4)\nr1 = *(u32 *)(r1 + 0)\n"
-# Instructions executed per run, where fixed (for ns/insn).
-EXECUTED = {"ret_const": 1 + 2, "sum_loop": 1 + 2 + 3 * 1000 + 1, "byte_sum": 1 + 3 + 8 * 64 + 1}
-
-EXPECTED = {"ret_const": 2, "sum_loop": 499500, "prime_count": 25, "byte_sum": sum(PACKET)}
-
-NATIVE_C = r"""
-#include <stdint.h>
-#include <time.h>
-static volatile uint64_t sink;
-static uint64_t ret_const(const uint8_t *p, uint64_t n) { (void)p; (void)n; return 2; }
-static uint64_t sum_loop(const uint8_t *p, uint64_t n) {
-    (void)p; volatile uint64_t lim = 1000; uint64_t s = 0;
-    for (uint64_t i = 0; i < lim; i++) s += i; (void)n; return s; }
-static uint64_t prime_count(const uint8_t *p, uint64_t n) {
-    (void)p; (void)n; volatile uint64_t lim = 100; uint64_t c = 0;
-    for (uint64_t k = 2; k < lim; k++) { uint64_t d = 2, prime = 1;
-        for (; d * d <= k; d++) if (k % d == 0) { prime = 0; break; } c += prime; }
-    return c; }
-static uint64_t byte_sum(const uint8_t *p, uint64_t n) {
-    uint64_t s = 0; for (uint64_t i = 0; i < n; i++) s += p[i]; return s; }
-typedef uint64_t (*fn)(const uint8_t *, uint64_t);
-static fn table[] = { ret_const, sum_loop, prime_count, byte_sum };
-double bench(int which, const uint8_t *p, uint64_t n, uint64_t reps, uint64_t *result) {
-    struct timespec a, b; fn f = table[which];
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    for (uint64_t i = 0; i < reps; i++) { sink = f(p, n); __asm__ volatile("" ::: "memory"); }
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    *result = sink;
-    return ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / reps; }
-"""
+HERE = Path(__file__).resolve().parent
+OBJECT = HERE / "c" / "bench.o"
+NATIVE_SOURCE = HERE / "c" / "native.c"
+STAGES = 9  # stage0..stage8, slots 0..8 of the prog array "stages"
 
 
-def bench_interpreter(name: str, budget_s: float = 0.5) -> tuple[float, int]:
-    """ns per run of the interpreter (one Python call per run) and the result."""
-    vm = Interpreter(assemble(PYBPF_PROLOGUE + PROGRAMS[name]), entry_registers=(1, 2, 10))
-    with Region.from_bytes(PACKET, kind="packet") as region:
-        space = AddressSpace([region])
-        args = (region.address, region.size)
-        result = vm.run(args, memory=space)
-        runs, start = 0, time.perf_counter()
-        while runs == 0 or time.perf_counter() - start < budget_s:
-            vm.run(args, memory=space)
-            runs += 1
-        elapsed = time.perf_counter() - start
-    vm.close()
-    return elapsed / runs * 1e9, result
+def _u16(n: int, size: int, fill: bytes = b"") -> bytes:
+    return (struct.pack("<H", n) + fill).ljust(size, b"\0")[:size]
+
+
+def udp_packet(payload_len: int, size: int = 64) -> bytes:
+    """An Ethernet/IPv4/UDP packet of ``size`` bytes whose UDP length is 8 + payload_len."""
+    head = bytes(12) + b"\x08\x00" + b"\x45" + bytes(8) + b"\x11" + bytes(10)
+    udp = (1).to_bytes(2, "big") + (2).to_bytes(2, "big") + (8 + payload_len).to_bytes(2, "big")
+    return (head + udp + bytes(2)).ljust(size, b"\x00")
+
+
+def _words(count: int, seed: int = 7) -> bytes:
+    rng = random.Random(seed)
+    return b"".join(struct.pack("<I", rng.getrandbits(rng.randrange(1, 32))) for _ in range(count))
+
+
+_TEXT = b"the quick brown fox jumps over the lazy dog 0123"  # 48 bytes, no NUL
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: ``program`` of bench.o run on ``packet``; ``native``: the C function of
+    native.c doing the same work (None: no native equivalent); ``kind``: "compute",
+    "map", "tail" or "helper"."""
+
+    name: str
+    program: str
+    packet: bytes
+    kind: str = "compute"
+    native: str | None = None
+
+
+CASES = [
+    Case("sum", "sum", _u16(1000, 64), native="sum"),
+    Case("prime_count", "prime", _u16(300, 64), native="prime"),
+    Case("log2", "ilog2", _u16(16, 80, _words(16)), native="ilog2"),
+    Case("memcpy", "copy", _u16(200, 256, bytes(range(254))), native="copy"),
+    Case("strcmp", "compare", _u16(0, 130, _TEXT + bytes(16) + _TEXT), native="compare"),
+    Case("byte_sum", "byte_sum", bytes(range(256)), native="byte_sum"),
+    Case("switch", "branches", bytes(random.Random(3).randrange(256) for _ in range(256)),
+         native="branches"),  # fmt: skip
+    Case("parse_udp", "parse", udp_packet(0), native="parse"),
+    Case("array_map", "array_map_ops", _u16(16, 64, b"\x05"), kind="map"),
+    Case("hash_map", "hash_map_ops", _u16(16, 64, b"\x05"), kind="map"),
+    Case("lru_map", "lru_map_ops", _u16(16, 64, b"\x05"), kind="map"),
+    Case("percpu_array", "percpu_map_ops", _u16(16, 64, b"\x05"), kind="map"),
+    Case("tail_chain", "stage0", bytes([8]) + bytes(63), kind="tail"),
+    Case("helpers", "helpers", _u16(8, 64), kind="helper"),
+]
+PROGRAMS = {case.name: case for case in CASES}
+
+
+# ---- pybpf ---------------------------------------------------------------------------------
+def load_portable(engine: str):
+    """bench.o on pybpf's backend (every program; the tail-call stages in their slots)."""
+    import pybpf
+
+    obj = pybpf.load(OBJECT, engine=engine, pin_maps_dir=None)
+    for i in range(STAGES):
+        obj.maps["stages"][i] = obj.programs[f"stage{i}"]
+    return obj
+
+
+def load_kernel():
+    """bench.o in the kernel (every program; the tail-call stages in their slots)."""
+    import pybpf
+
+    obj = pybpf.load(OBJECT, backend="kernel", pin_maps_dir=None)
+    for i in range(STAGES):
+        fd = int(obj.programs[f"stage{i}"].kernel.fd)
+        obj.maps["stages"].update(struct.pack("<I", i), struct.pack("<I", fd))
+    return obj
 
 
 def kernel_unavailable() -> str | None:
@@ -137,34 +117,58 @@ def kernel_unavailable() -> str | None:
         return f"bpf() refused: {exc}"
 
 
-def bench_kernel(name: str, repeat: int) -> tuple[float, int]:
-    """ns per run in the kernel JIT (BPF_PROG_TEST_RUN duration) and the result."""
-    from pybpf import syscall
-
-    code = encode(assemble(KERNEL_PROLOGUE + PROGRAMS[name]))
-    fd, _log = syscall.prog_load(syscall.ProgType.XDP, code, log_level=0)
-    with fd:
-        res = syscall.prog_test_run(fd, PACKET, repeat=repeat)
-    return float(res.duration), res.retval
+def first_result(case: Case, engine: str) -> int:
+    """The retval of one run on a freshly loaded object (map programs change their maps,
+    so later runs differ by how many ran before)."""
+    obj = load_kernel() if engine == "kernel" else load_portable(engine)
+    with obj:
+        return obj.programs[case.program].test_run(case.packet).retval
 
 
+def timed(prog, packet: bytes, repeat: int, rounds: int = 3) -> float:
+    """The best mean ns per run over ``rounds`` test_runs of ``repeat`` runs."""
+    return min(prog.test_run(packet, repeat=repeat).duration for _ in range(rounds))
+
+
+def time_interpreter(prog, packet: bytes, budget_s: float) -> float:
+    """ns per run of the interpreter, enough runs to fill ``budget_s``."""
+    start = time.perf_counter()
+    prog.test_run(packet)
+    once = time.perf_counter() - start
+    repeat = max(1, min(20000, int(budget_s / max(once, 1e-7))))
+    return float(prog.test_run(packet, repeat=repeat).duration)
+
+
+def call_ns(run, calls: int = 3000) -> float:
+    """Mean wall ns of ``run()`` (one Python call)."""
+    run()
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            run()
+        best = min(best, (time.perf_counter_ns() - start) / calls)
+    return best
+
+
+# ---- native C ------------------------------------------------------------------------------
 def build_native() -> ctypes.CDLL | str:
-    """The native C benchmark library, or why it is unavailable."""
+    """native.c built with ``cc -O2`` as a shared library, or why it is unavailable."""
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         return "no C compiler"
-    tmp = Path(tempfile.mkdtemp(prefix="pybpf-bench-"))
-    src, lib = tmp / "native.c", tmp / "native.so"
-    src.write_text(NATIVE_C)
+    lib = Path(tempfile.mkdtemp(prefix="pybpf-bench-")) / "native.so"
     proc = subprocess.run(
-        [cc, "-O2", "-shared", "-fPIC", str(src), "-o", str(lib)], capture_output=True, text=True
+        [cc, "-O2", "-shared", "-fPIC", str(NATIVE_SOURCE), "-o", str(lib)],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode:
         return f"cc failed: {proc.stderr.strip()[:200]}"
     dll = ctypes.CDLL(str(lib))
     dll.bench.restype = ctypes.c_double
     dll.bench.argtypes = [
-        ctypes.c_int,
+        ctypes.c_char_p,
         ctypes.c_char_p,
         ctypes.c_uint64,
         ctypes.c_uint64,
@@ -173,63 +177,186 @@ def build_native() -> ctypes.CDLL | str:
     return dll
 
 
-def bench_native(dll: ctypes.CDLL, name: str) -> tuple[float, int]:
-    """ns per run of the C version, timed inside C."""
-    which = list(PROGRAMS).index(name)
+def bench_native(dll: ctypes.CDLL, case: Case, runs: int) -> tuple[float, int]:
+    """ns per run of the C version (timed inside C) and its result."""
     out = ctypes.c_uint64()
-    reps = 1_000_000 if name in ("ret_const", "byte_sum") else 2000
-    ns = dll.bench(which, PACKET, len(PACKET), reps, ctypes.byref(out))
-    return ns, out.value
+    best = math.inf
+    for _ in range(3):
+        best = min(best, dll.bench(case.native.encode(), case.packet, len(case.packet), runs,
+                                   ctypes.byref(out)))  # fmt: skip
+    return best, out.value
+
+
+# ---- the suite -----------------------------------------------------------------------------
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b <= 0:
+        return None
+    return round(a / b, 2)
+
+
+def _geomean(values: list[float]) -> float | None:
+    values = [v for v in values if v]
+    if not values:
+        return None
+    return round(math.exp(sum(math.log(v) for v in values) / len(values)), 2)
+
+
+def run_suite(repeat: int, quick: bool = False) -> dict:
+    """Every measurement of the suite, as a JSON-ready dict."""
+    import jit as jit_figures  # benchmarks/jit.py: compile, cache and batch figures
+
+    from pybpf.jit import available, llvm_version
+
+    kernel_skip = kernel_unavailable()
+    native = build_native()
+    budget = 0.05 if quick else 0.3
+    interp = load_portable("interpreter")
+    jit = load_portable("jit") if available() else None
+    kernel = load_kernel() if kernel_skip is None else None
+    rows = []
+    try:
+        for case in CASES:
+            row: dict[str, object] = {"program": case.name, "kind": case.kind}
+            results = {"interp": first_result(case, "interpreter")}
+            row["interp_ns"] = round(time_interpreter(interp.programs[case.program],
+                                                      case.packet, budget), 1)  # fmt: skip
+            if jit is not None:
+                results["jit"] = first_result(case, "jit")
+                prog = jit.programs[case.program]
+                row["verified"] = prog.verified
+                row["jit_ns"] = timed(prog, case.packet, repeat)
+                row["compile_ms"] = round(prog._runner.compile_seconds * 1e3, 2)
+                checked = prog._runner.with_checks()
+                unchecked, prog._runner = prog._runner, checked
+                try:
+                    row["jit_checked_ns"] = timed(prog, case.packet, repeat)
+                finally:
+                    prog._runner = unchecked
+                    checked.close()
+            if kernel is not None:
+                results["kernel"] = first_result(case, "kernel")
+                row["kernel_ns"] = timed(kernel.programs[case.program], case.packet, repeat)
+            if case.native is not None and not isinstance(native, str):
+                ns, value = bench_native(native, case, max(repeat, 1000) * 10)
+                row["native_ns"] = round(ns, 2)
+                results["native"] = value & 0xFFFFFFFF
+            row["agree"] = len(set(results.values())) == 1
+            row["retval"] = results["interp"]
+            kns = row.get("kernel_ns")
+            row["interp/kernel"] = _ratio(row["interp_ns"], kns)
+            row["jit/kernel"] = _ratio(row.get("jit_ns"), kns)
+            row["jit_checked/kernel"] = _ratio(row.get("jit_checked_ns"), kns)
+            row["native/kernel"] = _ratio(row.get("native_ns"), kns)
+            rows.append(row)
+        calls = {}
+        parse = PROGRAMS["parse_udp"]
+        if jit is not None:
+            prog = jit.programs[parse.program]
+            calls["jit_test_run_ns"] = round(call_ns(lambda: prog.test_run(parse.packet)))
+        if kernel is not None:
+            from pybpf import syscall
+
+            kprog = kernel.programs[parse.program]
+            calls["kernel_test_run_ns"] = round(call_ns(lambda: kprog.test_run(parse.packet)))
+            fd = kprog.kernel.fd
+            calls["kernel_raw_syscall_ns"] = round(
+                call_ns(lambda: syscall.prog_test_run(fd, parse.packet))
+            )
+        calls["interp_test_run_ns"] = round(
+            call_ns(lambda: interp.programs[parse.program].test_run(parse.packet), 300)
+        )
+    finally:
+        for obj in (interp, jit, kernel):
+            if obj is not None:
+                obj.close()
+    out: dict[str, object] = {
+        "llvm": llvm_version(),
+        "repeat": repeat,
+        "rows": rows,
+        "geomean": {
+            "jit/kernel": _geomean([r["jit/kernel"] for r in rows]),
+            "jit_checked/kernel": _geomean([r["jit_checked/kernel"] for r in rows]),
+            "interp/kernel": _geomean([r["interp/kernel"] for r in rows]),
+            "native/kernel": _geomean([r["native/kernel"] for r in rows]),
+            "jit/kernel (compute)": _geomean(
+                [r["jit/kernel"] for r in rows if r["kind"] == "compute"]
+            ),
+        },
+        "single_call": calls,
+        "kernel_skipped": kernel_skip,
+        "native_skipped": native if isinstance(native, str) else None,
+    }
+    if jit is not None:
+        out["compile_100_insns"] = jit_figures.compile_figure()
+        out["cache_100_insns"] = jit_figures.cache_figure()
+        out["batch_drop_empty_udp"] = jit_figures.batch_figure()
+    return out
+
+
+COLUMNS = [
+    "program", "interp_ns", "jit_ns", "jit_checked_ns", "kernel_ns", "native_ns",
+    "jit/kernel", "jit_checked/kernel", "interp/kernel", "native/kernel", "compile_ms", "agree",
+]  # fmt: skip
+
+
+def print_table(out: dict) -> None:
+    """The suite's results as a text table and summary lines."""
+    if out.get("kernel_skipped"):
+        print(f"kernel: skipped ({out['kernel_skipped']})")
+    if out.get("native_skipped"):
+        print(f"native: skipped ({out['native_skipped']})")
+    rows = out["rows"]
+    width = {c: max(len(c), *(len(str(r.get(c, "-"))) for r in rows)) for c in COLUMNS}
+    print("  ".join(f"{c:>{width[c]}}" for c in COLUMNS))
+    for row in rows:
+        cells = []
+        for c in COLUMNS:
+            value = row.get(c)
+            cells.append(f"{'-' if value is None else value!s:>{width[c]}}")
+        print("  ".join(cells))
+    print("geomean: " + ", ".join(f"{k} {v}" for k, v in out["geomean"].items()))
+    calls = out["single_call"]
+    print("single test_run of parse_udp from Python, ns: "
+          + ", ".join(f"{k[:-3]} {v}" for k, v in calls.items()))  # fmt: skip
+    figure = out.get("compile_100_insns")
+    if figure:
+        print(
+            f"compile, 100-instruction program (LLVM {out['llvm']}): "
+            + ", ".join(f"{k} {v}" for k, v in figure.items())
+        )
+    cached = out.get("cache_100_insns")
+    if cached:
+        print(
+            f"code cache, 100-instruction program: {cached['cold_ms']} ms cold (LLVM), "
+            f"{cached['warm_ms']} ms warm (cache hit, median; best {cached['warm_best_ms']} ms)"
+        )
+    batch = out.get("batch_drop_empty_udp")
+    if batch:
+        print(
+            f"batch, drop-empty-UDP over {batch['packets']} 64-byte packets: "
+            f"{batch['ns_per_packet']} ns/packet native ({batch['mpps']} M packets/s), "
+            f"{batch['wall_ns_per_packet']} ns/packet wall"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every benchmark and print a table (or JSON)."""
+    """Run the suite and print a table (or JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=10000, help="kernel test_run repeat")
+    parser.add_argument("--repeat", type=int, default=10000, help="test_run repeat count")
+    parser.add_argument("--quick", action="store_true", help="shorter interpreter timing")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    kernel_skip = kernel_unavailable()
-    native = build_native()
-    rows = []
-    for name in PROGRAMS:
-        row: dict[str, object] = {"program": name}
-        ns, result = bench_interpreter(name)
-        assert result == EXPECTED[name], (name, result)
-        row["interp_ns"] = round(ns, 1)
-        if name in EXECUTED:
-            row["interp_ns/insn"] = round(ns / EXECUTED[name], 1)
-        if kernel_skip is None:
-            kns, kres = bench_kernel(name, args.repeat)
-            assert kres == EXPECTED[name] & 0xFFFFFFFF, (name, kres)
-            row["kernel_ns"] = kns
-            row["interp/kernel"] = round(ns / max(kns, 1.0), 1)
-        if not isinstance(native, str):
-            nns, nres = bench_native(native, name)
-            assert nres == EXPECTED[name], (name, nres)
-            row["native_ns"] = round(nns, 2)
-            row["interp/native"] = round(ns / max(nns, 0.01), 1)
-        rows.append(row)
+    with tempfile.TemporaryDirectory(prefix="pybpf-bench-state-") as state:
+        os.environ["PYBPF_STATE"] = state  # maps and the code cache stay out of the user's
+        os.environ["PYBPF_JIT_CACHE"] = "0"  # compile_ms is LLVM's, not the cache's
+        out = run_suite(args.repeat, args.quick)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "rows": rows,
-                    "kernel_skipped": kernel_skip,
-                    "native_skipped": native if isinstance(native, str) else None,
-                }
-            )
-        )
-        return 0
-    if kernel_skip:
-        print(f"kernel: skipped ({kernel_skip})")
-    if isinstance(native, str):
-        print(f"native: skipped ({native})")
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-    print("  ".join(f"{c:>14}" for c in cols))
-    for row in rows:
-        print("  ".join(f"{row.get(c, '-')!s:>14}" for c in cols))
+        print(json.dumps(out))
+    else:
+        print_table(out)
     return 0
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
     sys.exit(main())

@@ -185,6 +185,13 @@ class JitProgram:
             allow_legacy_packet=legacy_packet,
         )
         lddw_values = self._resolve(lddw_resolver)
+        self._options = {  # what with_checks() needs to build this program again
+            "legacy_packet": legacy_packet,
+            "opt_level": opt_level,
+            "tail_call_targets": tail_call_targets,
+            "tail_group": tail_group,
+            "lddw": lddw_values if lddw_resolver is not None else None,
+        }
         self.tail_key = tail_key(tail_group, self.debug_checks)
         self.map_sites = find_sites(
             self.cfg.table,
@@ -327,6 +334,27 @@ class JitProgram:
         helper raised (all with ``pc``).
         """
         return self._call(args, memory, packet, cpu, 0)[0]
+
+    def with_checks(self) -> JitProgram:
+        """The same program compiled with debug checks: the same instructions, helpers,
+        ``lddw`` values, tail-call targets and options (to compare a verified program's
+        unchecked code with checked code, or to run it under checks)."""
+        options = self._options
+        values = options["lddw"]
+        return JitProgram(
+            self.insns,
+            helpers=self.helpers,
+            entry_registers=self.entry_registers,
+            debug_checks=True,
+            budget=self.budget,
+            lddw_resolver=(lambda insn, pc: values[pc]) if values is not None else None,
+            legacy_packet=options["legacy_packet"],
+            trace=self.trace,
+            opt_level=options["opt_level"],
+            cache=self.cache if self.cache is not None else False,
+            tail_call_targets=options["tail_call_targets"],
+            tail_group=options["tail_group"],
+        )
 
     def native_tail_entry(self) -> tuple[int, int] | None:
         """(native tail entry, key) for native tail calls to this program
