@@ -303,3 +303,32 @@ def test_run_counts_show_in_the_pinned_record(capsys):
         record = prog.pin("/sys/fs/bpf/start")
     shown = js(capsys, "prog", "show", "id", str(record.id))
     assert shown["run_cnt"] == 3 and shown["run_time_ns"] >= 0
+
+
+def test_prog_run_on_a_pinned_program_updates_its_held_maps(capsys, tmp_path):
+    frame = tmp_path / "frame.bin"
+    frame.write_bytes(_udp_frame())
+    assert run(capsys, "prog", "load", XDP_COUNTER, "/sys/fs/bpf/xc")[0] == 0
+    prog_id = js(capsys, "prog", "show")[0]["id"]
+    for address in (["pinned", "/sys/fs/bpf/xc"], ["id", str(prog_id)], ["name", "xdp_count"]):
+        result = js(capsys, "prog", "run", *address, "--data-in", str(frame))
+        assert result["retval"] == 1  # XDP_DROP: UDP is .rodata's drop_proto
+    [element] = js(capsys, "map", "dump", "name", "proto_count")
+    assert element["formatted"] == {"key": 17, "value": 3}  # BTF from the pinned object
+    assert js(capsys, "map", "dump", "name", "xdp_coun.bss")[0]["formatted"] == {
+        "value": {".bss": [{"seen": 3}]}
+    }
+    # the run's temporary pins are gone
+    assert [m.get("pinned") for m in js(capsys, "map", "show")] == [None] * 6
+
+
+def test_a_program_pinned_without_its_object_cannot_run(capsys):
+    import pybpf
+    from pybpf.objects import Object
+
+    spec = pybpf.Object.open(PIPELINE).spec
+    with Object(spec).load() as obj:  # built from a spec: no object file to keep
+        obj.programs["start"].pin("/sys/fs/bpf/start")
+    assert js(capsys, "prog", "show", "pinned", "/sys/fs/bpf/start")["name"] == "start"
+    code, _, err = run(capsys, "prog", "run", "pinned", "/sys/fs/bpf/start")
+    assert code == EXIT_ERROR and err.startswith("Error: ")

@@ -355,7 +355,7 @@ def _hexdump(data: bytes) -> str:
 
 
 @prog_group.command("run")
-@click.argument("file", type=_PATH)
+@click.argument("words", nargs=-1, required=True)
 @click.option("--program", "program", metavar="NAME", help="Default: the only program.")
 @click.option("--data-in", metavar="FILE", help="Packet or buffer (- for stdin).")
 @click.option("--ctx-in", metavar="FILE", help="Context (- for stdin).")
@@ -367,7 +367,7 @@ def _hexdump(data: bytes) -> str:
 @click.pass_obj
 def prog_run(
     out,
-    file: Path,
+    words: tuple[str, ...],
     program: str | None,
     data_in: str | None,
     ctx_in: str | None,
@@ -377,21 +377,38 @@ def prog_run(
     engine: str,
     backend: str,
 ) -> None:
-    """Run a program once or --repeat times (BPF_PROG_TEST_RUN) and print its result.
+    """Run a program (PROG) once or --repeat times (BPF_PROG_TEST_RUN); print its result.
 
-    bpf_printk output goes to the state directory's trace log (`pybpf prog tracelog`).
+    A pinned program (id, pinned, name, tag) runs on the maps it holds, so its maps keep
+    what the run writes; an object file is loaded for the run. bpf_printk output goes to
+    the state directory's trace log (`pybpf prog tracelog`).
 
     \b
     Example:
       pybpf prog run examples/c/pipeline.o --program start --ctx-in args.bin --repeat 100
+      pybpf prog run pinned /sys/fs/bpf/xdp_counter --data-in frame.bin
       pybpf -j prog run examples/c/xdp_counter.o --data-in frame.bin --backend kernel
     """
-    from pybpf.cli.target import load_object
+    from pybpf.cli.target import KEYWORDS, load_object
     from pybpf.objects.events import TraceLog
 
     data = _read(data_in, "data_in") or b""
     ctx = _read(ctx_in, "ctx_in")
-    with load_object(str(file), engine=engine, backend=backend) as obj:
+    if words[0] in KEYWORDS:
+        from pybpf.cli.target import program_targets
+        from pybpf.objects.pinned import load_pinned
+
+        with program_targets(words) as (views, rest):
+            _no_more(rest)
+            if len(views) != 1:
+                raise InputError(f"{len(views)} programs match: run one (use id N)")
+            record = views[0].source
+        opened = load_pinned(record, engine=engine if engine != "interpreter" else None)
+        program = record.name
+    else:
+        _no_more(list(words[1:]))
+        opened = load_object(words[0], engine=engine, backend=backend)
+    with opened as obj:
         if program is None:
             if len(obj.programs) != 1:
                 names = ", ".join(obj.programs) or "none"

@@ -322,11 +322,16 @@ class KernelMapView:
 
 
 def _kernel_codecs(obj: Any, name: str) -> tuple[Any, Any] | None:
+    return spec_codecs(obj.spec, name)
+
+
+def spec_codecs(object_spec: Any, name: str) -> tuple[Any, Any] | None:
+    """Key and value codecs of map ``name`` from its object's BTF (bytes where unknown)."""
     from pybpf.maps.codec import BYTES
     from pybpf.objects.values import BTFCodec
 
-    spec = obj.spec.maps.get(name)
-    btf = obj.spec.btf
+    spec = object_spec.maps.get(name)
+    btf = object_spec.btf
     if spec is None or btf is None:
         return None
     key = value = BYTES
@@ -346,6 +351,20 @@ def object_maps(obj: Any) -> dict[str, Any]:
 
 
 def _shared_map(words: list[str]) -> Any:
+    m = _open_shared(words)
+    from pybpf.objects.pinned import map_source
+
+    try:
+        source = map_source(m.id)
+        codecs = spec_codecs(*source) if source is not None else None
+    except Exception:  # decoding is a nicety: a broken record leaves bytes
+        codecs = None
+    if codecs is not None and not m.type.is_map_in_map:
+        m.key_codec, m.value_codec = codecs
+    return m
+
+
+def _open_shared(words: list[str]) -> Any:
     from pybpf.maps import open_pinned
     from pybpf.maps.shared import list_maps, open_by_id, open_file
 

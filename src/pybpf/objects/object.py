@@ -20,6 +20,7 @@ loads the same spec into Linux instead (:mod:`pybpf.objects.kernel_backend`).
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,16 @@ from pybpf.objects.datasec import DataSection, section_attribute
 from pybpf.spec import ObjectSpec
 from pybpf.state import StateDirectory
 
-__all__ = ["Object", "load", "BACKENDS"]
+__all__ = ["Object", "load", "owner_of", "BACKENDS"]
 
 BACKENDS = ("portable", "kernel")
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
+_OWNERS: weakref.WeakKeyDictionary[Any, Object] = weakref.WeakKeyDictionary()
+
+
+def owner_of(program: Any) -> Object | None:
+    """The :class:`Object` a loaded program belongs to (``None`` when unknown)."""
+    return _OWNERS.get(program)
 
 
 class _ByName(dict):
@@ -79,6 +86,7 @@ class Object:
         self.closed = False
         self._callbacks: list[Any] = []
         self._kernel: Any = None
+        self.file_bytes: bytes | None = None  # the object file, when opened by open()
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -114,7 +122,9 @@ class Object:
             if path is not None and exc.path is None:
                 exc.path = path
             raise
-        return cls(spec, path=path)
+        obj = cls(spec, path=path)
+        obj.file_bytes = data
+        return obj
 
     # ---- loading -------------------------------------------------------------------------
     def load(
@@ -176,6 +186,8 @@ class Object:
             )
         self.programs.update(progs)
         self.maps.update(maps)
+        for prog in progs.values():
+            _OWNERS[prog] = self
         self.backend = backend
         self.engine = engine
         self.loaded = True

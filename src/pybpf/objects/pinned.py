@@ -11,17 +11,23 @@ alive while the program is pinned, as a pinned Linux program holds its maps; hol
 program with no pin left are removed when programs are listed.
 
 :func:`list_programs` gives every pinned program (one :class:`ProgramRecord` per id, with
-all its pins), :func:`read_pin` the one at a path.
+all its pins), :func:`read_pin` the one at a path. The record also keeps the object file
+(compressed) and which held map is which of its maps, so :func:`load_pinned` can load the
+program again *on its held maps* (``pybpf prog run pinned PATH`` updates the maps the
+pinned program uses, as on Linux).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import json
 import os
+import secrets
 import shutil
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,15 @@ from pybpf.errors import InputError, MapError, NotSupportedError
 from pybpf.isa import Instruction, decode, encode
 from pybpf.state import StateDirectory
 
-__all__ = ["ProgramRecord", "pin_program", "list_programs", "read_pin", "MAGIC"]
+__all__ = [
+    "ProgramRecord",
+    "pin_program",
+    "list_programs",
+    "read_pin",
+    "load_pinned",
+    "map_source",
+    "MAGIC",
+]
 
 MAGIC = "pybpf-prog"
 
@@ -127,6 +141,13 @@ def _document(prog: Any) -> dict[str, Any]:
         "run_cnt": prog.run_cnt,
         "run_time_ns": prog.run_time_ns,
     }
+    from pybpf.objects.object import owner_of
+
+    owner = owner_of(prog)
+    if owner is not None and owner.file_bytes is not None:
+        doc["object"] = base64.b64encode(zlib.compress(owner.file_bytes)).decode()
+        doc["object_name"] = owner.name
+        doc["held"] = {name: m.id for name, m in owner.maps.items()}
     if prog.engine == "jit" and callable(getattr(prog, "jited", None)):
         with contextlib.suppress(NotSupportedError):
             doc["jited_text"] = prog.jited()
@@ -253,3 +274,68 @@ def list_programs(state: StateDirectory | None = None) -> list[ProgramRecord]:
             if head == "prog" and number.isdigit() and int(number) not in docs:
                 shutil.rmtree(entry.path, ignore_errors=True)  # unpinned: release its maps
     return [_record(docs[i], tuple(sorted(pins[i]))) for i in sorted(docs)]
+
+
+def load_pinned(
+    record: ProgramRecord | str | os.PathLike,
+    *,
+    state: StateDirectory | None = None,
+    engine: str | None = None,
+) -> Any:
+    """The pinned program's object loaded again on the maps the pin holds (only that
+    program; ``engine``: default the one it was pinned from). Returns the loaded
+    :class:`~pybpf.objects.Object` (close it). :class:`~pybpf.errors.NotSupportedError`
+    for records written without their object (pinned from an object opened elsewhere)."""
+    from pybpf.objects.object import Object
+    from pybpf.spec import Pinning
+
+    state = state or StateDirectory()
+    if not isinstance(record, ProgramRecord):
+        record = read_pin(record, state=state)
+    doc = _load(state.pin_path(record.pins[0]))
+    if doc is None or "object" not in doc:
+        raise NotSupportedError(
+            f"program {record.name!r} was pinned without its object: run the object file",
+            feature="run pinned",
+            program=record.name,
+        )
+    obj = Object.open(zlib.decompress(base64.b64decode(doc["object"])), name=doc["object_name"])
+    root = f"/sys/fs/bpf/.pybpf-run/{os.getpid()}-{secrets.token_hex(4)}"
+    links = []
+    try:
+        for name, map_id in doc.get("held", {}).items():
+            source = state.held / f"prog-{record.id}" / str(map_id)
+            spec = obj.spec.maps.get(name)
+            if spec is None or not source.exists():
+                continue
+            target = state.prepare_pin(f"{root}/{name}")
+            os.link(source, target)
+            links.append(target)
+            spec.pinning = Pinning.BY_NAME
+        obj.load(engine=engine or doc.get("engine", "interpreter"), programs=[record.name],
+                 pin_maps_dir=root, state=state)  # fmt: skip
+    finally:
+        for target in links:
+            with contextlib.suppress(OSError):
+                target.unlink()
+        shutil.rmtree(state.pin_path(root), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            state.pin_path("/sys/fs/bpf/.pybpf-run").rmdir()
+    return obj
+
+
+def map_source(map_id: int, *, state: StateDirectory | None = None) -> tuple[Any, str] | None:
+    """The object spec and map name of a map a pinned program holds (its BTF types decode
+    the map's keys and values), or ``None``."""
+    from pybpf.objects.object import Object
+
+    state = state or StateDirectory()
+    for pin in state.pinned():
+        doc = _load(state.pin_path(pin))
+        if doc is None or "object" not in doc:
+            continue
+        for name, held_id in doc.get("held", {}).items():
+            if held_id == map_id:
+                data = zlib.decompress(base64.b64decode(doc["object"]))
+                return Object.open(data, name=doc.get("object_name")).spec, name
+    return None
