@@ -75,15 +75,18 @@ def test_prog_load_then_show_in_other_invocations(capsys):
 
 
 def test_ids_are_unique_across_processes(capsys):
+    import pybpf
+
     code = "import pybpf; o = pybpf.load(%r); p = o.programs['xdp_count']; p.pin(%r); print(p.id)"
-    ids = []
-    for i in range(2):
-        proc = subprocess.run(
-            [sys.executable, "-c", code % (XDP_COUNTER, f"/sys/fs/bpf/p{i}")],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        ids.append(int(proc.stdout))
+    proc = subprocess.run(
+        [sys.executable, "-c", code % (XDP_COUNTER, "/sys/fs/bpf/p0")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ids = [int(proc.stdout)]
+    with pybpf.load(XDP_COUNTER) as obj:  # this process, after the other one exited
+        obj.programs["xdp_count"].pin("/sys/fs/bpf/p1")
+        ids.append(obj.programs["xdp_count"].id)
     assert ids[0] != ids[1]
     assert sorted(r["id"] for r in js(capsys, "prog", "show")) == sorted(ids)
     map_ids = [m["id"] for m in js(capsys, "map", "show")]
@@ -332,3 +335,55 @@ def test_a_program_pinned_without_its_object_cannot_run(capsys):
     assert js(capsys, "prog", "show", "pinned", "/sys/fs/bpf/start")["name"] == "start"
     code, _, err = run(capsys, "prog", "run", "pinned", "/sys/fs/bpf/start")
     assert code == EXIT_ERROR and err.startswith("Error: ")
+
+
+def test_every_verb_in_text_and_json(capsys, tmp_path):
+    """Each prog/map verb once as text and once as JSON (state made fresh for each)."""
+    frame = tmp_path / "frame.bin"
+    frame.write_bytes(_udp_frame())
+    n = 0
+
+    def fresh() -> str:
+        nonlocal n
+        n += 1
+        return f"/sys/fs/bpf/v{n}"
+
+    def setup() -> tuple[str, str, int]:
+        prog = fresh()
+        assert run(capsys, "prog", "load", XDP_COUNTER, prog, "pinmaps", prog + "m")[0] == 0
+        record = js(capsys, "prog", "show", "pinned", prog)
+        return prog, prog + "m/proto_count", record["id"]
+
+    verbs = [
+        lambda p, m, i: ["prog", "show"],
+        lambda p, m, i: ["prog", "list", "id", str(i)],
+        lambda p, m, i: ["prog", "load", XDP_COUNTER, fresh()],
+        lambda p, m, i: ["prog", "loadall", TAIL_CALLS, fresh()],
+        lambda p, m, i: ["prog", "pin", "pinned", p, fresh()],
+        lambda p, m, i: ["prog", "dump", "xlated", "id", str(i)],
+        lambda p, m, i: ["prog", "run", "pinned", p, "--data-in", str(frame)],
+        lambda p, m, i: ["prog", "tracelog"],
+        lambda p, m, i: ["map", "show"],
+        lambda p, m, i: ["map", "list", "pinned", m],
+        lambda p, m, i: ["map", "update", "pinned", m, "key", "6", "0", "0", "0",
+                         "value", "1", "0", "0", "0", "0", "0", "0", "0"],  # fmt: skip
+        lambda p, m, i: ["map", "lookup", "pinned", m, "key", "6", "0", "0", "0"],
+        lambda p, m, i: ["map", "dump", "pinned", m],
+        lambda p, m, i: ["map", "delete", "pinned", m, "key", "6", "0", "0", "0"],
+        lambda p, m, i: ["map", "create", fresh(), "type", "array", "key", "4", "value", "4",
+                         "entries", "2", "name", "made"],  # fmt: skip
+        lambda p, m, i: ["map", "pin", "pinned", m, fresh()],
+        lambda p, m, i: ["map", "freeze", "pinned", m],
+    ]
+    for make in verbs:
+        prog, pinned_map, prog_id = setup()
+        for mode in ([], ["-j"]):
+            if make(prog, pinned_map, prog_id)[1] in ("lookup", "delete"):
+                with open_pinned(pinned_map) as m:
+                    m.update_raw(bytes([6, 0, 0, 0]), bytes(8))
+            args = make(prog, pinned_map, prog_id)
+            code, out, err = run(capsys, *mode, *args)
+            assert code == 0, (mode, args, err)
+            if mode:
+                for line in out.splitlines() or ["null"]:
+                    json.loads(line)  # one JSON document (a line each for streams)
