@@ -28,7 +28,7 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 WINDOWS_FILES = ("662b334a", "dac31099", "timeout-29db")
 # The prog_type column is PREVAIL's reading of section names (``tc``, ``2/1`` -> socket
 # filter), so helpers are checked by context, not by Linux's per-type lists.
-OPTIONS = Options(type_helpers=False)
+OPTIONS = Options(type_helpers=False, global_functions=False)
 
 
 def must_reject(row: dict[str, str]) -> bool:

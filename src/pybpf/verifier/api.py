@@ -18,6 +18,7 @@ from pybpf.errors import VerifierError
 from pybpf.helpers import lookup
 from pybpf.isa import Instruction, decode
 from pybpf.progtypes import ProgType
+from pybpf.progtypes.contexts import rules_for
 from pybpf.spec import ObjectSpec, link
 from pybpf.verifier import assertions as A
 from pybpf.verifier import ir
@@ -28,6 +29,12 @@ from pybpf.verifier.domains.stack import TOTAL_STACK
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import T
 from pybpf.verifier.fixpoint import Analysis, counter_name
+from pybpf.verifier.functions import (
+    GlobalFunction,
+    ParamKind,
+    may_change_packet,
+    read_signatures,
+)
 from pybpf.verifier.lower import lower
 from pybpf.verifier.memory import assign_pointer
 from pybpf.verifier.preconditions import CALLBACK_HELPERS
@@ -133,6 +140,40 @@ def _callback_entry(info: ProgramInfo, helper: str, call_pre: State) -> State:
     return s
 
 
+def _function_entry(info: ProgramInfo, fn: GlobalFunction) -> State:
+    """The state a global function starts in: its parameters in r1-r5, a fresh frame."""
+    s = entry_state(info)
+    for r in range(1, 6):
+        s.havoc(f"r{r}", int(T.UNINIT))
+    for i, param in enumerate(fn.params):
+        reg = f"r{i + 1}"
+        if param.kind == ParamKind.SCALAR:
+            s.havoc(reg, int(T.NUM))
+        elif param.kind == ParamKind.CTX:
+            s.havoc(reg, int(T.CTX))
+            s.zone.set(f"{reg}.ctx_offset", 0, 0)
+            assign_pointer(s, reg, False)
+        else:
+            s.havoc(reg, int(T.SHARED))
+            s.zone.set(f"{reg}.shared_offset", 0, 0)
+            s.zone.set(f"{reg}.shared_region_size", param.size, param.size)
+            s.zone.set(f"{reg}.shared_readonly", 0, 0)
+            assign_pointer(s, reg, True)
+    return s
+
+
+def _global_functions(
+    program: Sequence[tuple[int, ir.IrInstruction]], info: ProgramInfo, result: Result
+) -> None:
+    """Verify each global function on its own (Linux's ``do_check_subprogs``)."""
+    fn_info = dataclasses.replace(info, return_range=None)
+    for fn in info.global_functions.values():
+        sub = analyze(program, fn_info, _function_entry(info, fn), entry_pc=fn.pc)
+        for diag in sub.errors:
+            label = f"{fn.name}: {diag.label}"
+            result.errors.append(dataclasses.replace(diag, label=label))
+
+
 def _callbacks(
     analysis: Analysis,
     program: Sequence[tuple[int, ir.IrInstruction]],
@@ -205,7 +246,13 @@ def analyze(
     """
     result = Result(instructions=len(program))
     try:
-        cfg = build_cfg(program, info.options.max_frames, info.options.must_exit, entry_pc)
+        cfg = build_cfg(
+            program,
+            info.options.max_frames,
+            info.options.must_exit,
+            entry_pc,
+            frozenset(info.global_functions),
+        )
     except VerifierError as err:
         label = getattr(err, "label", None) or (str(err.pc) if err.pc is not None else "0")
         result.errors.append(Diagnostic(label, err.pc, err.message))
@@ -240,6 +287,8 @@ def analyze(
         result.loop_bound = max(bounds)
     _footprint(analysis, info, result)
     _callbacks(analysis, program, info, result, _seen)
+    if entry_pc is None:  # the program itself: also each global function, once
+        _global_functions(program, info, result)
     if keep_invariants:
         result.invariants = {str(label): s for label, s in analysis.pre.items()}
     return result
@@ -314,8 +363,12 @@ def verify(
     name: str | None = None,
     section: str | None = None,
     keep_invariants: bool = False,
+    functions: Mapping[int, GlobalFunction] | None = None,
 ) -> Result:
     """Verify a program; the :class:`Result` says accept or reject and why.
+
+    ``functions``: the global functions (by first pc) to verify on their own
+    (:mod:`~pybpf.verifier.functions`); ``verify_object`` reads them from BTF.
 
     ``keep_invariants`` keeps the invariant at each instruction in ``Result.invariants``.
     ``program`` is a list of instructions, raw bytecode, or a linked program (anything
@@ -339,6 +392,19 @@ def verify(
             prog_type = ProgType.SOCKET_FILTER
         info = ProgramInfo.for_type(prog_type, maps, options)
     lowered = _resolve_indexes(lower(insns))
+    if functions:
+        moves = {
+            f: c.changes_packet
+            for f in {i.func for _, i in lowered if isinstance(i, ir.Call)}
+            if (c := contract_for(f, info)) is not None
+        }
+        info = dataclasses.replace(
+            info,
+            global_functions={
+                pc: dataclasses.replace(fn, changes_packet=may_change_packet(lowered, pc, moves))
+                for pc, fn in functions.items()
+            },
+        )
     result = analyze(lowered, info, entry_state(info), keep_invariants)
     result.program = name
     result.section = section
@@ -405,14 +471,26 @@ def verify_object(
             )
             descs[i] = dataclasses.replace(descs[i], inner_map_fd=fd)
     program = obj.program(name)
+    placed = [
+        (fname, pc, obj.programs[fname].btf_func_id)
+        for fname, pc in linked.functions
+        if fname in obj.programs
+    ]
+    prog_type = _first(prog_type, linked.type, ProgType.SOCKET_FILTER)
+    rules = rules_for(prog_type)
+    ctx_name = rules.context.name if rules is not None else ""
+    functions = {}
+    if options is None or options.global_functions:
+        functions = read_signatures(obj.btf, placed, ctx_name)
     result = verify(
         linked,
-        _first(prog_type, linked.type, ProgType.SOCKET_FILTER),
+        prog_type,
         maps=descs,
         options=options,
         name=name,
         section=program.section,
         keep_invariants=keep_invariants,
+        functions=functions,
     )
     _with_lines(result, linked.line_info)
     return result

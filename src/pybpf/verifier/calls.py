@@ -17,6 +17,7 @@ from pybpf.verifier.domains.interval import INF
 from pybpf.verifier.domains.stack import FRAME_SIZE, TOTAL_STACK
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import ALL, T
+from pybpf.verifier.functions import GlobalFunction, ParamKind
 from pybpf.verifier.memory import (
     assign_pointer,
     recompute_all_numeric_sizes,
@@ -157,6 +158,19 @@ def _helper(s: State, contract: Contract, info: ProgramInfo, site: int) -> None:
         forget_packet_pointers(s, info)
 
 
+def _call_global(s: State, fn: GlobalFunction, info: ProgramInfo) -> None:
+    """After a call of a global function: memory it was given may hold other numbers,
+    ``r0`` is a number, ``r1``-``r5`` are gone, packet pointers die if it moves the packet."""
+    for i, param in enumerate(fn.params):
+        if param.kind == ParamKind.MEM:
+            _write_stack(s, f"r{i + 1}", param.size, param.size)
+    s.havoc("r0", int(T.NUM))
+    for r in range(1, 6):
+        s.havoc(f"r{r}", int(T.UNINIT))
+    if fn.changes_packet:
+        forget_packet_pointers(s, info)
+
+
 def _move_r10(s: State, delta: int) -> None:
     s.zone.shift("r10.stack_offset", delta)
     s.zone.shift("r10.stack_frame", delta)
@@ -202,6 +216,8 @@ def transform(
             s.set_bottom()
         else:
             _helper(s, contract, info, site)
+    elif isinstance(ins, ir.CallLocal) and ins.target in info.global_functions:
+        _call_global(s, info.global_functions[ins.target], info)
     elif isinstance(ins, ir.CallLocal):
         _call_local(s, frame)
     elif isinstance(ins, ir.Exit) and frame:

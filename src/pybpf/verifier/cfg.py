@@ -83,8 +83,13 @@ class Cfg:
 
 class _Builder:
     def __init__(
-        self, program: Sequence[tuple[int, ir.IrInstruction]], max_frames: int, must_exit: bool
+        self,
+        program: Sequence[tuple[int, ir.IrInstruction]],
+        max_frames: int,
+        must_exit: bool,
+        opaque: frozenset[int] = frozenset(),
     ) -> None:
+        self.opaque = opaque
         self.by_pc = dict(program)
         pcs = [pc for pc, _ in program]
         self.next_pc = {pc: (pcs[i + 1] if i + 1 < len(pcs) else None) for i, pc in enumerate(pcs)}
@@ -133,6 +138,9 @@ class _Builder:
                         work.append(dest)
             elif isinstance(ins, ir.MayGoto):
                 targets = [self._require(ins.target, frame, pc), self._require(nxt, frame, pc)]
+            elif isinstance(ins, ir.CallLocal) and ins.target in self.opaque:
+                self._require(ins.target, frame, pc)
+                targets = [self._require(nxt, frame, pc)]  # a global function: not inlined
             elif isinstance(ins, ir.CallLocal):
                 callee = self._require(ins.target, frame, pc)
                 follow = self._require(nxt, frame, pc)
@@ -163,17 +171,19 @@ def build_cfg(
     max_frames: int = 8,
     must_exit: bool = True,
     entry: int | None = None,
+    opaque: frozenset[int] = frozenset(),
 ) -> Cfg:
     """The CFG of a program given as ``(pc, instruction)`` pairs (entry at the first pc).
 
     With ``must_exit`` false, running off the last instruction ends the program (PREVAIL's
     test programs rely on it). ``entry``: start at that pc instead (a callback). Raises
+    ``opaque``: pcs of global functions, whose calls are not inlined. Raises
     :class:`~pybpf.errors.VerifierError` for control flow
     out of the program, recursion, or too deep calls.
     """
     if not program:
         raise VerifierError("empty program")
-    builder = _Builder(program, max_frames, must_exit)
+    builder = _Builder(program, max_frames, must_exit, opaque)
     cfg = builder.cfg
     cfg.add(ENTRY, None)
     cfg.add(EXIT, None)

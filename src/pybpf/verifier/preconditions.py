@@ -34,6 +34,7 @@ from pybpf.verifier.assertions import (
 )
 from pybpf.verifier.contracts import ArgKind, contract_for
 from pybpf.verifier.domains.types import Group
+from pybpf.verifier.functions import GlobalFunction, ParamKind
 from pybpf.verifier.program import ProgramInfo
 
 __all__ = ["assertions_for", "CALLBACK_HELPERS"]
@@ -142,6 +143,22 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
                 out.append(WritableMemory(reg))
         else:
             return [Unsupported(f"helper {call.func}: unsupported argument kind {kind.name}")]
+    return out
+
+
+def _call_global(fn: GlobalFunction) -> list[Assertion]:
+    """A call of a global function: each argument matches its BTF parameter."""
+    out: list[Assertion] = []
+    for i, param in enumerate(fn.params):
+        reg = i + 1
+        if param.kind == ParamKind.SCALAR:
+            out.append(TypeConstraint(reg, Group.NUMBER))
+        elif param.kind == ParamKind.CTX:
+            out += [TypeConstraint(reg, Group.CTX), ZeroCtxOffset(reg)]
+        else:  # memory of param.size bytes, or null
+            out.append(TypeConstraint(reg, Group.MEM_OR_NUM))
+            out.append(ValidAccess(reg, 0, param.size, "read", or_null=True))
+            out.append(WritableMemory(reg))
     return out
 
 
@@ -278,6 +295,8 @@ def assertions_for(ins: ir.IrInstruction | None, info: ProgramInfo, depth: int) 
         if ins.regoffset is not None:
             out.append(TypeConstraint(ins.regoffset, Group.NUMBER))
         return out
+    if isinstance(ins, ir.CallLocal) and ins.target in info.global_functions:
+        return _call_global(info.global_functions[ins.target])
     if isinstance(ins, ir.CallKfunc):
         return [Unsupported("kfunc calls are not supported")]
     if isinstance(ins, ir.Undefined):

@@ -15,6 +15,7 @@ from pybpf.errors import NotSupportedError
 from pybpf.maptypes import MapFlag, MapType
 from pybpf.progtypes import ProgType
 from pybpf.progtypes.contexts import ContextLayout, rules_for
+from pybpf.verifier.functions import GlobalFunction
 
 __all__ = ["Options", "MapDescriptor", "ProgramInfo"]
 
@@ -35,6 +36,8 @@ class Options:
     (:data:`~pybpf.progtypes.contexts.HELPERS_BY_TYPE`); false keeps only the context-level
     restrictions, for programs whose type is a guess (PREVAIL's corpus types unknown
     sections such as ``tc`` or ``2/1`` as socket filters).
+    ``global_functions``: verify non-static subprograms on their own against their BTF
+    signature, as Linux does (false: inline them, PREVAIL's model).
     """
 
     termination: bool = False
@@ -50,6 +53,7 @@ class Options:
     linux_rules: bool = True
     combined_stack: int = 512
     type_helpers: bool = True
+    global_functions: bool = True
 
 
 _MAP_OF_PROGRAMS = (MapType.PROG_ARRAY,)
@@ -87,7 +91,11 @@ class MapDescriptor:
 
 @dataclass(frozen=True)
 class ProgramInfo:
-    """A program's context, privilege, return range, maps and analysis options."""
+    """A program's context, privilege, return range, maps and analysis options.
+
+    ``global_functions``: the subprograms verified on their own (by first pc), whose calls
+    are checked against their signature instead of being inlined.
+    """
 
     context: ContextLayout
     privileged: bool = False
@@ -97,6 +105,7 @@ class ProgramInfo:
     default_map: MapDescriptor | None = None
     prog_type: ProgType | None = None
     options: Options = field(default_factory=Options)
+    global_functions: Mapping[int, GlobalFunction] = field(default_factory=dict)
 
     @staticmethod
     def for_type(
