@@ -106,6 +106,19 @@ def _pack_header(d: MapDefinition, size: int) -> bytes:
     )
 
 
+def _check_owner(fd: int, info: os.stat_result, path: Path) -> None:
+    """A pin must be ours and private: another user's file is refused (EPERM), as it could
+    change the map's bytes under us; one of ours others could write is made 0600 again."""
+    if not hasattr(os, "getuid"):
+        return
+    if info.st_uid != os.getuid():
+        raise fail(
+            errno.EPERM, f"pin is owned by uid {info.st_uid}, not {os.getuid()}", "open"
+        )
+    if info.st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+
+
 class MapBuffer:
     """The buffer of one map: ``mm`` (the mapping), ``region`` (owned, the whole buffer),
     and its backing ``path``.
@@ -168,14 +181,19 @@ class MapBuffer:
     @classmethod
     def open(cls, path: Path, name: str = "map") -> MapBuffer:
         """Map an existing map file (a pin); its header must be complete and consistent."""
+        flags = os.O_RDWR | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+            fd = os.open(path, flags)
         except FileNotFoundError:
             raise fail(errno.ENOENT, "no pinned object there", "open", "") from None
         except OSError as err:
+            if err.errno == errno.ELOOP:  # O_NOFOLLOW: a symbolic link put in its place
+                raise InputError("pin is a symbolic link", path=str(path)) from None
             raise fail(err.errno or errno.EACCES, f"cannot open pin: {err}", "open") from None
         try:
-            size = os.fstat(fd).st_size
+            info = os.fstat(fd)
+            _check_owner(fd, info, path)
+            size = info.st_size
             if size < HEADER_SIZE:
                 raise InputError("not a pybpf map (too short)", path=str(path))
             mm = mmap.mmap(fd, size)

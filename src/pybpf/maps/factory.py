@@ -158,11 +158,17 @@ def open_pinned(
 ) -> Map:
     """The map pinned at ``path`` (``/sys/fs/bpf/...`` or relative), sharing its data live.
 
-    MapError ENOENT when nothing is pinned there; InputError when the file is not a map;
+    MapError ENOENT when nothing is pinned there; InputError when the file is not a map, is
+    a symbolic link, or the state directory is not this user's own; MapError EPERM when the
+    pin is another user's file (a pin others could write is made owner-only again);
     MapError EINVAL (``field`` set) when ``definition`` does not match the pin.
     """
     state = state or StateDirectory()
-    file = state.pin_path(path)
+    state.ensure()  # a state directory (or part) another user owns, or a symlink: refused
+    try:
+        file = state.pin_path(path)
+    except OSError as err:  # a directory on the way we may not enter
+        raise fail(err.errno or errno.EACCES, f"cannot reach pin: {err}", "open_pinned") from None
     buffer = MapBuffer.open(file)
     try:
         d = buffer.definition()
