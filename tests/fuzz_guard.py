@@ -10,8 +10,13 @@ Every input fuzz test (``tests/test_fuzz_*.py``) runs its inputs through :func:`
 - only the ``allowed`` error families may escape; anything else fails the test.
 
 Runs are deterministic (``derandomize=True``, no example database). ``PYBPF_FUZZ_EXAMPLES=N``
-runs N inputs per test instead of the CI default; ``PYBPF_FUZZ_REPORT=<file>`` appends one
-JSON line per target with the number of inputs run and how they ended.
+runs N inputs per test instead of the CI default; ``PYBPF_FUZZ_RANDOM=1`` draws fresh random
+inputs each run (Hypothesis prints the ``@seed`` of a failure); ``PYBPF_FUZZ_REPORT=<file>``
+appends one JSON line per target with the number of inputs run and how they ended. A long
+run of every input fuzzer::
+
+    PYBPF_FUZZ_EXAMPLES=20000 PYBPF_FUZZ_RANDOM=1 PYBPF_FUZZ_REPORT=fuzz.jsonl \
+        python -m pytest -q tests/test_fuzz_*.py
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from hypothesis import HealthCheck, settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fuzz"
 EXAMPLES = int(os.environ.get("PYBPF_FUZZ_EXAMPLES", "0") or 0)
+RANDOM = os.environ.get("PYBPF_FUZZ_RANDOM", "") not in ("", "0")
 COUNTS: dict[str, Counter] = {}
 
 
@@ -48,7 +54,7 @@ def fuzz_settings(default: int) -> settings:
     """Hypothesis settings for a fuzz test: fixed seed, ``default`` inputs unless overridden."""
     return settings(
         max_examples=examples(default),
-        derandomize=True,
+        derandomize=not RANDOM,
         database=None,
         deadline=None,  # the SIGALRM guard bounds each input; deadlines flake under load
         suppress_health_check=list(HealthCheck),

@@ -215,20 +215,22 @@ def argvs(draw: st.DrawFn) -> list[str]:
     return argv
 
 
-def invoke(argv: list[str]) -> None:
-    """Run one argv as ``pybpf.cli.app.main`` would, failing on a traceback."""
+def invoke(argv: list[str]) -> str:
+    """Run one argv as ``pybpf.cli.app.main`` would, failing on a traceback; returns how it
+    ended (``"usage"``, ``"ok"`` or the pybpf error's class)."""
     runner = CliRunner()
     with runner.isolation():
         try:
             cli.main(args=argv, prog_name="pybpf", standalone_mode=False)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
-            pass  # usage errors (exit 2), --help/--version
+            return "usage"  # usage errors (exit 2), --help/--version
         except InternalError:
             raise
-        except PybpfError:
-            pass  # InputError exits 2, the other families 255: reported, no traceback
+        except PybpfError as err:
+            return type(err).__name__  # InputError exits 2, the other families 255
         except BrokenPipeError:
-            pass
+            return "broken pipe"
+    return "ok"
 
 
 @pytest.fixture
