@@ -426,11 +426,12 @@ def test_helpers_a_program_type_does_not_have_are_refused_with_both_names():
 
 # ---- callbacks ------------------------------------------------------------------------------
 def _loop_program(callback: str, ctx: str = "r3 = 0") -> list[Instruction]:
-    """``bpf_loop(10, callback, ctx, 0)`` with the callback's code after the main exit."""
-    head = assemble("r1 = 10")
+    """``bpf_loop(r1 & 15, callback, ctx, 0)`` (r1: an xdp_md field) with the callback's
+    code after the main exit."""
+    head = assemble("r1 = *(u32 *)(r1 + 12)\nr1 &= 15")
     after = assemble(f"{ctx}\nr4 = 0\ncall 181\nr0 = 2\nexit")
-    cb_pc = 1 + 2 + sum(i.slots for i in after)
-    lddw = Instruction(code=0x18, dst=2, src=4, imm=cb_pc - 1 - 1)  # BPF_PSEUDO_FUNC
+    cb_pc = 2 + 2 + sum(i.slots for i in after)
+    lddw = Instruction(code=0x18, dst=2, src=4, imm=cb_pc - 2 - 1)  # BPF_PSEUDO_FUNC
     return head + [lddw] + after + assemble(callback)
 
 
@@ -441,8 +442,8 @@ def test_bpf_loop_callbacks_are_verified_as_functions():
     assert first.label.startswith("callback") and not first.unsupported
     r = verify(_loop_program("r0 = *(u64 *)(r10 - 600)\nr0 = 0\nexit"), ProgType.XDP)
     assert not r.accepted and not r.unsupported
-    # a callback_ctx pointing into the caller's stack is not modelled: flagged, not proven
-    with_ctx = "*(u64 *)(r10 - 8) = 0\nr3 = r10\nr3 += -8"
+    # a callback_ctx at a variable offset of the caller's frame is not modelled: flagged
+    with_ctx = "r5 = r1\nr5 &= 8\n*(u64 *)(r10 - 16) = 0\nr3 = r10\nr3 += -16\nr3 += r5"
     r = verify(_loop_program("r0 = *(u64 *)(r2 + 0)\nr0 = 0\nexit", with_ctx), ProgType.XDP)
     assert not r.accepted and r.unsupported
 
@@ -523,3 +524,31 @@ def test_global_functions_are_read_from_btf():
     sigs = read_signatures(obj.btf, placed, "__sk_buff")
     assert sorted(f.name for f in sigs.values()) == ["add1", "add2"]
     assert all(f.params[0].kind == ParamKind.MEM and f.params[0].size == 4 for f in sigs.values())
+
+
+def test_a_callback_ctx_in_the_callers_frame_is_memory_up_to_the_frames_top():
+    with_ctx = "*(u64 *)(r10 - 8) = 0\nr3 = r10\nr3 += -8"
+    ok = "r3 = *(u64 *)(r2 + 0)\nr3 += 1\n*(u64 *)(r2 + 0) = r3\nr0 = 0\nexit"
+    assert verify(_loop_program(ok, with_ctx), ProgType.XDP).accepted
+    past = "r0 = *(u64 *)(r2 + 4)\nr0 = 0\nexit"  # 8 bytes from r10 - 4: past the frame
+    r = verify(_loop_program(past, with_ctx), ProgType.XDP)
+    first = _reject(r, "Upper bound")
+    assert not first.unsupported
+    leak = "*(u64 *)(r2 + 0) = r10\nr0 = 0\nexit"  # a pointer into the caller's stack
+    assert not verify(_loop_program(leak, with_ctx), ProgType.XDP).accepted
+
+
+def test_the_caller_forgets_what_its_callback_may_have_changed():
+    # r3 = *(r10 - 8) after the loop may not be 0 any more: dividing by it may be by zero
+    with_ctx = "*(u64 *)(r10 - 8) = 7\nr3 = r10\nr3 += -8"
+    head = assemble("r1 = 10")
+    after = assemble(
+        f"{with_ctx}\nr4 = 0\ncall 181\nr0 = *(u64 *)(r10 - 8)\nif r0 == 7 goto +1\n"
+        "r0 = r5\nr0 = 0\nexit"
+    )
+    cb_pc = 1 + 2 + sum(i.slots for i in after)
+    lddw = Instruction(code=0x18, dst=2, src=4, imm=cb_pc - 2)
+    program = head + [lddw] + after + assemble("*(u64 *)(r2 + 0) = 1\nr0 = 0\nexit")
+    # a caller still believing *(r10 - 8) == 7 would call the read of r5 (gone after the
+    # call) dead code; it is reachable, and refused
+    _reject(verify(program, ProgType.XDP), "Invalid type")

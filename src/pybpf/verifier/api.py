@@ -25,7 +25,7 @@ from pybpf.verifier import ir
 from pybpf.verifier.cfg import Label, build_cfg
 from pybpf.verifier.checker import check
 from pybpf.verifier.contracts import ArgKind, contract_for
-from pybpf.verifier.domains.stack import TOTAL_STACK
+from pybpf.verifier.domains.stack import FRAME_SIZE, TOTAL_STACK
 from pybpf.verifier.domains.state import State
 from pybpf.verifier.domains.types import T
 from pybpf.verifier.fixpoint import Analysis, counter_name
@@ -174,6 +174,17 @@ def _global_functions(
             result.errors.append(dataclasses.replace(diag, label=label))
 
 
+def _caller_region(pre: State, reg: str) -> int | None:
+    """The bytes from a stack pointer (a constant offset) to the top of its frame."""
+    if pre.type_of(reg) != T.STACK:
+        return None
+    off = pre.zone.interval(f"{reg}.stack_offset").singleton()
+    top = pre.zone.interval(f"{reg}.stack_frame").singleton()
+    if off is None or top is None or not 0 < top - off <= FRAME_SIZE:
+        return None
+    return int(top - off)
+
+
 def _callbacks(
     analysis: Analysis,
     program: Sequence[tuple[int, ir.IrInstruction]],
@@ -208,17 +219,25 @@ def _callbacks(
             continue
         cb_info = dataclasses.replace(info, return_range=CALLBACK_HELPERS[contract.name])
         entry = _callback_entry(cb_info, contract.name, pre)
-        # A callback_ctx other than NULL points into the caller's stack, which a callback
-        # verified on its own cannot see: its failures are "not modelled", not violations.
+        # callback_ctx: NULL, or a pointer into the caller's frame, which the callback sees
+        # as memory from there to the frame's top (numbers only). Anything else (and a
+        # timer's map value) is not modelled: the callback's failures are flagged so.
         modelled = contract.name != "timer_set_callback"
         ctx_reg = f"r{arg + 1}"
+        cb_ctx = "r2" if contract.name == "loop" else "r4"
+        region = _caller_region(pre, ctx_reg)
         if modelled and pre.type_of(ctx_reg) == T.NUM:
             if pre.zone.bounds(f"{ctx_reg}.svalue") == (0, 0):
-                cb_ctx = "r2" if contract.name == "loop" else "r4"
                 entry.zone.set(f"{cb_ctx}.svalue", 0, 0)
                 entry.zone.set(f"{cb_ctx}.uvalue", 0, 0)
             else:
                 modelled = False
+        elif modelled and region is not None:
+            entry.havoc(cb_ctx, int(T.SHARED))
+            entry.zone.set(f"{cb_ctx}.shared_offset", 0, 0)
+            entry.zone.set(f"{cb_ctx}.shared_region_size", region, region)
+            entry.zone.set(f"{cb_ctx}.shared_readonly", 0, 0)
+            assign_pointer(entry, cb_ctx, False)
         elif modelled:
             modelled = False
         sub = analyze(program, cb_info, entry, entry_pc=int(target), _seen=seen | {int(target)})

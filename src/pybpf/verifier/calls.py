@@ -111,6 +111,22 @@ def _acquire(s: State, site: int) -> None:
     s.held = s.held | ({site, LEAKED} if site in s.held else {site})
 
 
+def _callback_wrote(s: State, contract: Contract) -> None:
+    """A callback may have stored other numbers in the caller's frame it was handed (its
+    ``callback_ctx``): the values kept for those bytes are forgotten (which bytes are
+    initialised does not change: the callback cannot make them less so)."""
+    for arg in contract.args:
+        reg = f"r{arg.reg}"
+        if arg.kind != ArgKind.STACK or not s.may_be(reg, int(T.STACK)):
+            continue
+        lo = s.zone.bounds(f"{reg}.stack_offset")[0]
+        top = s.zone.bounds(f"{reg}.stack_frame")[1]
+        if lo == -INF or top == INF:
+            s.kill_cells(0, TOTAL_STACK)
+        else:
+            s.kill_cells(max(int(lo), 0), min(int(top), TOTAL_STACK))
+
+
 def _helper(s: State, contract: Contract, info: ProgramInfo, site: int) -> None:
     descs = _maps_of(s, contract, info)
     for arg in contract.args:
@@ -130,6 +146,8 @@ def _helper(s: State, contract: Contract, info: ProgramInfo, site: int) -> None:
         elif arg.kind == ArgKind.MAP_VALUE_OUT and descs:
             sizes = [d.value_size for d in descs]
             _write_stack(s, reg, min(sizes), max(sizes))
+    if any(arg.kind == ArgKind.FUNC for arg in contract.args):
+        _callback_wrote(s, contract)
     alloc = None
     if contract.alloc_size_reg is not None:
         alloc = s.zone.bounds(f"r{contract.alloc_size_reg}.uvalue")
