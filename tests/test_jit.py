@@ -734,16 +734,13 @@ def test_run_repeat_runs_in_a_native_loop():
         assert jit.run_repeat((41,), repeat=10)[0] == 42
 
 
-def test_benchmark_programs_compute_what_they_claim():
-    """benchmarks/jit.py's programs give the expected results (no timing is asserted)."""
+def test_the_benchmarks_synthetic_program_runs_the_same_on_both_engines():
+    """benchmarks/jit.py's compile-time program (the suite's programs: test_benchmarks)."""
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import jit as jit_bench  # benchmarks/jit.py
-    import run as bench
 
-    for name in bench.PROGRAMS:
-        assert jit_bench.bench_jit(name, 10, budget_s=0)["result"] == bench.EXPECTED[name]
     synthetic = jit_bench.synthetic_program(100)
     assert len(synthetic) == 100 and check_same(synthetic)[0] == "ok"
 

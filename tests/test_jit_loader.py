@@ -133,3 +133,29 @@ def test_an_interpreted_program_has_no_jited_code():
         with pytest.raises(NotSupportedError) as info:
             prog.jited()
     assert info.value.feature == "jited"
+
+
+# ---- inline helpers ---------------------------------------------------------------------------
+def test_clock_and_cpu_helpers_run_inline_with_the_runtimes_results():
+    import time
+
+    text = "call 5\nr6 = r0\ncall 8\nr7 = r0\ncall 5\nr0 -= r6\nr0 <<= 8\nr0 |= r7\nexit"
+    with JitProgram(assemble(text)) as prog:
+        assert {5, 8} <= prog.inline_helpers
+        before = time.monotonic_ns()
+        r0 = prog.run(cpu=3)
+        elapsed = time.monotonic_ns() - before
+        (state,) = prog._pool
+        assert state.ctx.helper_id in (None, 0)  # the dispatcher never ran
+    assert r0 & 0xFF == 3  # bpf_get_smp_processor_id: the run's CPU
+    assert 0 <= r0 >> 8 <= elapsed  # two monotonic readings, in order, within the run
+
+
+def test_a_replaced_clock_helper_keeps_the_python_call():
+    from pybpf.runtime import default_helpers
+
+    registry = default_helpers()
+    registry.register(5, lambda ctx, *args: 1234)
+    with JitProgram(assemble("call 5\nexit"), helpers=registry) as prog:
+        assert 5 not in prog.inline_helpers
+        assert prog.run() == 1234

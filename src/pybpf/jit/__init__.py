@@ -18,7 +18,8 @@ IR building), ``batch`` and ``batchloop`` (batch runs: packets, descriptor, nati
 ``mapcalls`` (native map helpers), ``cache`` (compiled code on disk), ``dump`` (listings),
 ``compile`` (LLVM binding: optimisation, MCJIT, code lifetime), ``state`` (per-run native
 state), ``calls`` (helper calls and tail calls back into Python), ``tailcalls`` (native
-tail calls through prog arrays), ``program`` (the public class).
+tail calls through prog arrays), ``inlinehelpers`` (clock and cpu-id helpers as native
+code), ``program`` (the public class).
 """
 
 from pybpf.jit.batch import BatchResult, PacketArg, PacketBatch

@@ -55,6 +55,7 @@ from pybpf.errors import InternalError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
 from pybpf.isa.opcodes import ATOMIC_FETCH, FRAME_POINTER, MAX_CALL_DEPTH, STACK_SIZE
 from pybpf.jit.blocks import Block, ControlFlow, Function, call_target, jump_target
+from pybpf.jit.inlinehelpers import CLOCK_GLOBAL, lower_inline_helper
 from pybpf.jit.layout import (
     DISPATCH_GLOBAL,
     PERM_READ,
@@ -141,10 +142,12 @@ class _Module:
         debug: bool,
         sites: Mapping[int, MapSite],
         stack_depth: int | None = None,
+        inline_helpers: frozenset[int] = frozenset(),
     ) -> None:
         self.cfg = cfg
         self.debug = debug
         self.stack_depth = stack_depth
+        self.inline_helpers = inline_helpers
         self.sites = sites
         self.module = ir.Module(name="pybpf")
         i64, i8, i1 = _int(64), _int(8), _int(1)
@@ -163,6 +166,10 @@ class _Module:
         # the helper dispatcher's address, written after loading (pybpf.jit.calls)
         self.dispatch_global = ir.GlobalVariable(self.module, i64, name=DISPATCH_GLOBAL)
         self.dispatch_global.initializer = ir.Constant(i64, 0)
+        self.clock_global = None
+        if inline_helpers:  # libc's clock_gettime, written after loading (inline helpers)
+            self.clock_global = ir.GlobalVariable(self.module, i64, name=CLOCK_GLOBAL)
+            self.clock_global.initializer = ir.Constant(i64, 0)
         self.memcpy = ir.Function(
             self.module,
             ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i8.as_pointer(), i64, i1]),
@@ -336,6 +343,15 @@ class _FunctionLowering:
                 builder.position_before(self.entry_bb.terminator)
             ptr = self.slot_ptrs[slot] = builder.gep(self.ctx, [_const(64, slot)])
         return ptr
+
+    def timespec(self):
+        """A ``[2 x i64]`` in this function's native frame (made once, in the entry block)."""
+        found = getattr(self, "_timespec", None)
+        if found is None:
+            builder = self.head
+            builder.position_before(self.entry_bb.terminator)
+            found = self._timespec = builder.alloca(ir.ArrayType(_int(64), 2), name="timespec")
+        return found
 
     def load_slot(self, slot: Slot):
         return self.b.load(self.slot(slot))
@@ -555,6 +571,8 @@ class _FunctionLowering:
                     lower_map_call(self, insn.imm, site, pc)
                 elif prog_array is not None and prog_array.kind == "progarray":
                     lower_tail_call(self, prog_array, pc)
+                elif insn.imm in self.mod.inline_helpers:
+                    lower_inline_helper(self, insn.imm)
                 elif insn.imm == TAIL_CALL:
                     self.tail_call(pc)
                 else:
@@ -837,6 +855,7 @@ def lower_program(
     debug_checks: bool = False,
     map_sites: Mapping[int, MapSite] | None = None,
     stack_depth: int | None = None,
+    inline_helpers: frozenset[int] = frozenset(),
 ):
     """The ``ir.Module`` of a checked program (see the module docstring).
 
@@ -844,6 +863,8 @@ def lower_program(
     helper calls become native code; ignored under ``debug_checks``. ``stack_depth``: a
     verifier's bound on the stack bytes below r10 any access reaches (only those bytes of
     a frame are zeroed on entry: :func:`frame_bytes`); ignored under ``debug_checks``.
+    ``inline_helpers``: helper ids emitted as native code
+    (:func:`pybpf.jit.inlinehelpers.inline_helper_ids`).
     """
     if ir is None:
         raise NotSupportedError("the JIT needs llvmlite (pip install 'pybpf[jit]')", feature="jit")
@@ -851,7 +872,7 @@ def lower_program(
     sites = dict(map_sites or {})
     if debug_checks:  # checked code keeps only the native tail calls (they read no memory
         sites = {pc: s for pc, s in sites.items() if s.kind == "progarray"}  # the program can)
-    mod = _Module(cfg, debug_checks, sites, depth)
+    mod = _Module(cfg, debug_checks, sites, depth, frozenset(inline_helpers))
     for function in cfg.functions.values():
         _FunctionLowering(mod, function).lower()
     i64 = _int(64)

@@ -40,6 +40,7 @@ from pybpf.jit.compile import (
     unavailable_reason,
 )
 from pybpf.jit.dump import dump_jited
+from pybpf.jit.inlinehelpers import CLOCK_GLOBAL, clock_gettime_address, inline_helper_ids
 from pybpf.jit.layout import DISPATCH_GLOBAL, BatchField, Slot
 from pybpf.jit.lower import (
     ACCESS_OK,
@@ -202,6 +203,7 @@ class JitProgram:
         for site in self.map_sites.values():
             site.tail_key = self.tail_key
         self._site_maps = tuple(site.map for site in self.map_sites.values())
+        self.inline_helpers = inline_helper_ids(self.helpers)
         self._site_table = None
         self._forks = _FORKS[0]
         self.cache = _code_cache(cache)
@@ -226,6 +228,9 @@ class JitProgram:
         dispatch = self._code.global_address(DISPATCH_GLOBAL)
         if dispatch:
             _U64.from_address(dispatch).value = self._dispatcher.address
+        clock = self._code.global_address(CLOCK_GLOBAL) if self.inline_helpers else 0
+        if clock:
+            _U64.from_address(clock).value = clock_gettime_address()
         self.tail_entry = self._code.address(TAIL_ENTRY)
         # closed or collected: no prog array's native entry may name the code any more
         self._forget = weakref.finalize(self, forget, self.tail_entry)
@@ -239,6 +244,8 @@ class JitProgram:
             extra: dict[str, object] = {"maps": shapes} if shapes else {}
             if self.stack_depth is not None:
                 extra["stack_depth"] = frame_bytes(self.stack_depth)
+            if self.inline_helpers:
+                extra["inline_helpers"] = sorted(self.inline_helpers)
             key = cache.key(
                 self.insns,
                 debug_checks=self.debug_checks,
@@ -259,6 +266,7 @@ class JitProgram:
             debug_checks=self.debug_checks,
             map_sites=self.map_sites,
             stack_depth=self.stack_depth,
+            inline_helpers=self.inline_helpers,
         )
         start = time.perf_counter()
         compiled = compile_object(module, opt_level=opt_level)
