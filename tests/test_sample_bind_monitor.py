@@ -182,7 +182,7 @@ def _pybpf_exec(*args: str) -> subprocess.CompletedProcess:
     [
         ("cgroup", [], 0),
         ("cgroup", ["--program", "bind_monitor_bind4"], 2),  # no sock_release: nothing uncounts
-        ("bind", ["--program", "bind_monitor"], 0),
+        ("bind", ["--program", "bind_monitor", "--engine", "jit"], 0),
     ],
 )
 def test_pybpf_exec_runs_a_python_program_under_the_policy(flavour, programs, left):
