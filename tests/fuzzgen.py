@@ -6,8 +6,9 @@ comes from the packet), with bounds checks that are sometimes wrong (off by a fe
 against the wrong register, the branch the wrong way round), map lookups with and without
 null checks and value accesses in and past the value, stack writes and reads (sometimes of
 bytes never written), bounded and unbounded loops, static functions called with pointers to
-the stack, pointer arithmetic with packet-derived numbers, context field reads and writes,
-and helpers that move the packet. :meth:`FuzzProgram.object_spec` makes it an
+the stack, ``bpf_loop`` callbacks handed a buffer of the caller's stack (read and written
+in and past the buffer), pointer arithmetic with packet-derived numbers, context field
+reads and writes, and helpers that move the packet. :meth:`FuzzProgram.object_spec` makes it an
 :class:`~pybpf.spec.ObjectSpec` with its maps (``arr``: array, ``hash``: hash), ready for
 ``Object(spec).load()``. :func:`packets` gives the packets a program runs on: random bytes
 and well-formed and broken Ethernet/IPv4/TCP frames of many lengths.
@@ -39,6 +40,7 @@ MAPS: dict[str, tuple[MapType, int, int, int]] = {
 }
 _MAGIC = {name: 0x5EED0000 + i for i, name in enumerate(MAPS)}
 _BY_MAGIC = {v: k for k, v in _MAGIC.items()}
+_FUNC_MAGIC = 0x5EEF0000  # + n: the address of callback ``cb<n>``
 
 # Context field offsets (Linux UAPI) of the two program types generated.
 _CTX = {
@@ -61,9 +63,21 @@ class FuzzProgram:
     prog_type: ProgType
     text: str
 
-    def instructions(self) -> tuple[list[Instruction], list[Reference]]:
-        """The assembled program, and a map reference for each magic ``lddw``."""
-        insns = assemble(self.text)
+    def parts(self) -> list[tuple[str, str]]:
+        """``(name, text)`` of the program (``prog``) and of each callback, which follow it
+        after a ``; callback NAME`` line."""
+        out = [("prog", [])]
+        for line in self.text.splitlines():
+            if line.startswith("; callback "):
+                out.append((line.split()[2], []))
+            else:
+                out[-1][1].append(line)
+        return [(name, "\n".join(lines)) for name, lines in out]
+
+    @staticmethod
+    def instructions(text: str) -> tuple[list[Instruction], list[Reference]]:
+        """Assembled ``text``, and a map or callback reference for each magic ``lddw``."""
+        insns = assemble(text)
         refs: list[Reference] = []
         out: list[Instruction] = []
         pc = 0
@@ -71,21 +85,34 @@ class FuzzProgram:
             if insn.is_lddw and insn.src == 0 and insn.imm64 in _BY_MAGIC:
                 refs.append(Reference(pc, RefKind.MAP, _BY_MAGIC[insn.imm64]))
                 insn = Instruction(code=insn.code, dst=insn.dst, src=0, imm=0, imm_hi=0)
+            elif insn.is_lddw and insn.src == 0 and insn.imm64 >> 16 == _FUNC_MAGIC >> 16:
+                refs.append(Reference(pc, RefKind.FUNC_ADDR, f"cb{insn.imm64 & 0xFFFF}"))
+                insn = Instruction(code=insn.code, dst=insn.dst, src=0, imm=0, imm_hi=0)
             out.append(insn)
             pc += insn.slots
         return out, refs
 
     def object_spec(self) -> ObjectSpec:
-        """An object with this program (``prog``) and both maps."""
-        insns, refs = self.instructions()
+        """An object with this program (``prog``), its callbacks and both maps."""
         section = "xdp" if self.prog_type == ProgType.XDP else "tc"
-        prog = ProgramSpec(
-            "prog", section, tuple(insns), references=tuple(refs), type=self.prog_type
-        )
+        programs = {}
+        for name, text in self.parts():
+            insns, refs = self.instructions(text)
+            if name == "prog":
+                programs[name] = ProgramSpec(
+                    name, section, tuple(insns), references=tuple(refs), type=self.prog_type
+                )
+            else:
+                programs[name] = ProgramSpec(
+                    name,
+                    ".text",
+                    tuple(insns),
+                    references=tuple(refs),
+                    subprogram=True,
+                    global_function=False,
+                )
         maps = {name: MapSpec(name, t, k, v, n) for name, (t, k, v, n) in MAPS.items()}
-        return ObjectSpec(
-            name=f"fuzz{self.seed}", programs={"prog": prog}, maps=maps, license="GPL"
-        )
+        return ObjectSpec(name=f"fuzz{self.seed}", programs=programs, maps=maps, license="GPL")
 
 
 def from_text(text: str, prog_type: ProgType = ProgType.XDP, seed: int = -1) -> FuzzProgram:
@@ -102,6 +129,7 @@ class _Gen:
         self.ctx = _CTX[prog_type]
         self.lines: list[str] = []
         self.functions: list[list[str]] = []
+        self.callbacks: list[list[str]] = []
         self.n = 0
 
     def label(self) -> str:
@@ -396,6 +424,33 @@ class _Gen:
         self.emit("r0 = *(u32 *)(r9 + 0)")
         return None
 
+    def loop_callback(self) -> None:
+        """``bpf_loop`` with a callback reading and writing a caller's stack buffer (its
+        ``callback_ctx``, sometimes past the buffer), or with no ctx, returning 0/1 (or not)."""
+        rng = self.rng
+        k = len(self.callbacks)
+        size = rng.choice([8, 16, 32])
+        with_ctx = self.maybe(0.7)
+        if with_ctx:
+            for off in range(0, size, 8):
+                if not self.maybe(0.1):
+                    self.emit(f"*(u64 *)(r10 - {size - off}) = {off}")
+        self.emit(f"r1 = {rng.choice([1, 3, 16])}", f"r2 = {_FUNC_MAGIC + k:#x} ll")
+        self.emit("r3 = r10", f"r3 += -{size}") if with_ctx else self.emit("r3 = 0")
+        self.emit("r4 = 0", "call 181")
+        if with_ctx:
+            self.emit(f"r3 = *(u64 *)(r10 - {size})", "r0 += r3")
+        body = [f"; callback cb{k}"]
+        if with_ctx and self.maybe(0.8):
+            off = rng.choice([0, size - 8, size - 8, size, 4])
+            body += [f"r3 = *(u64 *)(r2 + {off})", "r3 += r1", f"*(u64 *)(r2 + {off}) = r3"]
+        elif self.maybe(0.3):
+            body += ["r3 = *(u64 *)(r2 + 0)"]  # NULL ctx
+        if self.maybe(0.3):
+            body += [f"*(u64 *)(r10 - {rng.choice([8, 16])}) = r1", "r4 = *(u64 *)(r10 - 8)"]
+        body += [rng.choice(["r0 = 0", "r0 = 1", "r0 = r1\nr0 &= 1", "r0 = 2"]), "exit"]
+        self.callbacks.append(body)
+
     def build(self) -> str:
         rng = self.rng
         out = "Lout"
@@ -420,6 +475,7 @@ class _Gen:
             (self.countdown, 1),
             (self.skb_load, 1),
             (self.meta, 1),
+            (self.loop_callback, 2),
         ]
         funcs = [f for f, w in pieces for _ in range(w)]
         for _ in range(rng.randrange(2, 7)):
@@ -433,12 +489,15 @@ class _Gen:
                 self.arith,
                 self.countdown,
                 self.skb_load,
+                self.loop_callback,
             ):
                 piece()
             else:
                 piece(out)
         self.emit(f"r0 = {rng.choice([1, 2, 2, 3])}", "exit", f"{out}:", "r0 = 1", "exit")
         for body in self.functions:
+            self.lines.extend(body)
+        for body in self.callbacks:
             self.lines.extend(body)
         return _normalise("\n".join(self.lines))
 
