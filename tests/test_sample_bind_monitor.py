@@ -203,6 +203,10 @@ def test_pybpf_exec_status_and_errors():
     code = "import sys; print(sys.argv[1:]); raise SystemExit(7)"
     run = _pybpf_exec(obj, "--", "python", "-c", code, "a", "-b")
     assert run.returncode == 7 and run.stdout.strip() == "['a', '-b']"
+    crash = _pybpf_exec(obj, "--", "python", "-c", "from pybpf.errors import InputError\n"
+                        "raise InputError('from the script')")
+    assert crash.returncode == 1 and crash.stderr.rstrip().endswith("from the script")
+    assert "policy.py" not in crash.stderr  # the script's traceback, as python prints it
     assert _pybpf_exec(obj, "--", "ls").returncode == 2  # not a Python program
     assert _pybpf_exec(obj, "--mem", "00", "--", "python", "-c", "0").returncode == 2
     assert _pybpf_exec(obj, "--program", "x").returncode == 2  # --program needs a command

@@ -149,7 +149,18 @@ def run(argv: Sequence[str]) -> int:
             if name not in obj.programs:
                 raise InputError(f"no program {name!r} in the object", field="program")
             links.append(attach_socket(obj.programs[name]))
-        status = _run_target(rest)
+        try:
+            status = _run_target(rest)
+        except BaseException as exc:  # the script's own error: Python's report, status 1
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            import traceback
+
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+                tb = tb.tb_next  # the script's frames only, as python prints them
+            traceback.print_exception(type(exc), exc, tb)
+            status = 1
     finally:
         for link in reversed(links):
             link.detach()
