@@ -3,8 +3,9 @@
 Programs come from ``tests/fuzzgen.py`` (XDP and tc programs shaped like real ones: packet
 parsing with bounds checks that are sometimes wrong, map lookups with and without null
 checks, stack writes and reads, loops, static function calls, ``bpf_loop`` callbacks,
-pointer arithmetic, context fields, helpers that move the packet). ``tests/fuzzrun.py`` verifies each (loops must be
-proven bounded) and runs every accepted one on the interpreter, whose address space checks
+pointer arithmetic, context fields, helpers that move the packet). ``tests/fuzzrun.py``
+verifies each (loops must be proven bounded) and runs every accepted one on the
+interpreter, whose address space checks
 every access, on several packets, twice per packet (stack zeroed, then filled with 0xA5).
 A :class:`~pybpf.errors.MemoryAccessError`, a :class:`~pybpf.errors.BudgetExceededError` or
 a result that depends on the stack fill (a read of stack bytes never written) is a false
