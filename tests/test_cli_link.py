@@ -125,3 +125,16 @@ def test_bad_link_arguments(state: Path, capsys) -> None:
     assert code == 2
     code, out, _ = _main(["-j", "link", "show", "id", "x"], capsys)
     assert code == 2 and "error" in json.loads(out)
+
+
+def test_attach_refuses_a_program_of_another_kind(state: Path, capsys) -> None:
+    examples = Path(__file__).parents[1] / "examples" / "c"
+    for args in (
+        ["net", "attach", "tc", str(examples / "drop_empty_udp.o"), "--dev", "lo"],
+        ["net", "attach", "xdp", str(examples / "tc_ctx.o"), "--dev", "lo"],
+        ["net", "attach", "xdp", str(examples / "sock_ctx.o"), "--dev", "lo"],
+    ):
+        code, _, err = _main([*args, "--engine", "interpreter"], capsys)
+        assert code == 2 and err.startswith("Error:")
+    code, out, _ = _main(["-j", "link", "show"], capsys)
+    assert json.loads(out) == []

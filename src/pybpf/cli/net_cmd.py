@@ -226,9 +226,12 @@ def net_attach(
     try:
         with Object.open(file).load(engine=engine) as obj:
             prog = obj.program(_pick_program(obj, program))
+            from pybpf.hooks.packetrun import program_kind
+
             kind = "tc" if attach_type == "tc" else "xdp"
-            if prog.type is not None and kind == "tc" and prog.type.type_name == "xdp":
-                raise InputError(f"{prog.name} is an xdp program: attach it as xdp")
+            found = program_kind(prog.type)
+            if found != kind:
+                raise InputError(f"{prog.name} is a {found} program, not {kind}", field="program")
             link = LiveLink(prog, dev, to=to, promiscuous=not no_promisc)
             tty = sys.stderr.isatty() and not out.json
 
