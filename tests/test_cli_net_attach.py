@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -90,6 +91,17 @@ def test_attach_ended_by_link_detach_and_by_duration(wire: Wire, state: Path, ca
         assert f"drop_empty_udp on {wire.b}" in out
     finally:
         proc.kill()
+    proc = _attach(wire, "--json")  # Ctrl-C ends it too
+    try:
+        _wait_listed(proc, wire.b, capsys)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["devname"] == wire.b
+    finally:
+        proc.kill()
+    code, out, _ = _main(["-j", "link", "show"], capsys)
+    assert json.loads(out) == []
     proc = _attach(wire, "--duration", "0.3", "--json")
     try:
         out, err = proc.communicate(timeout=20)
