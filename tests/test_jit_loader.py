@@ -3,6 +3,7 @@ Program.xlated() and Program.jited() give ``bpftool prog dump``'s data."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,41 @@ def test_a_replaced_clock_helper_keeps_the_python_call():
     with JitProgram(assemble("call 5\nexit"), helpers=registry) as prog:
         assert 5 not in prog.inline_helpers
         assert prog.run() == 1234
+
+
+# ---- xdp test runs reuse their regions ------------------------------------------------------
+# bpf_xdp_adjust_head(ctx, 4), then packet[0] += 1 and r0 = data_end - data
+ADJUST_AND_WRITE = """
+    r6 = r1
+    r2 = 4
+    call 44
+    r2 = *(u32 *)(r6 + 4)
+    r1 = *(u32 *)(r6 + 0)
+    r3 = r1
+    r3 += 1
+    if r3 > r2 goto +5
+    r3 = *(u8 *)(r1 + 0)
+    r3 += 1
+    *(u8 *)(r1 + 0) = r3
+    r0 = r2
+    r0 -= r1
+    exit
+    r0 = 0
+    exit
+"""
+
+
+@pytest.mark.parametrize("engine", ["interpreter", "jit"])
+def test_repeated_xdp_test_runs_start_from_a_fresh_context(engine):
+    packets = [bytes([i]) * 64 for i in (1, 2)] + [bytes([3]) * 80, bytes([4]) * 64]
+    with Object(_xdp_object(ADJUST_AND_WRITE)).load(engine=engine) as obj:
+        prog = obj.programs["p"]
+        runs = [prog.test_run(p) for p in packets]
+        assert prog._reused  # the regions were kept for the next run
+        again = prog.test_run(packets[0])
+    for packet, run in zip(packets, runs, strict=True):
+        # the head moved by 4 on each run's own packet, not on the last run's
+        assert run.retval == len(packet) - 4
+        assert run.data_out == bytes([packet[0] + 1]) + packet[5:]
+    assert again == dataclasses.replace(runs[0], duration=again.duration)
+    assert not prog._reused  # closing the program freed them
