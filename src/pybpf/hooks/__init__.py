@@ -1,9 +1,10 @@
-"""Hooks: where attached programs meet packets; for now, capture files (pcap and pcapng).
+"""Hooks: where attached programs meet packets: capture files, live links, socket calls.
 
 ``open_capture(path)`` reads either format (detected from the content) as :class:`Frame`
-records; ``open_writer(path, format=...)`` writes one. Running programs over captures, live
-links and socket hooks build on these; ``attach_socket(program)`` attaches a socket program
-to this Python process (:mod:`pybpf.hooks.socket`).
+records; ``open_writer(path, format=...)`` writes one. Running programs over captures
+(:mod:`pybpf.hooks.runner`), live links (:mod:`pybpf.hooks.live`: a program on the frames a
+network interface receives, Linux) and socket hooks build on these; ``attach_socket(program)``
+attaches a socket program to this Python process (:mod:`pybpf.hooks.socket`).
 """
 
 from __future__ import annotations
