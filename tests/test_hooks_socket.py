@@ -257,9 +257,14 @@ def test_post_bind4_deny_undoes_the_bind(policy):
     with attach_socket(policy.programs["policy_post_bind4"]):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             fd = s.fileno()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 3)
+            s.settimeout(2.5)
             with pytest.raises(PermissionError):
                 s.bind(("127.0.0.1", port))
             assert s.fileno() == fd and s.getsockname() == ("0.0.0.0", 0)
+            # the same socket as far as its user can tell: options and blocking mode kept
+            assert s.getsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY) == 3
+            assert s.gettimeout() == 2.5 and not os.get_blocking(fd)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
                 u.bind(("127.0.0.1", 0))  # other ports pass
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as t:

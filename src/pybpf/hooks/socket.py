@@ -408,11 +408,40 @@ def _release(info: _SockInfo) -> None:
         _bind_md_hook(None, BindOperation.UNBIND, info.local)
 
 
+_KEPT_OPTIONS = tuple(
+    (level, option)
+    for level, name in (
+        (_socket_module.SOL_SOCKET, "SO_PRIORITY"),
+        (_socket_module.SOL_SOCKET, "SO_MARK"),
+        (_socket_module.SOL_SOCKET, "SO_REUSEADDR"),
+        (_socket_module.SOL_SOCKET, "SO_REUSEPORT"),
+        (_socket_module.SOL_SOCKET, "SO_BROADCAST"),
+        (_socket_module.SOL_SOCKET, "SO_KEEPALIVE"),
+        (_socket_module.IPPROTO_IPV6, "IPV6_V6ONLY"),
+        (_socket_module.IPPROTO_TCP, "TCP_NODELAY"),
+    )
+    if (option := getattr(_socket_module, name, None)) is not None
+)
+
+
 def _undo_bind(sock: Any) -> None:
-    """Replace ``sock``'s descriptor by a fresh, unbound socket of the same kind."""
+    """Replace ``sock``'s descriptor by a fresh, unbound socket of the same kind, with its
+    options (priority, mark, reuse, keepalive, v6only, nodelay, blocking mode): Linux releases the
+    port of the same socket."""
     with _Passthrough():
         fresh = _socket_module.socket(sock.family, sock.type, sock.proto)
         try:
+            for level, option in _KEPT_OPTIONS:
+                try:
+                    value = sock.getsockopt(level, option)
+                    if fresh.getsockopt(level, option) != value:
+                        fresh.setsockopt(level, option, value)
+                except OSError:
+                    continue
+            fresh.settimeout(sock.gettimeout())  # the descriptor's O_NONBLOCK
+            bound_dev = sock.getsockopt(_socket_module.SOL_SOCKET, _SO_BINDTOIFINDEX)
+            if bound_dev:
+                fresh.setsockopt(_socket_module.SOL_SOCKET, _SO_BINDTOIFINDEX, bound_dev)
             os.dup2(fresh.fileno(), sock.fileno())
         finally:
             fresh.close()
