@@ -426,3 +426,13 @@ def test_a_socket_collected_during_a_run_is_released_after_it(policy):
             gc.collect()
             assert released[0] == 0
         assert released[0] == 1
+
+
+def test_closing_the_program_detaches_its_link():
+    obj = Object.open(C / "bind_monitor_cgroup.o").load()
+    obj.maps["limits_map"][0] = 1
+    link = attach_socket(obj.programs["bind_monitor_bind4"])
+    obj.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))  # no program runs: no error, no verdict
+    assert not link.attached and attached_links() == []

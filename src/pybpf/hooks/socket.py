@@ -96,13 +96,18 @@ _TCP_ESTABLISHED, _TCP_CLOSE, _TCP_LISTEN = 1, 7, 10
 _M32 = (1 << 32) - 1
 
 
+_APP_ID: list[bytes] = []
+
+
 def app_id() -> bytes:
     """This process's image path (``bind_md``'s app id), UTF-8."""
-    try:
-        path = os.readlink("/proc/self/exe")
-    except OSError:
-        path = sys.executable or sys.argv[0]
-    return os.fsencode(path)
+    if not _APP_ID:
+        try:
+            path = os.readlink("/proc/self/exe")
+        except OSError:
+            path = sys.executable or sys.argv[0]
+        _APP_ID.append(os.fsencode(path))
+    return _APP_ID[0]
 
 
 def _denied() -> PermissionError:
@@ -238,8 +243,15 @@ def attached_links() -> list[SocketLink]:
 
 
 def _links(attach_type: AttachType) -> list[SocketLink]:
+    """The links of ``attach_type``; a link whose program was closed is detached."""
     with _LOCK:
-        return list(_LINKS[attach_type])
+        links = list(_LINKS[attach_type])
+    live = [link for link in links if not getattr(link.program, "closed", False)]
+    if len(live) != len(links):
+        for link in links:
+            if link not in live:
+                link.detach()
+    return live
 
 
 class _Passthrough:
