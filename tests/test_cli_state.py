@@ -387,3 +387,19 @@ def test_every_verb_in_text_and_json(capsys, tmp_path):
             if mode:
                 for line in out.splitlines() or ["null"]:
                     json.loads(line)  # one JSON document (a line each for streams)
+
+
+def test_unpin(capsys):
+    args = ["prog", "load", XDP_COUNTER, "/sys/fs/bpf/a", "pinmaps", "/sys/fs/bpf/m"]
+    assert run(capsys, *args)[0] == 0
+    assert len(js(capsys, "map", "show")) == 6
+    assert run(capsys, "map", "unpin", "/sys/fs/bpf/m/proto_count")[0] == 0
+    assert run(capsys, "map", "unpin", "/sys/fs/bpf/m/proto_count")[0] == EXIT_ERROR  # ENOENT
+    assert len(js(capsys, "map", "show")) == 6  # still held by the pinned program
+    assert run(capsys, "map", "unpin", "/sys/fs/bpf/a")[0] == EXIT_INPUT  # a program
+    assert run(capsys, "prog", "unpin", "/sys/fs/bpf/m/verdicts")[0] == EXIT_INPUT  # a map
+    assert run(capsys, "prog", "unpin", "/sys/fs/bpf/a")[0] == 0
+    assert js(capsys, "prog", "show") == []
+    remaining = js(capsys, "map", "show")  # only the maps still pinned under /sys/fs/bpf/m
+    assert len(remaining) == 5 and all(m["pinned"] for m in remaining)
+    assert run(capsys, "prog", "unpin", "/sys/fs/bpf/a")[0] == EXIT_ERROR

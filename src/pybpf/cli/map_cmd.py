@@ -458,6 +458,26 @@ def map_pin(out, words: tuple[str, ...], map_name: str | None) -> None:
         out.emit_json(record)
 
 
+@map_group.command("unpin")
+@click.argument("path")
+@click.pass_obj
+def map_unpin(out, path: str) -> None:
+    """Remove a map's pin (bpftool users `rm` it from bpffs): PATH.
+
+    The map lives on while a process, another pin or a pinned program holds it.
+
+    \b
+    Example:
+      pybpf map unpin /sys/fs/bpf/counts
+    """
+    from pybpf.maps import open_pinned
+
+    with open_pinned(path) as m:  # MapError ENOENT when nothing is pinned there
+        m.unpin(path)
+    if out.json:
+        out.emit_json(None)
+
+
 @map_group.command("freeze")
 @_WORDS
 @_MAP_OPTION

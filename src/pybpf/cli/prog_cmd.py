@@ -240,6 +240,28 @@ def prog_pin(out, words: tuple[str, ...], program: str | None, engine: str) -> N
         out.emit_json(record)
 
 
+@prog_group.command("unpin")
+@click.argument("path")
+@click.pass_obj
+def prog_unpin(out, path: str) -> None:
+    """Remove a program's pin (bpftool users `rm` it from bpffs): PATH.
+
+    The program and the maps it holds go when its last pin goes.
+
+    \b
+    Example:
+      pybpf prog unpin /sys/fs/bpf/xdp_counter
+    """
+    from pybpf.objects.pinned import list_programs, read_pin
+    from pybpf.state import StateDirectory
+
+    read_pin(path)  # MapError ENOENT when nothing is pinned, InputError for a map
+    StateDirectory().unpin(path)
+    list_programs()  # releases the maps of a program with no pin left
+    if out.json:
+        out.emit_json(None)
+
+
 @prog_group.group("dump")
 def prog_dump() -> None:
     """Dump a program's instructions (xlated) or native code (jited).
