@@ -40,7 +40,9 @@ arguments and see no close, so this module wraps ``socket.socket``'s ``__init__`
 link is attached (restored when the last one detaches), and one audit hook, installed
 once, vetoes the binds and connects that reach ``_socket.socket`` without passing through
 the wrappers (a redirect cannot be honoured there; deny still works). Runs of one
-program are serialised; attaching and detaching are thread-safe.
+program are serialised; attaching and detaching are thread-safe; a link whose program
+was closed detaches itself at the next socket call. A socket garbage-collected while its
+thread runs a socket program is released after that run.
 """
 
 from __future__ import annotations
