@@ -99,3 +99,44 @@ def test_the_command_line_prints_bpftools_keys(capsys):
     assert exc.value.code == 0
     dump = json.loads(capsys.readouterr().out)
     assert [list(r) for r in dump] == [["key", "values", "formatted"]] * 2
+
+
+def _cli(capsys, *args: str):
+    with pytest.raises(SystemExit) as exc:
+        main(["-j", *args])
+    out = capsys.readouterr()
+    assert exc.value.code == 0, out.err
+    return json.loads(out.out) if out.out.strip() else None
+
+
+def test_kernel_objects_by_id_as_bpftool_addresses_them(capsys, tmp_path):
+    """``--backend kernel`` with ``id N``/``name NAME``: the kernel's objects, as bpftool."""
+    import pybpf
+
+    frame = tmp_path / "frame.bin"
+    frame.write_bytes(bytes(12) + b"\x08\x00" + bytes(
+        [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]) + bytes(8))  # fmt: skip
+    with pybpf.load(XDP_COUNTER, backend="kernel", pin_maps_dir=None) as obj:
+        prog_id = obj.programs["xdp_count"].id
+        ours = _cli(capsys, "prog", "show", "id", str(prog_id), "--backend", "kernel")
+        theirs = bpftool("prog", "show", "id", str(prog_id))
+        assert abs(ours.pop("loaded_at") - theirs.pop("loaded_at")) <= 2
+        assert {k: v for k, v in ours.items() if k not in OURS_ONLY} == theirs
+        xlated = _cli(capsys, "prog", "dump", "xlated", "id", str(prog_id), "--backend", "kernel")
+        assert len(xlated) == len(bpftool("prog", "dump", "xlated", "id", str(prog_id)))
+        result = _cli(capsys, "prog", "run", "id", str(prog_id), "--data-in", str(frame),
+                      "--backend", "kernel")  # fmt: skip
+        assert result["retval"] == 1  # XDP_DROP: UDP
+        map_id = obj.maps["proto_count"].id
+        args = ["id", str(map_id), "--backend", "kernel"]
+        assert _cli(capsys, "map", "dump", *args) == bpftool("map", "dump", "id", str(map_id))
+        assert _cli(capsys, "map", "show", *args) == bpftool("map", "show", "id", str(map_id))
+        found = _cli(capsys, "map", "lookup", "id", str(map_id), "key", "17", "0", "0", "0",
+                     "--backend", "kernel")  # fmt: skip
+        assert found["formatted"] == {"key": 17, "value": 1}  # the run counted one UDP frame
+        _cli(capsys, "map", "update", "id", str(map_id), "key", "6", "0", "0", "0", "value",
+             *["2"] + ["0"] * 7, "--backend", "kernel")  # fmt: skip
+        six = obj.maps["proto_count"].lookup((6).to_bytes(4, "little"))
+        assert six == (2).to_bytes(8, "little")
+        by_name = _cli(capsys, "map", "show", "name", "proto_count", "--backend", "kernel")
+        assert by_name["name"] == "proto_count"

@@ -441,15 +441,16 @@ def map_create(out, words: tuple[str, ...]) -> None:
 @map_group.command("pin")
 @_WORDS
 @_MAP_OPTION
+@_BACKEND
 @click.pass_obj
-def map_pin(out, words: tuple[str, ...], map_name: str | None) -> None:
+def map_pin(out, words: tuple[str, ...], map_name: str | None, backend: str) -> None:
     """Pin a map at FILE: MAP FILE.
 
     \b
     Example:
       pybpf map pin id 4 /sys/fs/bpf/counts_again
     """
-    with open_map(words, map_name) as (m, rest):
+    with open_map(words, map_name, backend) as (m, rest):
         if len(rest) != 1:
             raise InputError("expected MAP FILE")
         m.pin(rest[0])
@@ -481,15 +482,16 @@ def map_unpin(out, path: str) -> None:
 @map_group.command("freeze")
 @_WORDS
 @_MAP_OPTION
+@_BACKEND
 @click.pass_obj
-def map_freeze(out, words: tuple[str, ...], map_name: str | None) -> None:
+def map_freeze(out, words: tuple[str, ...], map_name: str | None, backend: str) -> None:
     """Freeze a map: user-space writes fail from now on (programs still write).
 
     \b
     Example:
       pybpf map freeze pinned /sys/fs/bpf/config
     """
-    with open_map(words, map_name) as (m, rest):
+    with open_map(words, map_name, backend) as (m, rest):
         _no_more(rest)
         m.freeze()
     if out.json:

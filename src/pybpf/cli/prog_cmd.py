@@ -298,7 +298,14 @@ def prog_dump_xlated(out, words, program, engine, backend) -> None:
         rows = []
         pc = 0
         for insn in insns:
-            row: dict[str, Any] = {"pc": pc, "disasm": format_instruction(insn), "_code": insn.code}
+            try:
+                text = format_instruction(insn)
+            except Exception:  # a kernel-internal encoding the disassembler does not know
+                text = (
+                    f".insn 0x{insn.code:02x} dst=r{insn.dst} src=r{insn.src} "
+                    f"off={insn.off} imm={insn.imm}"
+                )
+            row: dict[str, Any] = {"pc": pc, "disasm": text, "_code": insn.code}
             if opcodes:
                 from pybpf.isa import encode
 
@@ -416,6 +423,9 @@ def prog_run(
 
     data = _read(data_in, "data_in") or b""
     ctx = _read(ctx_in, "ctx_in")
+    if words[0] in KEYWORDS and backend == "kernel":
+        _run_kernel(out, words, data, ctx, repeat, data_out, ctx_out)
+        return
     if words[0] in KEYWORDS:
         from pybpf.cli.target import program_targets
         from pybpf.objects.pinned import load_pinned
@@ -440,6 +450,21 @@ def prog_run(
             result = obj.program(program).test_run(data, ctx, repeat)
         finally:
             TraceLog().save()
+    _print_result(out, result, repeat, data_out, ctx_out)
+
+
+def _run_kernel(out, words, data, ctx, repeat, data_out, ctx_out) -> None:
+    from pybpf.cli.target import kernel_programs
+    from pybpf.syscall import prog_test_run
+
+    with kernel_programs(words) as (views, rest):
+        _no_more(rest)
+        fd = views[0].source.fd
+        result = prog_test_run(fd, data, ctx_in=ctx, repeat=repeat if repeat > 1 else 0)
+    _print_result(out, result, repeat, data_out, ctx_out)
+
+
+def _print_result(out, result, repeat: int, data_out, ctx_out) -> None:
     record: dict[str, Any] = {}
     for key, value, target in (
         ("data_out", result.data_out, data_out),

@@ -8,7 +8,9 @@
 ``id``, ``pinned``, ``name`` and ``tag`` find what the state directory holds (pinned
 programs: :mod:`pybpf.objects.pinned`; maps of any process, live or pinned:
 :mod:`pybpf.maps.shared`); an object file is loaded for the command's duration (with
-``--backend kernel`` into Linux). :func:`program_targets` and :func:`map_target` are
+``--backend kernel`` into Linux; with ``--backend kernel``, ``id``, ``pinned`` and ``name``
+are the kernel's objects, as bpftool reads them). :func:`program_targets` and
+:func:`map_target` are
 context managers that close what they opened. Programs come as :class:`ProgramView`
 (bpftool's ``prog show`` record, ``xlated()``, ``jited()``), maps as the portable
 :class:`~pybpf.maps.Map` or :class:`KernelMapView` (the same attributes over a kernel map).
@@ -96,10 +98,9 @@ class ProgramView:
         src = self.source
         kernel = getattr(src, "kernel", None)
         if kernel is not None:
-            from pybpf.isa import decode
             from pybpf.syscall.info import prog_xlated
 
-            return tuple(decode(prog_xlated(kernel.fd)))
+            return tuple(_decode_lenient(prog_xlated(kernel.fd)))
         xlated = getattr(src, "xlated", None)
         return tuple(xlated()) if callable(xlated) else tuple(src.instructions)
 
@@ -148,6 +149,28 @@ def _wall_clock(boot_ns: int) -> int:
     except (AttributeError, OSError):
         return 0
     return (time.time_ns() - (since_boot - boot_ns)) // 1_000_000_000
+
+
+def _decode_lenient(raw: bytes) -> list[Any]:
+    """Instructions as the kernel's xlated dump has them: fields the strict codec refuses
+    (helper calls rewritten to offsets, internal opcodes) are kept as they are."""
+    import struct
+
+    from pybpf.isa import Instruction
+    from pybpf.isa.instruction import LDDW_CODE
+
+    out = []
+    pc = 0
+    while pc + 8 <= len(raw):
+        code, regs, off, imm = struct.unpack_from("<BBhi", raw, pc)
+        imm_hi = 0
+        step = 8
+        if code == LDDW_CODE and pc + 16 <= len(raw):
+            imm_hi = struct.unpack_from("<i", raw, pc + 12)[0]
+            step = 16
+        out.append(Instruction(code, regs & 0xF, regs >> 4, off, imm, imm_hi))
+        pc += step
+    return out
 
 
 def live_program_info(prog: Any, pins: Sequence[str] = ()) -> dict[str, Any]:
@@ -247,6 +270,10 @@ def program_targets(
     words = list(words)
     if not words:
         raise InputError("expected a program: id N, pinned PATH, name NAME, tag TAG or OBJ")
+    if words[0] in KEYWORDS and backend == "kernel":
+        with kernel_programs(words) as found:
+            yield found
+        return
     if words[0] in KEYWORDS:
         yield _pinned_programs(words), words
         return
@@ -396,6 +423,10 @@ def map_target(
     words = list(words)
     if not words:
         raise InputError("expected a map: id N, pinned PATH, name NAME or an object file")
+    if words[0] in KEYWORDS and backend == "kernel":
+        with kernel_map(words) as found:
+            yield found
+        return
     if words[0] in KEYWORDS:
         with _shared_map(words) as m:
             yield m, words
@@ -410,3 +441,144 @@ def map_target(
         if map_name not in maps:
             raise InputError(f"no map named {map_name!r}", field="map")
         yield maps[map_name], words
+
+
+# ---- kernel objects by id, pin or name (--backend kernel) ------------------------------------
+class _KernelFdMap:
+    """A kernel map reached by fd, with :class:`pybpf.kernel.KernelMap`'s methods."""
+
+    def __init__(self, fd: Any) -> None:
+        from pybpf.syscall.info import map_info
+
+        self.fd = fd
+        self._info = map_info(fd)
+        kind = getattr(self._info.type, "type_name", "")
+        size = self._info.value_size
+        if kind.startswith("percpu") or "_percpu_" in kind:
+            from pybpf.kernel.maps import possible_cpus
+
+            size = (size + 7) // 8 * 8 * possible_cpus()
+        self.value_size = size
+
+    def info(self) -> Any:
+        return self._info
+
+    def keys(self) -> Iterator[bytes]:
+        from pybpf.syscall.maps import map_keys
+
+        return map_keys(self.fd, self._info.key_size)
+
+    def lookup(self, key: bytes) -> bytes | None:
+        from pybpf.syscall.maps import map_lookup
+
+        return map_lookup(self.fd, key, self.value_size)
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        from pybpf.syscall.maps import map_update
+
+        map_update(self.fd, key, value, flags)
+
+    def delete(self, key: bytes) -> None:
+        from pybpf.syscall.maps import map_delete
+
+        map_delete(self.fd, key)
+
+    def close(self) -> None:
+        self.fd.close()
+
+
+class _KernelFdProgram:
+    """A kernel program reached by fd, as :class:`ProgramView` reads it."""
+
+    section = ""
+    engine = "kernel"
+
+    def __init__(self, fd: Any) -> None:
+        self.fd = fd
+        self.kernel = self
+        self.name = self.info().name
+
+    def info(self) -> Any:
+        from pybpf.syscall.info import prog_info
+
+        return prog_info(self.fd)
+
+    def close(self) -> None:
+        self.fd.close()
+
+
+def _kernel_fd(kind: str, words: list[str]) -> Any:
+    from pybpf.syscall import objects
+
+    keyword = words.pop(0)
+    value = _take(words, keyword)
+    if keyword == "id":
+        get = objects.map_get_fd_by_id if kind == "map" else objects.prog_get_fd_by_id
+        return get(parse_id(value))
+    if keyword == "pinned":
+        return objects.obj_get(value)
+    if keyword == "name":
+        from pybpf.syscall.info import map_info, prog_info
+
+        ids = objects.map_ids() if kind == "map" else objects.prog_ids()
+        get = objects.map_get_fd_by_id if kind == "map" else objects.prog_get_fd_by_id
+        info = map_info if kind == "map" else prog_info
+        for object_id in ids:
+            with contextlib.suppress(OSError):
+                fd = get(object_id)
+                if info(fd).name == value:
+                    return fd
+                fd.close()
+        raise InputError(f"no kernel {kind} named {value!r}", field="name")
+    raise InputError(f"{kind}s are addressed by id, pinned or name with --backend kernel")
+
+
+def _kernel_btf_codecs(info: Any) -> tuple[Any, Any] | None:
+    """Codecs from the BTF the kernel keeps for a map (``bpftool map dump``'s formatting)."""
+    if not info.btf_id:
+        return None
+    from pybpf import btf
+    from pybpf.maps.codec import BYTES
+    from pybpf.objects.values import BTFCodec
+    from pybpf.syscall import objects
+    from pybpf.syscall.attr import BtfInfoStruct, address, out_buffer
+    from pybpf.syscall.info import _get_info, btf_info
+
+    try:
+        with objects.btf_get_fd_by_id(info.btf_id) as fd:
+            size = btf_info(fd).size
+            data = out_buffer(size)
+            _get_info(fd, BtfInfoStruct(btf=address(data), btf_size=size))  # the raw BTF
+            spec = btf.parse(bytes(data))
+        key = value = BYTES
+        if info.btf_key_type_id and spec.size_of(info.btf_key_type_id) == info.key_size:
+            key = BTFCodec(spec, info.btf_key_type_id)
+        if info.btf_value_type_id and spec.size_of(info.btf_value_type_id) == info.value_size:
+            value = BTFCodec(spec, info.btf_value_type_id)
+        return key, value
+    except Exception:  # formatting is a nicety: raw bytes when the BTF cannot be read
+        return None
+
+
+@contextlib.contextmanager
+def kernel_map(words: Sequence[str]) -> Iterator[tuple[Any, list[str]]]:
+    """A kernel map addressed as bpftool does (``id N``, ``pinned PATH`` in the real
+    bpffs, ``name NAME``) and the words after it."""
+    words = list(words)
+    fd = _kernel_fd("map", words)
+    m = _KernelFdMap(fd)
+    try:
+        yield KernelMapView(m, _kernel_btf_codecs(m.info())), words
+    finally:
+        m.close()
+
+
+@contextlib.contextmanager
+def kernel_programs(words: Sequence[str]) -> Iterator[tuple[list[ProgramView], list[str]]]:
+    """A kernel program addressed as bpftool does and the words after it."""
+    words = list(words)
+    prog = _KernelFdProgram(_kernel_fd("prog", words))
+    try:
+        yield [ProgramView(prog)], words
+    finally:
+        prog.close()
