@@ -114,8 +114,8 @@ def test_kernel_objects_by_id_as_bpftool_addresses_them(capsys, tmp_path):
     import pybpf
 
     frame = tmp_path / "frame.bin"
-    frame.write_bytes(bytes(12) + b"\x08\x00" + bytes(
-        [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]) + bytes(8))  # fmt: skip
+    ip = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2])
+    frame.write_bytes(bytes(12) + b"\x08\x00" + ip + bytes(8))
     with pybpf.load(XDP_COUNTER, backend="kernel", pin_maps_dir=None) as obj:
         prog_id = obj.programs["xdp_count"].id
         ours = _cli(capsys, "prog", "show", "id", str(prog_id), "--backend", "kernel")
