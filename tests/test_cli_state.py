@@ -403,3 +403,17 @@ def test_unpin(capsys):
     remaining = js(capsys, "map", "show")  # only the maps still pinned under /sys/fs/bpf/m
     assert len(remaining) == 5 and all(m["pinned"] for m in remaining)
     assert run(capsys, "prog", "unpin", "/sys/fs/bpf/a")[0] == EXIT_ERROR
+
+
+def test_map_event_pipe_text(capsys):
+    args = "map create /sys/fs/bpf/rb type ringbuf key 0 value 0 entries 4096 name rb".split()
+    assert run(capsys, *args)[0] == 0
+    with open_pinned("/sys/fs/bpf/rb") as rb:
+        assert rb.output(bytes(range(18))) == 0
+    code, out, _ = run(capsys, "map", "event_pipe", "pinned", "/sys/fs/bpf/rb", "--count", "1")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("== @") and lines[0].endswith("=====")
+    assert lines[1:3] == [
+        " ".join(f"{b:02x}" for b in range(16)),
+        "10 11",
+    ]

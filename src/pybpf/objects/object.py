@@ -69,7 +69,9 @@ class Object:
       and the maps layer's :class:`~pybpf.maps.Map` on the portable backend);
     - ``rodata``, ``data``, ``bss``, ``kconfig`` and ``data_<name>`` for custom sections:
       globals as attributes (:class:`~pybpf.objects.datasec.DataSection`);
-    - ``backend``, ``engine``: how it was loaded (``None`` before).
+    - ``backend``, ``engine``: how it was loaded (``None`` before);
+    - ``file_bytes``: the object file (when opened by :meth:`open`; a pinned program keeps
+      it, :mod:`pybpf.objects.pinned`); :func:`owner_of` finds a loaded program's object.
 
     Close with :meth:`close` or ``with``: programs first, then maps (pinned maps live on).
     """
