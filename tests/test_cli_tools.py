@@ -202,3 +202,24 @@ def test_an_internal_error_is_one_line_without_debug(capsys, monkeypatch):
     assert code == EXIT_ERROR and "Traceback" in err
     code, out, _ = run(capsys, "-j", "feature")
     assert code == EXIT_ERROR and "boom" in json.loads(out)["error"]
+
+
+def test_completion_offers_the_state_directorys_objects(tmp_path):
+    from pybpf.maps import create_map
+
+    state = tmp_path / "state"
+    env = {**os.environ, "PYBPF_STATE": str(state), "_PYBPF_COMPLETE": "bash_complete"}
+    with create_map(type=MapType.ARRAY, key_size=4, value_size=4, max_entries=1, name="done",
+                    pin="/sys/fs/bpf/done"):  # fmt: skip
+        pass
+
+    def complete(words: str) -> list[str]:
+        env.update(COMP_WORDS=words, COMP_CWORD=str(len(words.split(" ")) - 1))
+        code = "import sys; from pybpf.cli.app import cli; cli.main(prog_name='pybpf')"
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        return proc.stdout.splitlines()
+
+    assert complete("pybpf map dump ")[:3] == ["plain,id", "plain,pinned", "plain,name"]
+    assert complete("pybpf map dump pinned ") == ["plain,/sys/fs/bpf/done"]
+    assert complete("pybpf map dump name d") == ["plain,done"]

@@ -196,7 +196,13 @@ _BACKEND = click.option(
     show_default=True,
     help="Load object files with pybpf's maps or into Linux (bpf()).",
 )
-_WORDS = click.argument("words", nargs=-1, required=False)
+def _complete(ctx: Any, param: Any, incomplete: str) -> list[Any]:
+    from pybpf.cli.target import complete_words
+
+    return complete_words("map")(ctx, param, incomplete)
+
+
+_WORDS = click.argument("words", nargs=-1, required=False, shell_complete=_complete)
 
 
 @click.group("map")

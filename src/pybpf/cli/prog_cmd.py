@@ -42,7 +42,13 @@ _BACKEND = click.option(
     help="Load object files with pybpf's engines or into Linux (bpf()).",
 )
 _PROGRAM = click.option("--program", "program", metavar="NAME", help="A program of an object file.")
-_WORDS = click.argument("words", nargs=-1, required=False)
+def _complete(ctx: Any, param: Any, incomplete: str) -> list[Any]:
+    from pybpf.cli.target import complete_words
+
+    return complete_words("prog")(ctx, param, incomplete)
+
+
+_WORDS = click.argument("words", nargs=-1, required=False, shell_complete=_complete)
 
 
 def program_info(prog: Any) -> dict[str, Any]:

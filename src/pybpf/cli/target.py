@@ -582,3 +582,51 @@ def kernel_programs(words: Sequence[str]) -> Iterator[tuple[list[ProgramView], l
         yield [ProgramView(prog)], words
     finally:
         prog.close()
+
+
+# ---- shell completion -------------------------------------------------------------------------
+def complete_words(kind: str):
+    """A click ``shell_complete`` callback for PROG or MAP words: the keywords, then the
+    state directory's ids, pins and names after ``id``, ``pinned`` and ``name``."""
+
+    def complete(ctx: Any, param: Any, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        words = list(ctx.params.get(param.name) or ())
+        keywords = KEYWORDS if kind == "prog" else KEYWORDS[:3]
+        try:
+            if not words:
+                return [CompletionItem(k) for k in keywords if k.startswith(incomplete)] + [
+                    CompletionItem(incomplete, type="file")
+                ]
+            if len(words) == 1 and words[0] in keywords:
+                return [CompletionItem(c) for c in _candidates(kind, words[0]) if
+                        c.startswith(incomplete)]  # fmt: skip
+        except Exception:  # completion must never fail loudly
+            return []
+        return []
+
+    return complete
+
+
+def _candidates(kind: str, keyword: str) -> list[str]:
+    if kind == "prog":
+        from pybpf.objects.pinned import list_programs
+
+        records = list_programs()
+        values = {
+            "id": [str(r.id) for r in records],
+            "pinned": [p for r in records for p in r.pins],
+            "name": [r.name for r in records],
+            "tag": [r.tag for r in records],
+        }
+        return sorted(set(values.get(keyword, [])))
+    from pybpf.maps.shared import list_maps
+
+    found = list_maps()
+    values = {
+        "id": [str(m.id) for m in found],
+        "pinned": [p for m in found for p in m.pins],
+        "name": [m.definition.name for m in found],
+    }
+    return sorted(set(values.get(keyword, [])))
