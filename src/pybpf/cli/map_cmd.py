@@ -163,8 +163,12 @@ def _info_text(record: dict[str, Any]) -> str:
         f"\tkey {record['bytes_key']}B  value {record['bytes_value']}B  "
         f"max_entries {record['max_entries']}"
     )
+    if "bytes_memlock" in record:
+        text += f"  memlock {record['bytes_memlock']}B"
     if record["frozen"]:
         text += "  frozen"
+    if record.get("btf_id"):
+        text += f"\n\tbtf_id {record['btf_id']}"
     for pin in record.get("pinned", ()):
         text += f"\n\tpinned {pin}"
     return text

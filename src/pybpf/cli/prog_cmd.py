@@ -58,16 +58,28 @@ def program_info(prog: Any) -> dict[str, Any]:
     return live_program_info(prog)
 
 
+def _loaded_at(seconds: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
+
+
 def _info_text(r: dict[str, Any]) -> str:
+    """bpftool's plain ``prog show`` lines, then pybpf's section and engine."""
     gpl = "  gpl" if r["gpl_compatible"] else ""
     maps = f"  map_ids {','.join(str(i) for i in r['map_ids'])}" if r["map_ids"] else ""
     jit = f"jited {r['bytes_jited']}B" if r["jited"] else "not jited"
+    memlock = f"  memlock {r['bytes_memlock']}B" if "bytes_memlock" in r else ""
     runs = f"  run_time_ns {r['run_time_ns']} run_cnt {r['run_cnt']}" if "run_cnt" in r else ""
-    text = (
-        f"{r['id']}: {r['type']}  name {r['name']}  tag {r['tag']}{gpl}{runs}\n"
-        f"\txlated {r['bytes_xlated']}B  {jit}{maps}\n"
-        f"\tsection {r['section']}  engine {r['engine']}"
-    )
+    lines = [f"{r['id']}: {r['type']}  name {r['name']}  tag {r['tag']}{gpl}{runs}"]
+    if r.get("loaded_at"):
+        uid = f"  uid {r['uid']}" if "uid" in r else ""
+        lines.append(f"\tloaded_at {_loaded_at(r['loaded_at'])}{uid}")
+    lines.append(f"\txlated {r['bytes_xlated']}B  {jit}{memlock}{maps}")
+    if r.get("btf_id"):
+        lines.append(f"\tbtf_id {r['btf_id']}")
+    lines.append(f"\tsection {r['section']}  engine {r['engine']}")
+    text = "\n".join(lines)
     for pin in r.get("pinned", ()):
         text += f"\n\tpinned {pin}"
     return text
