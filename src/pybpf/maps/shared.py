@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pybpf.errors import InputError, MapError
+from pybpf.errors import InputError, MapError, PybpfError
 from pybpf.maps.base import Map
 from pybpf.maps.buffer import MapBuffer
 from pybpf.maps.definition import MapDefinition
@@ -59,11 +59,11 @@ def _candidates(state: StateDirectory) -> list[tuple[Path, str | None]]:
 def _describe(path: Path) -> tuple[int, MapDefinition, bool] | None:
     try:
         buffer = MapBuffer.open(path)
-    except (InputError, OSError):
-        return None
+    except (PybpfError, OSError, ValueError):
+        return None  # not a map (a program record), half made, or gone meanwhile
     try:
         return read_id(buffer.view), buffer.definition(), buffer.frozen
-    except (ValueError, InputError):
+    except (PybpfError, ValueError):
         return None
     finally:
         buffer.close()
@@ -111,6 +111,9 @@ def open_file(path: str | os.PathLike) -> Map:
     try:
         d = buffer.definition()
         return family_of(d.type)(buffer, d, fresh=False, params={})
+    except ValueError as err:  # a header no map was created with
+        buffer.close()
+        raise InputError(f"not a usable map file: {err}", path=str(path)) from None
     except BaseException:
         buffer.close()
         raise
