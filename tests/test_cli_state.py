@@ -417,3 +417,17 @@ def test_map_event_pipe_text(capsys):
         " ".join(f"{b:02x}" for b in range(16)),
         "10 11",
     ]
+
+
+def test_damaged_program_records_are_not_programs(capsys):
+    from pybpf.state import StateDirectory
+
+    assert run(capsys, "prog", "load", XDP_COUNTER, "/sys/fs/bpf/good")[0] == 0
+    state = StateDirectory()
+    good = state.pin_path("/sys/fs/bpf/good").read_text()
+    for i, text in enumerate([good[: len(good) // 2], good.replace('"insns": "', '"insns": "zz'),
+                              '{"magic": "pybpf-prog"}', "{}"]):  # fmt: skip
+        path = state.prepare_pin(f"/sys/fs/bpf/bad{i}")
+        path.write_text(text)
+        assert run(capsys, "prog", "show", "pinned", f"/sys/fs/bpf/bad{i}")[0] == EXIT_INPUT
+    assert [r["name"] for r in js(capsys, "prog", "show")] == ["xdp_count"]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pybpf.errors import InputError, MapError, NotSupportedError
+from pybpf.errors import InputError, MapError, NotSupportedError, PybpfError
 from pybpf.isa import Instruction, decode, encode
 from pybpf.state import StateDirectory
 
@@ -233,6 +233,10 @@ def _load(file: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or doc.get("magic") != MAGIC:
         return None
+    try:
+        _record(doc, ())  # every field there, of the right kind
+    except (KeyError, ValueError, TypeError, PybpfError):
+        return None  # a damaged record: not a program
     return doc
 
 
