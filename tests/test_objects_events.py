@@ -177,3 +177,20 @@ def test_histograms_from_a_map():
         out = io.StringIO()
         print_log2_hist(m, "ns", file=out)
         assert out.getvalue() == format_log2_hist([0, 5, 0, 1], "ns")
+
+
+def test_ring_buffer_reads_a_kernel_ring_as_libbpf_does():
+    from kernel import BPF_UNAVAILABLE
+
+    if BPF_UNAVAILABLE is not None:
+        pytest.skip(BPF_UNAVAILABLE)
+    got: list[bytes] = []
+    with pybpf.load(EXAMPLES / "events.o", backend="kernel", pin_maps_dir=None) as obj:
+        with RingBuffer(obj.maps["events"], got.append) as rb:
+            assert rb.poll(timeout=0) == 0
+            for seq in (11, 12):
+                obj.programs["syn_events"].test_run(_syn(seq))
+            assert rb.poll(timeout=1) == 2 and rb.consume() == 0
+        assert [struct.unpack_from("<I", e, 20)[0] for e in got] == [11, 12]
+        with pytest.raises(InputError):
+            RingBuffer(obj.maps["lost"], got.append)  # an array

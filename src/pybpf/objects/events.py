@@ -12,12 +12,15 @@
 
 Timeouts are in seconds (``None``: wait forever; 0: do not wait). These wrap the map
 families' own consumers (:meth:`pybpf.maps.RingBuf.consume`,
-:meth:`pybpf.maps.PerfEventArray.consume`); they take portable-backend maps.
+:meth:`pybpf.maps.PerfEventArray.consume`); :class:`RingBuffer` also reads a kernel
+ring buffer (``Object.load(backend="kernel")``) through its mmap'd pages, as libbpf does.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
+import struct
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -44,6 +47,61 @@ def _wait(step: Callable[[], int], timeout: float | None) -> int:
         delay = min(delay * 2, 0.01)
 
 
+_BUSY, _DISCARD, _RECORD_HEADER = 1 << 31, 1 << 30, 8
+
+
+class _KernelRing:
+    """A kernel RINGBUF map's consumer page (read-write) and data pages (read-only)."""
+
+    def __init__(self, kmap: Any) -> None:
+        fd = kmap.fd.fileno()
+        self.size = kmap.spec.max_entries
+        self.page = mmap.PAGESIZE
+        self._cons = mmap.mmap(fd, self.page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._data = mmap.mmap(
+            fd, self.page + 2 * self.size, mmap.MAP_SHARED, mmap.PROT_READ, offset=self.page
+        )
+        self.closed = False
+
+    def consume(self, callback: Callable[[bytes], Any]) -> int:
+        (cons,) = struct.unpack_from("<Q", self._cons, 0)
+        count = 0
+        while True:
+            (prod,) = struct.unpack_from("<Q", self._data, 0)
+            if cons >= prod:
+                return count
+            at = self.page + (cons & (self.size - 1))
+            (length,) = struct.unpack_from("<I", self._data, at)
+            if length & _BUSY:
+                return count
+            size = length & ~_DISCARD
+            cons += (size + _RECORD_HEADER + 7) & ~7
+            if not length & _DISCARD:
+                data = bytes(self._data[at + _RECORD_HEADER : at + _RECORD_HEADER + size])
+                r = callback(data)
+                struct.pack_into("<Q", self._cons, 0, cons)
+                if isinstance(r, int) and r < 0:
+                    return r
+                count += 1
+            else:
+                struct.pack_into("<Q", self._cons, 0, cons)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._cons.close()
+            self._data.close()
+
+
+def _ring_of(map: Any) -> Any:
+    if isinstance(map, RingBuf):
+        return map
+    spec = getattr(map, "spec", None)
+    if spec is not None and getattr(spec.type, "type_name", "") == "ringbuf" and hasattr(map, "fd"):
+        return _KernelRing(map)
+    raise InputError(f"{getattr(map, 'name', map)!r} is not a ring buffer map")
+
+
 class RingBuffer:
     """libbpf's ``struct ring_buffer``: ring buffer maps and their sample callbacks.
 
@@ -52,19 +110,17 @@ class RingBuffer:
     """
 
     def __init__(self, map: Any = None, callback: Callable[[bytes], Any] | None = None) -> None:
-        self._rings: list[tuple[RingBuf, Callable[[bytes], Any]]] = []
+        self._rings: list[tuple[Any, Callable[[bytes], Any]]] = []
         self.closed = False
         if map is not None:
             self.add(map, callback)
 
     def add(self, map: Any, callback: Callable[[bytes], Any] | None) -> None:
-        """Add a ring buffer map (``ring_buffer__add``); :class:`InputError` for another
-        map type or a missing callback."""
-        if not isinstance(map, RingBuf):
-            raise InputError(f"{getattr(map, 'name', map)!r} is not a ring buffer map")
+        """Add a ring buffer map, portable or kernel (``ring_buffer__add``);
+        :class:`InputError` for another map type or a missing callback."""
         if not callable(callback):
             raise InputError("a ring buffer needs a callback(data)")
-        self._rings.append((map, callback))
+        self._rings.append((_ring_of(map), callback))
 
     def consume(self) -> int:
         """Hand every available record to its callback now; returns how many (or a
@@ -85,8 +141,12 @@ class RingBuffer:
         return _wait(self.consume, timeout)
 
     def close(self) -> None:
-        """Forget the maps (they stay open: they belong to their object)."""
+        """Forget the maps (they stay open: they belong to their object; a kernel ring's
+        pages are unmapped)."""
         self.closed = True
+        for ring, _callback in self._rings:
+            if isinstance(ring, _KernelRing):
+                ring.close()
         self._rings = []
 
     def __enter__(self) -> RingBuffer:
