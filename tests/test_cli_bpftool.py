@@ -140,3 +140,23 @@ def test_kernel_objects_by_id_as_bpftool_addresses_them(capsys, tmp_path):
         assert six == (2).to_bytes(8, "little")
         by_name = _cli(capsys, "map", "show", "name", "proto_count", "--backend", "kernel")
         assert by_name["name"] == "proto_count"
+
+
+def test_event_pipe_on_a_kernel_ring_buffer(capsys):
+    import struct
+
+    import pybpf
+
+    ip = bytes([0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2])
+    syn = struct.pack(">HHIIBBHHH", 4000, 443, 99, 0, 0x50, 0x02, 1024, 0, 0)
+    with pybpf.load(EXAMPLES / "events.o", backend="kernel", pin_maps_dir=None) as obj:
+        obj.programs["syn_events"].test_run(bytes(12) + b"\x08\x00" + ip + syn)
+        map_id = obj.maps["events"].id
+        with pytest.raises(SystemExit) as exc:
+            main(["-j", "map", "event_pipe", "id", str(map_id), "--backend", "kernel",
+                  "--count", "1", "--timeout", "2"])  # fmt: skip
+        assert exc.value.code == 0
+        [line] = capsys.readouterr().out.splitlines()
+        data = bytes(int(b, 16) for b in json.loads(line)["data"])
+        assert struct.unpack_from("<HHIII", data, 8)[:2] == (4000, 443)
+        assert struct.unpack_from("<I", data, 20)[0] == 99

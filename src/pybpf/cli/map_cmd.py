@@ -513,8 +513,9 @@ def map_freeze(out, words: tuple[str, ...], map_name: str | None, backend: str) 
 @_MAP_OPTION
 @click.option("--count", type=click.IntRange(min=1), help="Stop after N events.")
 @click.option("--timeout", type=float, help="Stop after SECONDS without an event.")
+@_BACKEND
 @click.pass_obj
-def map_event_pipe(out, words, map_name, count: int | None, timeout: float | None) -> None:
+def map_event_pipe(out, words, map_name, count: int | None, timeout: float | None, backend):
     """Print ring buffer records or perf event array samples as they arrive: MAP.
 
     \b
@@ -524,6 +525,7 @@ def map_event_pipe(out, words, map_name, count: int | None, timeout: float | Non
     import time
 
     from pybpf.maps import PerfEventArray, RingBuf
+    from pybpf.maptypes import MapType
     from pybpf.objects.events import PerfBuffer, RingBuffer
 
     seen = 0
@@ -544,10 +546,11 @@ def map_event_pipe(out, words, map_name, count: int | None, timeout: float | Non
                 click.echo(_hex_text(data[i : i + 16]))
             click.echo()
 
-    with open_map(words, map_name) as (m, rest):
+    with open_map(words, map_name, backend) as (m, rest):
         _no_more(rest)
-        if isinstance(m, RingBuf):
-            consumer: Any = RingBuffer(m, lambda data: show(None, data))
+        kernel = getattr(m, "kernel", None)
+        if isinstance(m, RingBuf) or (kernel is not None and m.type == MapType.RINGBUF):
+            consumer: Any = RingBuffer(kernel or m, lambda data: show(None, data))
         elif isinstance(m, PerfEventArray):
             consumer = PerfBuffer(m, show)
         else:

@@ -448,10 +448,13 @@ class _KernelFdMap:
     """A kernel map reached by fd, with :class:`pybpf.kernel.KernelMap`'s methods."""
 
     def __init__(self, fd: Any) -> None:
+        from types import SimpleNamespace
+
         from pybpf.syscall.info import map_info
 
         self.fd = fd
         self._info = map_info(fd)
+        self.spec = SimpleNamespace(type=self._info.type, max_entries=self._info.max_entries)
         kind = getattr(self._info.type, "type_name", "")
         size = self._info.value_size
         if kind.startswith("percpu") or "_percpu_" in kind:
