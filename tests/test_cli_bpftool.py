@@ -160,3 +160,18 @@ def test_event_pipe_on_a_kernel_ring_buffer(capsys):
         data = bytes(int(b, 16) for b in json.loads(line)["data"])
         assert struct.unpack_from("<HHIII", data, 8)[:2] == (4000, 443)
         assert struct.unpack_from("<I", data, 20)[0] == 99
+
+
+def test_listing_every_kernel_object_as_bpftool_does(capsys):
+    import pybpf
+
+    with pybpf.load(XDP_COUNTER, backend="kernel", pin_maps_dir=None) as obj:
+        prog_id = obj.programs["xdp_count"].id
+        map_id = obj.maps["proto_count"].id
+        progs = {r["id"]: r for r in _cli(capsys, "prog", "show", "--backend", "kernel")}
+        maps = {r["id"]: r for r in _cli(capsys, "map", "list", "--backend", "kernel")}
+        theirs = bpftool("prog", "show", "id", str(prog_id))
+        ours = progs[prog_id]
+        assert abs(ours.pop("loaded_at") - theirs.pop("loaded_at")) <= 2
+        assert {k: v for k, v in ours.items() if k not in OURS_ONLY} == theirs
+        assert maps[map_id] == bpftool("map", "show", "id", str(map_id))

@@ -265,6 +265,11 @@ def map_show(out, words: tuple[str, ...], map_name: str | None, backend: str) ->
         else:
             click.echo(_info_text(record))
         return
+    if backend == "kernel":
+        from pybpf.cli.target import kernel_records
+
+        _emit_infos(out, [info(m) for m in kernel_records("map")])
+        return
     from pybpf.maps.shared import list_maps
 
     _emit_infos(out, [_file_info(found) for found in list_maps()])

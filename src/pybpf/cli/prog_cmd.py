@@ -126,6 +126,11 @@ def prog_show(out, words: tuple[str, ...], program: str | None, engine: str, bac
       pybpf -j prog show id 3
       pybpf prog show examples/c/xdp_counter.o --backend kernel
     """
+    if not words and backend == "kernel":
+        from pybpf.cli.target import kernel_records
+
+        _emit_infos(out, kernel_records("prog"))
+        return
     if not words:
         from pybpf.objects.pinned import list_programs
 

@@ -587,6 +587,34 @@ def kernel_programs(words: Sequence[str]) -> Iterator[tuple[list[ProgramView], l
         prog.close()
 
 
+def kernel_records(kind: str) -> list[dict[str, Any]]:
+    """Every kernel program or map as ``bpftool prog|map show --json`` lists them (objects
+    that vanish while listed are skipped)."""
+    from pybpf.syscall import objects
+
+    ids = objects.prog_ids() if kind == "prog" else objects.map_ids()
+    get = objects.prog_get_fd_by_id if kind == "prog" else objects.map_get_fd_by_id
+    records = []
+    for object_id in ids:
+        try:
+            fd = get(object_id)
+        except OSError:
+            continue
+        if kind == "prog":
+            prog = _KernelFdProgram(fd)
+            try:
+                records.append(ProgramView(prog).info())
+            finally:
+                prog.close()
+        else:
+            m = _KernelFdMap(fd)
+            try:
+                records.append(KernelMapView(m))
+            finally:
+                m.close()
+    return records
+
+
 # ---- shell completion -------------------------------------------------------------------------
 def complete_words(kind: str):
     """A click ``shell_complete`` callback for PROG or MAP words: the keywords, then the
