@@ -175,3 +175,20 @@ def test_listing_every_kernel_object_as_bpftool_does(capsys):
         assert abs(ours.pop("loaded_at") - theirs.pop("loaded_at")) <= 2
         assert {k: v for k, v in ours.items() if k not in OURS_ONLY} == theirs
         assert maps[map_id] == bpftool("map", "show", "id", str(map_id))
+
+
+def test_prog_load_into_the_kernel_pins_in_the_real_bpffs(capsys):
+    from kernel import private_bpffs
+
+    with private_bpffs() as fs:
+        record = _cli(capsys, "prog", "load", XDP_COUNTER, f"{fs}/xc", "pinmaps", f"{fs}/maps",
+                      "--backend", "kernel")  # fmt: skip
+        # this process closed its fds: the pins keep the program and maps in the kernel
+        theirs = bpftool("prog", "show", "pinned", f"{fs}/xc")
+        assert theirs["id"] == record["id"] and theirs["tag"] == record["tag"]
+        shown = _cli(capsys, "prog", "show", "pinned", f"{fs}/xc", "--backend", "kernel")
+        assert shown["id"] == record["id"]
+        assert (fs / "maps" / "proto_count").exists()
+        dump = _cli(capsys, "map", "dump", "pinned", f"{fs}/maps/proto_count", "--backend",
+                    "kernel")  # fmt: skip
+        assert dump == bpftool("map", "dump", "pinned", f"{fs}/maps/proto_count") == []

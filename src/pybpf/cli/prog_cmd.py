@@ -150,9 +150,32 @@ def _targets(words, program, engine="interpreter", backend="portable", every=Fal
 
 
 def _pin_maps(obj: Any, directory: str) -> None:
+    """Pin every map as ``DIR/<name>``, dots made underscores (libbpf's sanitize_pin_path:
+    bpffs refuses dots, ``xdp_coun.rodata`` is pinned as ``xdp_coun_rodata``)."""
+    root = directory.rstrip("/")
+    if obj.backend == "kernel":  # the real bpffs, as bpftool
+        from pybpf.syscall.objects import obj_pin
+
+        os.makedirs(directory, exist_ok=True)
+        for m in obj.maps.values():
+            obj_pin(m.fd, f"{root}/{m.kernel_name.replace('.', '_')}")
+        return
     for m in obj.maps.values():
         if m.path is not None:
-            m.pin(f"{directory.rstrip('/')}/{m.name}")
+            m.pin(f"{root}/{m.name.replace('.', '_')}")
+
+
+def _pin_program(prog: Any, path: str) -> dict[str, Any]:
+    kernel = getattr(prog, "kernel", None)
+    if kernel is None:
+        return prog.pin(path).to_json()
+    parent = os.path.dirname(path.rstrip("/"))
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    kernel.pin(path)  # the real bpffs: the program outlives this process
+    from pybpf.cli.target import live_program_info
+
+    return live_program_info(prog, [path])
 
 
 def _load_words(words: tuple[str, ...]) -> tuple[str, str, str | None]:
@@ -174,11 +197,13 @@ def _load_words(words: tuple[str, ...]) -> tuple[str, str, str | None]:
 @click.argument("words", nargs=-1, required=True)
 @_PROGRAM
 @_ENGINE
+@_BACKEND
 @click.pass_obj
-def prog_load(out, words: tuple[str, ...], program: str | None, engine: str) -> None:
+def prog_load(out, words, program: str | None, engine: str, backend: str) -> None:
     """Load OBJ and pin its program at PATH: OBJ PATH [pinmaps DIR].
 
-    The program's maps stay alive while it is pinned (or are pinned in DIR).
+    The program's maps stay alive while it is pinned (or are pinned in DIR). With
+    --backend kernel, PATH and DIR are in the real bpffs, as with bpftool.
 
     \b
     Example:
@@ -187,23 +212,24 @@ def prog_load(out, words: tuple[str, ...], program: str | None, engine: str) -> 
     from pybpf.cli.target import load_object
 
     file, path, pinmaps = _load_words(words)
-    with load_object(file, engine=engine) as obj:
+    with load_object(file, engine=engine, backend=backend) as obj:
         if program is None:
             if not obj.programs:
                 raise InputError("the object has no program to load")
             program = next(iter(obj.programs))
-        record = obj.program(program).pin(path)
+        record = _pin_program(obj.program(program), path)
         if pinmaps is not None:
             _pin_maps(obj, pinmaps)
     if out.json:
-        out.emit_json(record.to_json())
+        out.emit_json(record)
 
 
 @prog_group.command("loadall")
 @click.argument("words", nargs=-1, required=True)
 @_ENGINE
+@_BACKEND
 @click.pass_obj
-def prog_loadall(out, words: tuple[str, ...], engine: str) -> None:
+def prog_loadall(out, words: tuple[str, ...], engine: str, backend: str) -> None:
     """Load OBJ and pin every program under DIR: OBJ DIR [pinmaps MAPDIR].
 
     \b
@@ -214,9 +240,9 @@ def prog_loadall(out, words: tuple[str, ...], engine: str) -> None:
 
     file, directory, pinmaps = _load_words(words)
     records = []
-    with load_object(file, engine=engine) as obj:
+    with load_object(file, engine=engine, backend=backend) as obj:
         for name, prog in obj.programs.items():
-            records.append(prog.pin(f"{directory.rstrip('/')}/{name}").to_json())
+            records.append(_pin_program(prog, f"{directory.rstrip('/')}/{name}"))
         if pinmaps is not None:
             _pin_maps(obj, pinmaps)
     if out.json:
