@@ -17,7 +17,8 @@ one). ``map show`` without MAP lists every map. JSON output uses bpftool's keys:
 and ``value`` as arrays of ``"0x.."`` strings (per-CPU maps: ``values`` of ``{"cpu",
 "value"}``) and ``formatted`` with the BTF-decoded key and value when the map has BTF
 types. ``map event_pipe`` prints ring buffer records or perf event array samples as they
-arrive.
+arrive. With ``--backend kernel``, ``id``/``pinned``/``name`` are Linux's maps (formatted
+from the BTF the kernel keeps) and ``map show`` without MAP lists every kernel map.
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ held by the pinned program, or pinned with ``pinmaps DIR``). ``prog run`` is ``b
 prog run``: ``Return value: R, duration: Dns`` or, with ``--json``, ``{"data_out": [...],
 "retval": R, "duration": D}``. ``prog dump xlated|jited`` print the instructions and the
 native code. ``prog tracelog`` prints ``bpf_printk`` output that runs left in the state
-directory (:class:`pybpf.objects.events.TraceLog`).
+directory (:class:`pybpf.objects.events.TraceLog`). With ``--backend kernel`` the same verbs
+work on Linux's objects as bpftool does: ``id``/``pinned``/``name`` are the kernel's
+(``prog show`` without PROG lists every kernel program) and ``prog load`` pins into the real
+bpffs.
 """
 
 from __future__ import annotations
