@@ -248,13 +248,15 @@ def attach(
     pid: int = -1,
     cookie: int = 0,
     tracefs: str | os.PathLike[str] | None = None,
+    netlink: bool = False,
 ) -> KernelLink:
     """Attach a loaded :class:`~pybpf.kernel.KernelProgram` where its type says.
 
     ``target``: the interface (name or ifindex) for XDP and tc, the cgroup directory for
     cgroup programs, the tracepoint (``"category/name"``), raw tracepoint or kernel function
     when the section does not name it. ``direction`` (``ingress``/``egress``) for tc when
-    the section does not say; ``flags`` are XDP's (``XDP_FLAGS_SKB_MODE``...). kprobes and
+    the section does not say; ``flags`` are XDP's (``XDP_FLAGS_SKB_MODE``...); XDP uses a
+    link, or rtnetlink where links are refused (or with ``netlink=True``). kprobes and
     uprobes take ``function``, ``offset`` and ``retprobe`` (default from the section),
     uprobes the ``binary`` and ``pid`` (-1: every process). Raises
     :class:`~pybpf.errors.NotSupportedError` for hooks this kernel lacks and
@@ -266,8 +268,15 @@ def attach(
     named = getattr(program, "attach_to", "") or ""
     if ptype == ProgType.XDP:
         ifindex, name = _ifindex(target)
-        fd = link_create(program.fd, ifindex, AttachType.XDP, flags)
-        return KernelLink(fd, "xdp", program, {"ifindex": ifindex, "devname": name})
+        info = {"ifindex": ifindex, "devname": name}
+        if not netlink:
+            try:
+                fd = link_create(program.fd, ifindex, AttachType.XDP, flags)
+                return KernelLink(fd, "xdp", program, info)
+            except SyscallError as err:
+                if err.errno != errno.EINVAL:  # kernels before 5.9 have no XDP links
+                    raise
+        return _attach_xdp_netlink(program, ifindex, flags, info)
     if ptype in (ProgType.SCHED_CLS, ProgType.SCHED_ACT):
         ifindex, name = _ifindex(target)
         way = direction or ("egress" if section.endswith("egress") else "ingress")
@@ -319,6 +328,20 @@ def attach(
         feature="attach",
         program=program.name,
     )
+
+
+def _attach_xdp_netlink(program: Any, ifindex: int, flags: int, info: dict) -> KernelLink:
+    """XDP through rtnetlink; detaching removes the program only while it is still ours."""
+    from pybpf.kernel.netlink import XDP_FLAGS_UPDATE_IF_NOEXIST, xdp_query, xdp_set
+
+    xdp_set(ifindex, program.fd.fileno(), flags | XDP_FLAGS_UPDATE_IF_NOEXIST)
+    prog_id = program.info().id
+
+    def undo() -> None:
+        if xdp_query(ifindex) == prog_id:
+            xdp_set(ifindex, -1, flags)
+
+    return KernelLink(None, "xdp_netlink", program, info, cleanup=undo)
 
 
 def _attach_cgroup(program: Any, target: Any) -> KernelLink:
