@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pybpf.errors import InputError, PybpfError
-from pybpf.kernel.verdict import SAFETY, KernelVerdict, kernel_verdict
+from pybpf.errors import PybpfError
+from pybpf.kernel.verdict import OTHER, SAFETY, KernelVerdict, kernel_verdict
 from pybpf.progtypes import ProgType, prevail_program_type
 from pybpf.spec import ObjectSpec
 
@@ -82,12 +82,15 @@ def compare_program(
 ) -> Comparison:
     """pybpf's verdict and the kernel's on program ``name``. The type is ``prog_type``, else
     the program's own, else PREVAIL's rule on the section and ``path`` (as ``pybpf
-    verify``); both verifiers get the same type."""
+    verify``); both verifiers get the same type. An eBPF-for-Windows program is an
+    ``other`` refusal of the kernel (``program_type``)."""
     prog = spec.program(name)
     if prog_type is None:
         prog_type = prog.type or prevail_program_type(prog.section, path)
-    if not prog_type.is_linux:
-        raise InputError(f"{prog_type.name} is not a Linux program type", program=name)
     accepted, message = pybpf_verdict(spec, name, prog_type)
-    kernel = kernel_verdict(spec, name, prog_type)
+    if prog_type.is_linux and spec.platform == "linux":
+        kernel = kernel_verdict(spec, name, prog_type)
+    else:
+        reason = f"{prog_type.name} ({spec.platform}) programs cannot be loaded into Linux"
+        kernel = KernelVerdict(False, OTHER, "program_type", reason)
     return Comparison(name, prog.section, prog_type.type_name, accepted, message, kernel)

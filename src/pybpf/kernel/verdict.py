@@ -181,7 +181,8 @@ class KernelVerdict:
     ``category`` is ``"accept"``, :data:`SAFETY` or :data:`OTHER`; ``reason`` the refusal's
     class (``memory``, ``uninitialised_read``, ``unbounded_loop``, ``pointer_misuse``,
     ``helper_argument``, ``complexity``, ``helper_unavailable``, ``btf``, ``attach``,
-    ``core``, ``map``, ``load``, ``return_value``, ``unclassified``); ``message`` the
+    ``core``, ``map``, ``load``, ``program_type``, ``return_value``, ``context_field``,
+    ``global_function``, ``unreachable_code``, ``unclassified``); ``message`` the
     kernel's reason (the log's last meaningful line, or the error), ``log`` the whole log.
     """
 
