@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from pybpf.errors import InputError, MapError, NotSupportedError
 from pybpf.maps.array import ArrayMap, ArrayOfMaps, ProgArray
 from pybpf.maps.base import Map
-from pybpf.maps.buffer import MapBuffer
+from pybpf.maps.buffer import FAMILY_OFFSET, MapBuffer
 from pybpf.maps.definition import MapDefinition, check_common, fail
 from pybpf.maps.devmap import DevMap, DevMapHash, XskMap
 from pybpf.maps.hash import HashMap, HashOfMaps
@@ -171,8 +172,7 @@ def open_pinned(
         raise fail(err.errno or errno.EACCES, f"cannot reach pin: {err}", "open_pinned") from None
     buffer = MapBuffer.open(file)
     try:
-        d = buffer.definition()
-        cls = family_of(d.type)
+        d, cls = _pinned_family(buffer, str(path))
         if definition is not None:
             field = definition.mismatch(d)
             if field is not None:
@@ -189,6 +189,33 @@ def open_pinned(
         buffer.close()
         raise
     return m
+
+
+def _pinned_family(buffer: MapBuffer, where: str) -> tuple[MapDefinition, type[Map]]:
+    """The pin's definition and family, refusing (InputError) a header no :func:`create_map`
+    could have written: an unknown or unsupported type, a definition ``create_map`` refuses,
+    or a size that is not the definition's layout (a corrupted or foreign file)."""
+    try:
+        d = buffer.definition()
+        cls = FAMILIES.get(d.type)
+        if cls is None:
+            raise ValueError(f"map type {d.type.type_name} has no portable family")
+        params = {}
+        if cls is PerfEventArray:
+            params["page_count"] = struct.unpack_from("=I", buffer.view, FAMILY_OFFSET)[0]
+        check_common(d)
+        cls.check(d, params)
+        expected = cls.buffer_size(d, params)
+    except (ValueError, MapError, InputError, NotSupportedError) as err:
+        message = getattr(err, "message", str(err))
+        raise InputError(f"corrupted map header: {message}", path=where) from None
+    if expected != buffer.size:
+        raise InputError(
+            f"corrupted map header: {d.type.type_name} of {d.max_entries} entries needs "
+            f"{expected} bytes, the file has {buffer.size}",
+            path=where,
+        )
+    return d, cls
 
 
 def open_or_create(

@@ -26,7 +26,9 @@ state to 1 and links the slot; a delete unlinks, then clears state. When a proce
 holding the lock, the next user rebuilds buckets, chains, free list and count from the
 state bytes, so the map reopens consistent: the interrupted insert or delete either
 happened or did not (an in-place overwrite of an existing value may be left torn, as a
-concurrent write to a Linux array value can be).
+concurrent write to a Linux array value can be). An index a corrupted file left
+inconsistent (a slot past the end, a chain cycle, a free list naming a slot in use) is
+rebuilt the same way when an operation meets it.
 
 Values stay at their slot while the element exists: an update of an existing key writes
 in place (as Linux does for per-CPU hashes and ``BPF_F_LOCK``), so pointers a program
@@ -301,8 +303,11 @@ class HashMap(Map):
         if not i:
             return -1
         hashes, nxt, keys, ks, kl = self._hashes, self._next, self._keys, self._kstride, len(key)
-        steps = self.max_entries
+        n = steps = self.max_entries
         while i:
+            if i > n:  # a slot past the end: only a corrupted index has one
+                self._rebuild()
+                return self._find(key, h)
             s = i - 1
             if hashes[s] == h and keys[s * ks : s * ks + kl] == key:
                 return s
@@ -317,11 +322,16 @@ class HashMap(Map):
         """Take slot ``s`` out of its chain and free it (lock held)."""
         b = self._hashes[s] & self._bmask
         buckets, nxt = self._buckets, self._next
+        n = steps = self.max_entries
         i = buckets[b]
         if i == s + 1:
             buckets[b] = nxt[s]
         else:
             while i:
+                steps -= 1
+                if i > n or steps < 0:  # a corrupted chain: rebuild it, then unlink again
+                    self._rebuild()
+                    return self._unlink(s)
                 if nxt[i - 1] == s + 1:
                     nxt[i - 1] = nxt[s]
                     break
@@ -333,7 +343,7 @@ class HashMap(Map):
         fields = self._fields
         nxt[s] = fields[1]
         fields[1] = s + 1
-        fields[0] -= 1
+        fields[0] = (fields[0] - 1) & 0xFFFFFFFF  # (a corrupted count must not raise)
         self._removed(s)
 
     def _removed(self, s: int) -> None:
@@ -346,6 +356,9 @@ class HashMap(Map):
         """A free slot (LRU maps evict when full), or -1 (lock held)."""
         fields = self._fields
         i = fields[1]
+        if i and (i > self.max_entries or self._state[i - 1]):
+            self._rebuild()  # the free list names a slot past the end, or one in use
+            i = fields[1]
         if i:
             fields[1] = self._next[i - 1]
             return i - 1
@@ -433,7 +446,7 @@ class HashMap(Map):
         b = h & self._bmask
         self._next[s] = self._buckets[b]
         self._buckets[b] = s + 1
-        self._fields[0] += 1
+        self._fields[0] = (self._fields[0] + 1) & 0xFFFFFFFF
         self._added(s)
         return 0
 

@@ -81,6 +81,14 @@ class QueueStack(Map):
         self._fields.release()
 
     # ---- core (lock held) ------------------------------------------------------------------
+    def _ends(self) -> tuple[int, int]:
+        """``head, tail`` (lock held); a corrupted pair (past the end) empties the map, as
+        recovery from a dead holder does."""
+        f = self._fields
+        if f[0] >= self._size or f[1] >= self._size:
+            self._recover()
+        return f[0], f[1]
+
     def _count(self) -> int:
         head, tail = self._fields[0], self._fields[1]
         return (head - tail) % self._size
@@ -90,7 +98,7 @@ class QueueStack(Map):
             return -errno.EINVAL
         f, size, n = self._fields, self._size, self.value_size
         with self.lock:
-            head, tail = f[0], f[1]
+            head, tail = self._ends()
             if (head + 1) % size == tail:
                 if not flags & BPF_EXIST:
                     return -errno.E2BIG
@@ -104,7 +112,7 @@ class QueueStack(Map):
     def _pop(self, delete: bool) -> bytes | None:
         f, size, n = self._fields, self._size, self.value_size
         with self.lock:
-            head, tail = f[0], f[1]
+            head, tail = self._ends()
             if head == tail:
                 return None
             if self._stack:

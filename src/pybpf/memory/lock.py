@@ -11,7 +11,10 @@ While waiting, :meth:`SharedLock.acquire` yields the CPU and, every so often, ch
 the holder's process still exists. When it does not (the process was killed in the middle
 of an update), the waiter takes the word over with one more compare-and-exchange and calls
 ``recover()`` before returning: the map then rebuilds whatever the dead holder left half
-done. A pid reused by an unrelated process hides a dead holder (documented limitation).
+done. A token naming this process that none of its lock objects was given (a corrupted
+word), held for over a second, is taken over the same way. A pid reused by an unrelated
+process, or a corrupted word naming another live process, hides a dead holder
+(documented limitation).
 
 Not re-entrant: a holder that acquires again waits for itself forever; callers never call
 out (to programs or user callbacks) while holding the lock.
@@ -32,6 +35,7 @@ __all__ = ["SharedLock", "process_alive"]
 
 _SERIALS = itertools.count(1)
 _PID = [os.getpid()]  # this process's pid, refreshed in forked children
+_TOKENS: set[int] = set()  # every token a lock object of this process was given
 
 
 def _forked() -> None:
@@ -41,11 +45,22 @@ def _forked() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 _CHECK_EVERY = 256  # failed attempts between two looks at the holder's process
+_STALE_OWN_SECONDS = 1.0
+
+
+def _stale(token: int, waited: float) -> bool:
+    """True when no one can hold ``token``: its process is gone, or it names this process,
+    no lock object here was given it and it has been held for over a second (holders never
+    call out while holding; a corrupted word would otherwise be waited on forever)."""
+    pid = token >> 32
+    if pid == _PID[0]:
+        return token not in _TOKENS and waited > _STALE_OWN_SECONDS
+    return not process_alive(pid)
 
 
 def process_alive(pid: int) -> bool:
     """True unless process ``pid`` certainly no longer runs (zombies count as dead)."""
-    if pid <= 0:
+    if pid <= 0 or pid > 0x7FFFFFFF:  # (no such pid: a corrupted lock word)
         return False
     if pid == os.getpid():
         return True
@@ -100,6 +115,7 @@ class SharedLock:
         self.recover = recover
         self._pid = os.getpid()
         self.token = (self._pid << 32) | (next(_SERIALS) & 0xFFFFFFFF)
+        _TOKENS.add(self.token)
         self.recovered = 0
 
     def _refresh_token(self) -> None:
@@ -108,6 +124,7 @@ class SharedLock:
         if pid != self._pid:
             self._pid = pid
             self.token = (pid << 32) | (next(_SERIALS) & 0xFFFFFFFF)
+            _TOKENS.add(self.token)
 
     def current_token(self) -> int:
         """The token this process writes into the word (native code taking the lock uses it)."""
@@ -127,10 +144,11 @@ class SharedLock:
 
     def _wait(self, cas, address: int, token: int) -> None:
         attempts = 0
+        started = time.monotonic()
         old = cas(address, 0, token)
         while old:
             attempts += 1
-            if attempts % _CHECK_EVERY == 0 and not process_alive(old >> 32):
+            if attempts % _CHECK_EVERY == 0 and _stale(old, time.monotonic() - started):
                 if cas(address, old, token) == old:
                     self.recovered += 1
                     if self.recover is not None:
