@@ -37,7 +37,7 @@ _WORDS = [0, 1, 2, 3, 4, 7, 8, 0x20, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFFFFFF, 0
           0xFFFFFFFF, 0x1000000]  # fmt: skip
 OPEN_ERRORS = (InputError, NotSupportedError)
 LOAD_ERRORS = (InputError, NotSupportedError, VerifierError, MapError)
-MEMORY_BOUND = 96 << 20  # the biggest example loads in a few MiB
+MEMORY_BOUND = 256 << 20  # first loads import the verifier (~70 MiB); a huge map would be GiBs
 
 
 def _sections(data: bytes) -> dict[str, tuple[int, int]]:
