@@ -6,6 +6,7 @@ without memory checks only when the verifier accepted it."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import resource
 import struct
@@ -22,6 +23,7 @@ from pybpf.jit import JitProgram, available
 from pybpf.maps import MapDefinition, create_map
 from pybpf.maptypes import MapFlag, MapType
 from pybpf.objects import Object
+from pybpf.progtypes import ProgType
 from pybpf.spec import MapSpec, ObjectSpec, ProgramSpec, Reference, RefKind
 from pybpf.vm import Interpreter
 
@@ -157,6 +159,57 @@ def test_a_full_hash_map_returns_e2big_and_helpers_fail_with_negative_errno(engi
         assert info.value.errno == errno.E2BIG
         assert delete.test_run(_args(2)).retval == 0
         assert update.test_run(_args(3, 30)).retval == 0  # the freed slot is reused
+
+
+# The same through verified XDP programs: on the JIT their map calls are inlined native
+# code (pybpf.maps.native), which must fail as the helpers do.
+CONST_UPDATE = """
+*(u32 *)(r10 - 4) = {key}
+*(u64 *)(r10 - 16) = {key}
+r1 = 0 ll
+r2 = r10
+r2 += -4
+r3 = r10
+r3 += -16
+r4 = {flags}
+call 2
+exit
+"""
+CONST_DELETE = """
+*(u32 *)(r10 - 4) = {key}
+r1 = 0 ll
+r2 = r10
+r2 += -4
+call 3
+exit
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_verified_programs_inlined_map_calls_fail_like_the_helpers(engine):
+    def xdp(text: str, pc: int) -> ProgramSpec:
+        refs = (Reference(pc, RefKind.MAP, "m"),)
+        insns = tuple(assemble(text))
+        return ProgramSpec("p", "xdp", insns, type=ProgType.XDP, references=refs, license="GPL")
+
+    cases = {  # name: (program, the errno it must return)
+        "add1": (xdp(CONST_UPDATE.format(key=1, flags=0), 2), 0),
+        "add2": (xdp(CONST_UPDATE.format(key=2, flags=0), 2), 0),
+        "full": (xdp(CONST_UPDATE.format(key=3, flags=0), 2), errno.E2BIG),
+        "noexist": (xdp(CONST_UPDATE.format(key=2, flags=1), 2), errno.EEXIST),
+        "exist": (xdp(CONST_UPDATE.format(key=3, flags=2), 2), errno.ENOENT),
+        "delete": (xdp(CONST_DELETE.format(key=7), 1), errno.ENOENT),
+    }
+    programs = {n: dataclasses.replace(p, name=n) for n, (p, _) in cases.items()}
+    spec = ObjectSpec(name="inl", programs=programs,
+                      maps={"m": MapSpec("m", MapType.HASH, 4, 8, 2)}, license="GPL")  # fmt: skip
+    with Object(spec).load(engine=engine) as obj:
+        for name, (_, code) in cases.items():  # in order: the map fills up first
+            prog = obj.programs[name]
+            assert prog.verified
+            if engine == "jit":
+                assert prog._runner.map_sites and not prog._runner.debug_checks
+            assert prog.test_run(bytes(64)).retval == (ret(code) if code else 0), name
 
 
 @pytest.mark.parametrize("engine", ENGINES)
