@@ -170,25 +170,25 @@ _DIFF_ATOMICS = [op for op in AtomicOp if op not in (AtomicOp.LOAD_ACQ, AtomicOp
 _SIZE_BYTES = {Size.B: 1, Size.H: 2, Size.W: 4, Size.DW: 8}
 
 
-def _s32(value: int) -> int:
+def _diff_s32(value: int) -> int:
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
 
 
-def _lddw(dst: int, value: int, src: int = 0) -> Instruction:
-    return Instruction(LDDW_CODE, dst, src, imm=_s32(value), imm_hi=_s32(value >> 32))
+def _diff_lddw(dst: int, value: int, src: int = 0) -> Instruction:
+    return Instruction(LDDW_CODE, dst, src, imm=_diff_s32(value), imm_hi=_diff_s32(value >> 32))
 
 
-def _imm(rng: _random.Random) -> int:
+def _diff_imm(rng: _random.Random) -> int:
     roll = rng.random()
     if roll < 0.3:
         return rng.choice([0, 1, -1, 2, 7, 0x7FFFFFFF, -0x80000000, 0x100])
     if roll < 0.6:
         return rng.randint(-300, 300)
-    return _s32(rng.getrandbits(32))
+    return _diff_s32(rng.getrandbits(32))
 
 
-def _value64(rng: _random.Random) -> int:
+def _diff_value64(rng: _random.Random) -> int:
     roll = rng.random()
     if roll < 0.3:
         return rng.choice([0, 1, _MASK64, 1 << 63, (1 << 63) - 1, 0xFFFFFFFF, 0x80000000])
@@ -288,7 +288,7 @@ def diff_link(insns: list[Instruction]) -> list[Instruction]:
     return out
 
 
-def _alu(rng: _random.Random, regs: tuple[int, ...], v4: bool) -> Instruction:
+def _diff_alu(rng: _random.Random, regs: tuple[int, ...], v4: bool) -> Instruction:
     cls = rng.choice((Class.ALU, Class.ALU64))
     width = 64 if cls == Class.ALU64 else 32
     dst = rng.choice(regs)
@@ -313,22 +313,22 @@ def _alu(rng: _random.Random, regs: tuple[int, ...], v4: bool) -> Instruction:
         return Instruction(alu_opcode(cls, op, Source.X), dst, rng.choice(regs), off)
     if op in _SHIFTS:
         return Instruction(alu_opcode(cls, op, Source.K), dst, imm=rng.randrange(width))
-    imm = _imm(rng)
+    imm = _diff_imm(rng)
     if op in (AluOp.DIV, AluOp.MOD) and imm == 0:
         imm = rng.choice((1, -1, 3))
     return Instruction(alu_opcode(cls, op, Source.K), dst, off=off, imm=imm)
 
 
-def _reload_args(rng: _random.Random) -> list[Instruction]:
-    return [_lddw(reg, _value64(rng)) for reg in (1, 2, 3, 4, 5)]
+def _diff_reload_args(rng: _random.Random) -> list[Instruction]:
+    return [_diff_lddw(reg, _diff_value64(rng)) for reg in (1, 2, 3, 4, 5)]
 
 
-def _stack_offset(rng: _random.Random, size: Size, limit: int = DIFF_STACK) -> int:
+def _diff_stack_offset(rng: _random.Random, size: Size, limit: int = DIFF_STACK) -> int:
     nbytes = _SIZE_BYTES[size]
     return -nbytes * rng.randint(1, limit // nbytes)
 
 
-def _memory(rng: _random.Random, v4: bool) -> list[Instruction]:
+def _diff_memory(rng: _random.Random, v4: bool) -> list[Instruction]:
     size = rng.choice(list(Size))
     nbytes = _SIZE_BYTES[size]
     on_packet = rng.random() < 0.4
@@ -336,14 +336,16 @@ def _memory(rng: _random.Random, v4: bool) -> list[Instruction]:
     if on_packet:
         off = rng.randint(8, DIFF_PACKET_SIZE - nbytes)
     else:
-        off = _stack_offset(rng, size)
+        off = _diff_stack_offset(rng, size)
     roll = rng.random()
     if roll < 0.35:
         return [
             Instruction(mem_opcode(Class.STX, Mode.MEM, size), base, rng.choice(DIFF_SCRATCH), off)
         ]
     if roll < 0.5:
-        return [Instruction(mem_opcode(Class.ST, Mode.MEM, size), base, off=off, imm=_imm(rng))]
+        return [
+            Instruction(mem_opcode(Class.ST, Mode.MEM, size), base, off=off, imm=_diff_imm(rng))
+        ]
     if v4 and size != Size.DW and roll < 0.62:
         return [
             Instruction(
@@ -353,7 +355,7 @@ def _memory(rng: _random.Random, v4: bool) -> list[Instruction]:
     return [Instruction(mem_opcode(Class.LDX, Mode.MEM, size), rng.choice(DIFF_SCRATCH), base, off)]
 
 
-def _atomic(
+def _diff_atomic(
     rng: _random.Random, base: int, off: int, size: Size, srcs: tuple[int, ...] = DIFF_SCRATCH
 ) -> Instruction:
     ops = _DIFF_ATOMICS if base != 0 else [o for o in _DIFF_ATOMICS if o != AtomicOp.CMPXCHG]
@@ -362,12 +364,12 @@ def _atomic(
     return Instruction(mem_opcode(Class.STX, Mode.ATOMIC, size), base, src, off, int(op))
 
 
-def _map_block(rng: _random.Random) -> DiffBlock:
+def _diff_map_block(rng: _random.Random) -> DiffBlock:
     name = rng.choice(("arr", "hash"))
     entries = DIFF_ARRAY_ENTRIES if name == "arr" else DIFF_HASH_ENTRIES
     key = rng.randrange(entries + 2)  # sometimes past an array's end
     st_w = mem_opcode(Class.ST, Mode.MEM, Size.W)
-    insns = [Instruction(st_w, 10, off=DIFF_KEY, imm=key), _lddw(1, 0, int(Pseudo.MAP_FD))]
+    insns = [Instruction(st_w, 10, off=DIFF_KEY, imm=key), _diff_lddw(1, 0, int(Pseudo.MAP_FD))]
     refs = [(1, "map", name)]
     key_ptr = [
         Instruction(alu_opcode(Class.ALU64, AluOp.MOV, Source.X), 2, 10),
@@ -382,7 +384,7 @@ def _map_block(rng: _random.Random) -> DiffBlock:
             size = rng.choice((Size.W, Size.DW)) if kind < 0.4 else rng.choice(list(Size))
             off = rng.randrange(0, 8, _SIZE_BYTES[size])
             if kind < 0.4:
-                body.append(_atomic(rng, 0, off, size, (9,)))  # r1-r5 are gone after a call
+                body.append(_diff_atomic(rng, 0, off, size, (9,)))  # r1-r5 are gone after a call
             elif kind < 0.7:
                 body.append(Instruction(mem_opcode(Class.STX, Mode.MEM, size), 0, 9, off))
             else:
@@ -405,22 +407,22 @@ def _map_block(rng: _random.Random) -> DiffBlock:
         ]
     else:  # delete from the hash
         insns += key_ptr + [Instruction(call, imm=3)]
-    return DiffBlock(insns + _reload_args(rng), refs)
+    return DiffBlock(insns + _diff_reload_args(rng), refs)
 
 
-def _call_block(rng: _random.Random) -> DiffBlock:
+def _diff_call_block(rng: _random.Random) -> DiffBlock:
     call = Instruction(jmp_opcode(Class.JMP, JmpOp.CALL, Source.K), src=int(CallKind.LOCAL), imm=-1)
-    return DiffBlock([call, *_reload_args(rng)], [(0, "call", "sub")])
+    return DiffBlock([call, *_diff_reload_args(rng)], [(0, "call", "sub")])
 
 
 def random_diff_program(seed: int, length: int = 30, v4: bool = True) -> DiffProgram:
     """The program for ``seed``: ``length`` blocks (see the section comment above)."""
     rng = _random.Random(f"exec-diff:{seed}")
-    blocks = [DiffBlock([_lddw(reg, _value64(rng)) for reg in DIFF_SCRATCH])]
+    blocks = [DiffBlock([_diff_lddw(reg, _diff_value64(rng)) for reg in DIFF_SCRATCH])]
     for index in range(1, length):
         roll = rng.random()
         if roll < 0.35:
-            blocks.append(DiffBlock([_alu(rng, DIFF_SCRATCH, v4)]))
+            blocks.append(DiffBlock([_diff_alu(rng, DIFF_SCRATCH, v4)]))
         elif roll < 0.5:
             cls = rng.choice((Class.JMP, Class.JMP32))
             op = rng.choice(_DIFF_JMP)
@@ -432,20 +434,20 @@ def random_diff_program(seed: int, length: int = 30, v4: bool = True) -> DiffPro
                 )
             else:
                 jump = Instruction(
-                    jmp_opcode(cls, op, Source.K), rng.choice(DIFF_SCRATCH), imm=_imm(rng)
+                    jmp_opcode(cls, op, Source.K), rng.choice(DIFF_SCRATCH), imm=_diff_imm(rng)
                 )
             blocks.append(DiffBlock([jump], target=rng.randint(index + 1, min(length, index + 6))))
         elif roll < 0.7:
-            blocks.append(DiffBlock(_memory(rng, v4)))
+            blocks.append(DiffBlock(_diff_memory(rng, v4)))
         elif roll < 0.78:
             size = rng.choice((Size.W, Size.DW))
-            blocks.append(DiffBlock([_atomic(rng, 10, _stack_offset(rng, size), size)]))
+            blocks.append(DiffBlock([_diff_atomic(rng, 10, _diff_stack_offset(rng, size), size)]))
         elif roll < 0.93:
-            blocks.append(_map_block(rng))
+            blocks.append(_diff_map_block(rng))
         else:
-            blocks.append(_call_block(rng))
+            blocks.append(_diff_call_block(rng))
     sub = [Instruction(alu_opcode(Class.ALU64, AluOp.MOV, Source.X), 0, 1)]
-    sub += [_alu(rng, (0, 1, 2, 3, 4, 5), v4) for _ in range(rng.randint(2, 8))]
+    sub += [_diff_alu(rng, (0, 1, 2, 3, 4, 5), v4) for _ in range(rng.randint(2, 8))]
     sub.append(Instruction(jmp_opcode(Class.JMP, JmpOp.EXIT, Source.K)))
     packet = bytes(rng.getrandbits(8) for _ in range(DIFF_PACKET_SIZE))
     return DiffProgram(blocks, sub, packet, v4)
