@@ -12,8 +12,8 @@ small LLVM module per process on first use (``None`` without llvmlite) with:
   nonzero sets the LRU reference bit; when ``out`` is nonzero, ``out_len`` bytes of the
   value are copied there before the lock is released. Returns the value's address (CPU 0's
   copy), 0 when the key is missing, 1 when the lock stayed busy (the caller takes the
-  Python path, which waits and recovers dead holders) or 2 when a chain looks corrupt
-  (the Python path rebuilds the index).
+  Python path, which waits and recovers dead holders) or 2 when a chain looks corrupt: a
+  cycle, or a slot past ``max_entries`` (the Python path rebuilds the index).
 
 Descriptor: 13 u64 words, absolute addresses into the map's buffer: lock, buckets, next,
 hashes, keys, ref, values, then key stride, key length, bucket mask, max_entries, value
@@ -138,6 +138,9 @@ walk:
   br i1 %empty, label %notfound, label %check
 check:
   %b64 = zext i32 %b to i64
+  %past = icmp ugt i64 %b64, %f.max_entries
+  br i1 %past, label %bad, label %inside
+inside:
   %s = sub i64 %b64, 1
   %s4 = mul i64 %s, 4
   %ha = add i64 %f.hashes, %s4
