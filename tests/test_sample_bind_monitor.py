@@ -274,3 +274,29 @@ def test_cgroup_bind4_matches_the_kernel_on_real_binds(engine):
         assert list(obj.maps["bound_sockets"].items()) == []
     assert kernel == portable == EXPECTED
     assert left == []
+
+
+def _exec_cgroups() -> set[str]:
+    from pybpf.hooks.policy import cgroup2_root
+
+    root = cgroup2_root()
+    return {p.name for p in root.glob("pybpf-exec-*")} if root else set()
+
+
+@requires_bpf
+def test_pybpf_exec_on_the_kernel_engine_gives_the_same_verdicts():
+    before = _exec_cgroups()
+    proc = _pybpf_exec(
+        str(FLAVOURS["cgroup"]), "--engine", "kernel", "--update", "limits_map", "0", "2",
+        "--show-maps", "--", "python", "examples/bind_monitor.py", "--plain", "--json",
+    )
+    if proc.returncode in (2, 255) and "cgroup" in proc.stderr:
+        pytest.skip(f"no cgroup to run in: {proc.stderr.strip()}")
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["verdicts"] == ["permit", "permit", "deny"]
+    maps = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert maps["process_map"] == {} and maps["bound_sockets"] == {}
+    assert maps["limits_map"] == {"0": 2}
+    assert _exec_cgroups() == before  # its cgroup is gone
+    raw = _pybpf_exec(str(FLAVOURS["cgroup"]), "--engine", "kernel")
+    assert raw.returncode == 2  # the kernel engine needs a command

@@ -152,7 +152,11 @@ def asm_cmd(out, file: Path, output: Path, syntax: str, as_hex: bool) -> None:
     help="Input memory from a file.",
 )
 @click.option(
-    "--engine", type=click.Choice(["interpreter", "jit"]), default="interpreter", show_default=True
+    "--engine",
+    type=click.Choice(["interpreter", "jit", "kernel"]),
+    default="interpreter",
+    show_default=True,
+    help="kernel: with a command, Linux enforces the programs on a cgroup of the command's own.",
 )
 @click.option(
     "--program",
@@ -189,7 +193,9 @@ def exec_cmd(
 
     With a command after ``--`` (``pybpf exec OBJ --program P -- python script.py``): run
     that Python program with the object's socket programs attached to it (bind, connect,
-    release hooks; eBPF-for-Windows ``bind``); the exit status is the program's.
+    release hooks; eBPF-for-Windows ``bind``); the exit status is the program's. With
+    ``--engine kernel`` the object's cgroup socket programs are attached in the kernel to a
+    new cgroup the command (any command) runs in.
     """
     if command:
         if mem_hex is not None or mem_file is not None or fmt != "auto":
@@ -197,6 +203,8 @@ def exec_cmd(
         return _exec_command(file, command, engine, programs, updates, show_maps)
     if programs or updates or show_maps:
         raise click.UsageError("--program, --update and --show-maps need a command after --")
+    if engine == "kernel":
+        raise click.UsageError("--engine kernel runs an object's programs under a command")
     from pybpf.conformance.plugin import parse_hex_bytes
 
     if engine == "jit":  # an unverified program: the JIT's memory checks stay on
@@ -234,10 +242,12 @@ def _exec_command(
     """Run ``command`` (a Python program) under the object's socket programs; its status."""
     import subprocess
 
-    from pybpf.hooks.policy import child_command
+    from pybpf.hooks.policy import child_command, run_in_cgroup
 
     if not _is_elf(file):
         raise InputError("a command runs under an object file's programs", path=str(file))
+    if engine == "kernel":
+        return run_in_cgroup(file, programs, command, updates=updates, show_maps=show_maps)
     argv = child_command(
         file, programs, command, engine=engine, updates=updates, show_maps=show_maps
     )

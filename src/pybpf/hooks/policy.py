@@ -8,6 +8,12 @@ Python process (:func:`child_command`) whose entry point is this module
 (``script.py``, ``-m module`` or ``-c code``, with ``sys.argv`` as the script expects). Its
 exit status is the script's. ``--show-maps`` prints the object's maps as JSON on stderr
 when the script ends (after the links are detached), to see what the policy counted.
+
+:func:`run_in_cgroup` is ``pybpf exec --engine kernel``: Linux itself enforces the policy.
+It loads the object into the kernel, makes a cgroup v2 directory of its own
+(``pybpf-exec-<pid>`` under the first cgroup2 mount: ``/sys/fs/cgroup/unified`` or
+``/sys/fs/cgroup``), attaches the programs to it with ``BPF_LINK_CREATE``, runs the command
+(any command) inside it, and removes the links and the directory afterwards.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pybpf.errors import InputError
+from pybpf.errors import InputError, NotSupportedError
 
-__all__ = ["child_command", "run", "split_python_command"]
+__all__ = ["child_command", "run", "run_in_cgroup", "split_python_command", "cgroup2_root"]
 
 _WITH_ARGUMENT = {"-X", "-W", "-Q"}
 
@@ -91,6 +97,112 @@ def _maps_json(obj) -> dict:
         try:
             out[name] = {str(k): v for k, v in m.items()}
         except Exception as exc:  # a map family without items(): say so, keep going
+            out[name] = f"<{type(exc).__name__}>"
+    return out
+
+
+def _parse_int(text: str, size: int) -> bytes:
+    return (_number(text) & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
+def cgroup2_root() -> Path | None:
+    """The first cgroup v2 mount point (``/proc/self/mounts``), or ``None``."""
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "cgroup2":
+            return Path(fields[1])
+    return None
+
+
+def run_in_cgroup(
+    obj_path: str | os.PathLike,
+    programs: Sequence[str],
+    command: Sequence[str],
+    *,
+    updates: Sequence[tuple[str, str, str]] = (),
+    show_maps: bool = False,
+) -> int:
+    """Run ``command`` in a cgroup of its own with the object's cgroup socket programs
+    attached in the kernel (see the module docstring); its exit status.
+
+    Raises :class:`~pybpf.errors.NotSupportedError` without a cgroup v2 hierarchy,
+    :class:`~pybpf.errors.InputError` for unknown programs, maps or hooks, and
+    :class:`~pybpf.errors.SyscallError` as the kernel refuses.
+    """
+    import subprocess
+
+    from pybpf import syscall as sc
+    from pybpf.hooks.socket import SOCKET_ATTACH_TYPES
+    from pybpf.objects import Object
+
+    root = cgroup2_root()
+    if root is None:
+        raise NotSupportedError("no cgroup v2 hierarchy is mounted", feature="cgroup")
+    argv = list(command)
+    if os.path.basename(argv[0]) in ("python", "python3"):
+        argv[0] = sys.executable
+    obj = Object.open(obj_path).load(backend="kernel")
+    cgroup = root / f"pybpf-exec-{os.getpid()}"
+    links: list = []
+    try:
+        for name, key, value in updates:
+            if name not in obj.maps:
+                raise InputError(f"no map {name!r} in the object", field="update")
+            m = obj.maps[name]
+            m.update(_parse_int(key, m.spec.key_size), _parse_int(value, m.value_size))
+        try:
+            cgroup.mkdir()
+        except OSError as exc:
+            raise NotSupportedError(f"cannot make {cgroup}: {exc.strerror}",
+                                    feature="cgroup") from exc
+        fd = sc.Fd(os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY), "cgroup")
+        links.append(fd)
+        for name in programs or list(obj.programs):
+            prog = obj.programs.get(name)
+            if prog is None:
+                raise InputError(f"no program {name!r} in the object", field="program")
+            if prog.attach_type not in SOCKET_ATTACH_TYPES or not prog.attach_type.is_linux:
+                raise InputError(f"{name} is not a Linux cgroup socket program",
+                                 field="attach_type", program=name)
+            links.append(sc.link_create(prog.kernel.fd, fd, prog.attach_type))
+        procs = os.fspath(cgroup / "cgroup.procs")
+
+        def enter_cgroup() -> None:  # in the child, before exec
+            with open(procs, "w") as out:
+                out.write("0")
+
+        try:
+            status = subprocess.call(argv, preexec_fn=enter_cgroup)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise InputError(f"cannot run {argv[0]}: {exc}", field="command") from exc
+    finally:
+        for link in reversed(links):
+            link.close()
+        if show_maps:
+            print(json.dumps(_kernel_maps_json(obj)), file=sys.stderr)
+        obj.close()
+        try:
+            cgroup.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # processes the command left behind
+            print(f"Warning: {cgroup} not removed: {exc.strerror}", file=sys.stderr)
+    return 128 - status if status < 0 else status
+
+
+def _kernel_maps_json(obj) -> dict:
+    out = {}
+    for name, m in obj.maps.items():
+        try:
+            out[name] = {
+                str(int.from_bytes(k, "little")): int.from_bytes(m.lookup(k) or b"", "little")
+                for k in m.keys()
+            }
+        except Exception as exc:  # a map the kernel will not walk: say so, keep going
             out[name] = f"<{type(exc).__name__}>"
     return out
 
