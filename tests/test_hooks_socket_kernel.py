@@ -1,6 +1,6 @@
 """Socket hooks against Linux: the same policies on real sockets, in a test cgroup and in pybpf.
 
-examples/c/bind_monitor_policy.c's bind4, connect4, post_bind4, sock_create and
+examples/c/bind_monitor_policy.c's bind4/6, connect4/6, post_bind4, sock_create and
 sock_release programs are attached in the kernel to a cgroup of this test's own (a child
 process moved into it runs the scenario) and with pybpf's socket hooks to this process
 (the same scenario, in each engine); what the sockets saw (redirected and denied binds and
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernel import private_cgroup, requires_bpf  # noqa: E402
 
 OBJECT = Path(__file__).resolve().parents[1] / "examples" / "c" / "bind_monitor_policy.o"
-PROGRAMS = ("policy_bind4", "policy_connect4", "policy_post_bind4", "policy_sock_create",
-            "policy_sock_release")
+PROGRAMS = ("policy_bind4", "policy_bind6", "policy_connect4", "policy_connect6",
+            "policy_post_bind4", "policy_sock_create", "policy_sock_release")
 
 SCENARIO = r"""
 import socket
@@ -60,7 +60,16 @@ out["connect redirected"] = attempt(lambda: client.connect(("127.0.0.2", from_po
 out["peer"] = client.getpeername()
 refused = socket.socket()
 out["connect denied"] = refused.connect_ex(("127.0.0.1", deny_port))
-for s in (server, denied, undone, client, refused):
+server6 = socket.socket(socket.AF_INET6)
+out["bind6 redirected"] = attempt(lambda: server6.bind(("::1", from_port)))
+out["server6 address"] = server6.getsockname()[:2]
+server6.listen()
+out["bind6 denied"] = attempt(lambda: socket.socket(socket.AF_INET6).bind(("::1", deny_port)))
+client6 = socket.socket(socket.AF_INET6)
+out["connect6 redirected"] = attempt(lambda: client6.connect(("::1", from_port)))
+out["peer6"] = client6.getpeername()[:2]
+out["connect6 denied"] = attempt(lambda: socket.socket(socket.AF_INET6).connect(("::1", deny_port)))
+for s in (server, denied, undone, client, refused, server6, client6):
     s.close()
 step("done", out)
 """
@@ -156,7 +165,17 @@ def _portable(engine: str, ports: list[int]) -> tuple[dict, int, dict]:
     return json.loads(json.dumps(result)), released, _normal_seen(seen, os.getpid())
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 @requires_bpf
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="the scenario binds ::1 too")
 @pytest.mark.parametrize("engine", ["interpreter", "jit"])
 def test_socket_policies_match_the_kernel(engine):
     ports = _free_ports(4)
@@ -180,7 +199,13 @@ def test_socket_policies_match_the_kernel(engine):
         "connect redirected": None,
         "peer": ["127.0.0.1", to_port],
         "connect denied": errno.EPERM,
+        "bind6 redirected": None,
+        "server6 address": ["::1", to_port],
+        "bind6 denied": f"errno {errno.EPERM}",
+        "connect6 redirected": None,
+        "peer6": ["::1", to_port],
+        "connect6 denied": f"errno {errno.EPERM}",
     }
-    assert released >= 5  # the scenario's sockets (the accepted one is never made here)
-    assert set(seen) == {0, 2, 4, 5, 6} and set(seen.values()) == {"self"}
+    assert released >= 9  # the scenario's sockets (the accepted ones are never made here)
+    assert set(seen) == {0, 1, 2, 3, 4, 5, 6} and set(seen.values()) == {"self"}
     assert portable == kernel
