@@ -69,8 +69,12 @@ CASES = [
     Case("memcpy", "copy", _u16(200, 256, bytes(range(254))), native="copy"),
     Case("strcmp", "compare", _u16(0, 130, _TEXT + bytes(16) + _TEXT), native="compare"),
     Case("byte_sum", "byte_sum", bytes(range(256)), native="byte_sum"),
-    Case("switch", "branches", bytes(random.Random(3).randrange(256) for _ in range(256)),
-         native="branches"),  # fmt: skip
+    Case(
+        "switch",
+        "branches",
+        bytes(random.Random(3).randrange(256) for _ in range(256)),
+        native="branches",
+    ),  # fmt: skip
     Case("parse_udp", "parse", udp_packet(0), native="parse"),
     Case("array_map", "array_map_ops", _u16(16, 64, b"\x05"), kind="map"),
     Case("hash_map", "hash_map_ops", _u16(16, 64, b"\x05"), kind="map"),
@@ -125,7 +129,7 @@ def first_result(case: Case, engine: str) -> int:
         return obj.programs[case.program].test_run(case.packet).retval
 
 
-def timed(prog, packet: bytes, repeat: int, rounds: int = 3) -> float:
+def timed(prog, packet: bytes, repeat: int, rounds: int = 5) -> float:
     """The best mean ns per run over ``rounds`` test_runs of ``repeat`` runs."""
     return min(prog.test_run(packet, repeat=repeat).duration for _ in range(rounds))
 
@@ -271,6 +275,9 @@ def run_suite(repeat: int, quick: bool = False) -> dict:
                 obj.close()
     out: dict[str, object] = {
         "llvm": llvm_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
         "repeat": repeat,
         "rows": rows,
         "geomean": {
@@ -305,6 +312,8 @@ def print_table(out: dict) -> None:
         print(f"kernel: skipped ({out['kernel_skipped']})")
     if out.get("native_skipped"):
         print(f"native: skipped ({out['native_skipped']})")
+    if out.get("load_average"):
+        print(f"load average {out['load_average']} (other processes share the CPUs)")
     rows = out["rows"]
     width = {c: max(len(c), *(len(str(r.get(c, "-"))) for r in rows)) for c in COLUMNS}
     print("  ".join(f"{c:>{width[c]}}" for c in COLUMNS))

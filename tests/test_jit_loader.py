@@ -198,3 +198,19 @@ def test_repeated_xdp_test_runs_start_from_a_fresh_context(engine):
         assert run.data_out == bytes([packet[0] + 1]) + packet[5:]
     assert again == dataclasses.replace(runs[0], duration=again.duration)
     assert not prog._reused  # closing the program freed them
+
+
+def test_with_checks_builds_the_same_program_with_the_checks_compiled_in():
+    with Object(_xdp_object(LENGTH)).load(engine="jit") as obj:
+        prog = obj.programs["p"]
+        runner = prog._runner
+        with runner.with_checks() as checked:
+            assert checked.debug_checks and not runner.debug_checks
+            assert checked.insns == runner.insns and checked.tail_key != runner.tail_key
+            unchecked, prog._runner = runner, checked
+            try:
+                assert prog.test_run(PACKET).retval == len(PACKET)
+            finally:
+                prog._runner = unchecked
+            with pytest.raises(MemoryAccessError):  # r1 = an address no region holds
+                checked.run((0x1000,))
