@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -436,3 +437,35 @@ def test_closing_the_program_detaches_its_link():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))  # no program runs: no error, no verdict
     assert not link.attached and attached_links() == []
+
+
+def test_attach_and_detach_while_other_threads_use_sockets(policy):
+    _config(policy)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def churn() -> None:
+        try:
+            while not stop.is_set():
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind(("127.0.0.1", 0))
+                    s.connect(("127.0.0.1", 9))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(8):
+            links = [attach_socket(policy.programs[n])
+                     for n in ("policy_bind4", "policy_connect4", "policy_sock_release")]
+            time.sleep(0.01)  # let the other threads meet the hooks
+            for link in links:
+                link.detach()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert int(policy.maps["released"][0]) > 0  # the hooks did run meanwhile
