@@ -214,3 +214,15 @@ def test_with_checks_builds_the_same_program_with_the_checks_compiled_in():
                 prog._runner = unchecked
             with pytest.raises(MemoryAccessError):  # r1 = an address no region holds
                 checked.run((0x1000,))
+
+
+def test_frames_are_zeroed_as_deep_as_a_stack_buffer_the_program_passes_on():
+    from types import SimpleNamespace
+
+    from pybpf.objects.loader import _stack_bound
+
+    text = "*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += -48\nr3 = r10\nr3 += -4\nr0 = 0\nexit"
+    insns = tuple(assemble(text))
+    assert _stack_bound(insns, SimpleNamespace(stack_depth=8)) == 48
+    assert _stack_bound(insns[:1] + insns[-2:], SimpleNamespace(stack_depth=8)) == 8
+    assert _stack_bound(insns, None) is None  # not verified: whole frames, checks on

@@ -40,7 +40,8 @@ from typing import Any
 from pybpf.config import settings
 from pybpf.errors import InputError, NotSupportedError, PybpfError, VerifierError
 from pybpf.helpers import lookup
-from pybpf.isa import CallKind, Class, Instruction, Mode, Pseudo
+from pybpf.isa import AluOp, CallKind, Class, Instruction, Mode, Pseudo, Source
+from pybpf.isa.opcodes import FRAME_POINTER
 from pybpf.maps import Map, MapDefinition, create_map, open_pinned
 from pybpf.maps.buffer import PAGE_SIZE
 from pybpf.maptypes import MapType
@@ -285,6 +286,30 @@ def _beyond_verifier(result: Any) -> bool:
     return result.unsupported
 
 
+def _stack_bound(insns: tuple[Instruction, ...], verified: Any) -> int | None:
+    """How many bytes below r10 a verified program's frames must start zeroed: the
+    verifier's stack depth (its loads and stores), or deeper where the program passes
+    ``r10 - N`` on (``rX = r10; rX += -N``: a buffer a helper may fill in part and another
+    read whole, as the interpreter's zeroed frames give). ``None``: not verified."""
+    if verified is None:
+        return None
+    depth = int(verified.stack_depth)
+    for first, second in zip(insns, insns[1:], strict=False):
+        if (
+            first.cls == Class.ALU64
+            and first.alu_op == AluOp.MOV
+            and first.source == Source.X
+            and first.src == FRAME_POINTER
+            and second.cls == Class.ALU64
+            and second.alu_op == AluOp.ADD
+            and second.source == Source.K
+            and second.dst == first.dst
+            and second.imm < 0
+        ):
+            depth = max(depth, -second.imm)
+    return depth
+
+
 class _Builder:
     """Builds the engines of one object's programs and callbacks."""
 
@@ -402,7 +427,7 @@ class _Builder:
                     # verified: raw accesses, map lookups inlined, frames zeroed to the
                     # verifier's stack depth; unverified: every access checked
                     debug_checks=verified is None,
-                    stack_depth=verified.stack_depth if verified is not None else None,
+                    stack_depth=_stack_bound(linked.instructions, verified),
                     lddw_resolver=self.resolver(linked),
                     legacy_packet=_uses_legacy_packet(linked.instructions),
                     tail_call_targets=tail_call_target,
