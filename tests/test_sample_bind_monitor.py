@@ -170,11 +170,23 @@ def test_script_runs_the_scenario():
     assert report["after_closes"] == [{pid: 1}, {}, {}]
 
 
-def _pybpf_exec(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pybpf", "exec", *args],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )
+@pytest.fixture
+def pybpf_exec(capfd):
+    """``pybpf exec ARGS`` through the CLI's ``main`` in this process (the command's child
+    process writes to the captured descriptors): ``(status, stdout, stderr)``."""
+    from pybpf.cli.app import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capfd.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(["exec", *args])
+        out, err = capfd.readouterr()
+        return info.value.code, out, err
+
+    return run
+
+
+SCRIPT = str(EXAMPLES / "bind_monitor.py")
 
 
 @pytest.mark.parametrize(
@@ -185,31 +197,45 @@ def _pybpf_exec(*args: str) -> subprocess.CompletedProcess:
         ("bind", ["--program", "bind_monitor", "--engine", "jit"], 0),
     ],
 )
-def test_pybpf_exec_runs_a_python_program_under_the_policy(flavour, programs, left):
-    proc = _pybpf_exec(
+def test_pybpf_exec_runs_a_python_program_under_the_policy(flavour, programs, left, pybpf_exec):
+    status, out, err = pybpf_exec(
         str(FLAVOURS[flavour]), *programs, "--update", "limits_map", "0", "2", "--show-maps",
-        "--", "python", "examples/bind_monitor.py", "--plain", "--json",
+        "--", "python", SCRIPT, "--plain", "--json",
     )
-    assert proc.returncode == 1, proc.stderr  # the script's status: a bind was denied
-    report = json.loads(proc.stdout)
+    assert status == 1, err  # the script's status: a bind was denied
+    report = json.loads(out)
     assert report["verdicts"] == ["permit", "permit", "deny"]
-    maps = json.loads(proc.stderr.strip().splitlines()[-1])
+    maps = json.loads(err.strip().splitlines()[-1])
     counts = {k: (v["count"] if isinstance(v, dict) else v) for k, v in maps["process_map"].items()}
     assert counts == ({str(report["pid"]): left} if left else {})
 
 
-def test_pybpf_exec_status_and_errors():
+def test_pybpf_exec_status_and_errors(pybpf_exec):
     obj = str(FLAVOURS["cgroup"])
     code = "import sys; print(sys.argv[1:]); raise SystemExit(7)"
-    run = _pybpf_exec(obj, "--", "python", "-c", code, "a", "-b")
-    assert run.returncode == 7 and run.stdout.strip() == "['a', '-b']"
-    crash = _pybpf_exec(obj, "--", "python", "-c", "from pybpf.errors import InputError\n"
-                        "raise InputError('from the script')")
-    assert crash.returncode == 1 and crash.stderr.rstrip().endswith("from the script")
-    assert "policy.py" not in crash.stderr  # the script's traceback, as python prints it
-    assert _pybpf_exec(obj, "--", "ls").returncode == 2  # not a Python program
-    assert _pybpf_exec(obj, "--mem", "00", "--", "python", "-c", "0").returncode == 2
-    assert _pybpf_exec(obj, "--program", "x").returncode == 2  # --program needs a command
+    status, out, _ = pybpf_exec(obj, "--", "python", "-c", code, "a", "-b")
+    assert status == 7 and out.strip() == "['a', '-b']"
+    status, _, err = pybpf_exec(obj, "--", "python", "-c", "from pybpf.errors import InputError\n"
+                                "raise InputError('from the script')")
+    assert status == 1 and err.rstrip().endswith("from the script")
+    assert "policy.py" not in err  # the script's traceback, as python prints it
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--", "ls"],  # not a Python program
+        ["--mem", "00", "--", "python", "-c", "0"],  # raw-program options with a command
+        ["--program", "x"],  # --program needs a command
+        ["--engine", "kernel"],  # so does the kernel engine
+    ],
+)
+def test_pybpf_exec_refuses_what_it_cannot_run(args, capsys):
+    from pybpf.cli.app import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["exec", str(FLAVOURS["cgroup"]), *args])
+    assert info.value.code == 2
 
 
 # ---- the kernel ---------------------------------------------------------------------------
@@ -284,19 +310,17 @@ def _exec_cgroups() -> set[str]:
 
 
 @requires_bpf
-def test_pybpf_exec_on_the_kernel_engine_gives_the_same_verdicts():
+def test_pybpf_exec_on_the_kernel_engine_gives_the_same_verdicts(pybpf_exec):
     before = _exec_cgroups()
-    proc = _pybpf_exec(
+    status, out, err = pybpf_exec(
         str(FLAVOURS["cgroup"]), "--engine", "kernel", "--update", "limits_map", "0", "2",
-        "--show-maps", "--", "python", "examples/bind_monitor.py", "--plain", "--json",
+        "--show-maps", "--", "python", SCRIPT, "--plain", "--json",
     )
-    if proc.returncode in (2, 255) and "cgroup" in proc.stderr:
-        pytest.skip(f"no cgroup to run in: {proc.stderr.strip()}")
-    assert proc.returncode == 1, proc.stderr
-    assert json.loads(proc.stdout)["verdicts"] == ["permit", "permit", "deny"]
-    maps = json.loads(proc.stderr.strip().splitlines()[-1])
+    if status in (2, 255) and "cgroup" in err:
+        pytest.skip(f"no cgroup to run in: {err.strip()}")
+    assert status == 1, err
+    assert json.loads(out)["verdicts"] == ["permit", "permit", "deny"]
+    maps = json.loads(err.strip().splitlines()[-1])
     assert maps["process_map"] == {} and maps["bound_sockets"] == {}
     assert maps["limits_map"] == {"0": 2}
     assert _exec_cgroups() == before  # its cgroup is gone
-    raw = _pybpf_exec(str(FLAVOURS["cgroup"]), "--engine", "kernel")
-    assert raw.returncode == 2  # the kernel engine needs a command
