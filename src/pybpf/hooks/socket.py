@@ -5,7 +5,8 @@
 would on Linux for the sockets of a cgroup, and returns a :class:`SocketLink`
 (:class:`~pybpf.hooks.link.Link`: ``detach()`` restores everything; ``pybpf link show``
 lists it). The programs run synchronously in the calling thread, so
-``bpf_get_current_pid_tgid`` and friends report the calling process and thread.
+``bpf_get_current_pid_tgid`` and friends report the calling process and thread, and
+``bpf_get_socket_cookie`` gives the socket's Linux cookie (``SO_COOKIE``).
 
 Hooks (attach type: when, context, verdict):
 
@@ -18,15 +19,16 @@ Hooks (attach type: when, context, verdict):
   previous one's rewrites; any deny denies.
 - ``cgroup/post_bind4``/``post_bind6`` (``CGROUP_SOCK``): after a successful bind,
   ``bpf_sock`` of the bound socket; a deny undoes the bind (the socket is replaced by a
-  fresh unbound one with the same descriptor, as Linux releases the port) and raises
-  ``PermissionError``.
+  fresh unbound one with the same descriptor, options and blocking mode, as Linux
+  releases the port of the same socket) and raises ``PermissionError``.
 - ``cgroup/sock_create``: after ``socket.socket(...)`` creates an inet socket (not for
   sockets made from a descriptor, as accepted ones are); a deny closes it and raises
   ``PermissionError``; writes to ``mark``, ``priority`` and ``bound_dev_if`` are applied
   with ``SO_MARK``, ``SO_PRIORITY`` and ``SO_BINDTOIFINDEX``.
 - ``cgroup/sock_release``: when an inet socket is released: ``close()`` (its last
-  reference) or garbage collection of a socket the hooks saw; ``bpf_sock`` with its
-  addresses as they were. The verdict is ignored, as on Linux.
+  reference) or garbage collection of a socket the hooks saw (not ``detach()``: the
+  descriptor lives on); ``bpf_sock`` with its addresses as they were. The verdict is
+  ignored, as on Linux.
 - ``bind`` (eBPF for Windows): ``bind_md`` with the app id (this process's image path,
   UTF-8), the process id, the address (a Windows ``SOCKADDR``), the protocol and the
   operation: ``BIND`` before the bind (``BIND_PERMIT``/``BIND_PERMIT_HARD`` allow,
