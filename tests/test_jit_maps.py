@@ -17,6 +17,7 @@ from pybpf.jit.cache import CodeCache
 from pybpf.maps import create_map
 from pybpf.maptypes import MapFlag
 from pybpf.maptypes import MapType as T
+from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import default_helpers
 from pybpf.runtime.maps import map_lddw_resolver
 from pybpf.vm import Interpreter
@@ -175,11 +176,45 @@ def test_the_fast_path_never_enters_python(kind):
         count.close()
         update.close()
     with make_map(kind) as m:
+        m.set_codecs("uint", "uint")
+        m[3] = 10
         debug = build("jit", COUNT, m, helpers, debug_checks=True)
-        assert not debug.map_sites  # checked code keeps the helper calls
-        debug.run((3, 5, 0))
-        assert calls[1] == 1
+        assert debug.map_sites  # checked code inlines them too, after checking the key
+        assert debug.run((3, 5, 0)) == 15  # and dereferences the value under the checks
+        assert calls[1] == 0
         debug.close()
+
+
+# map_lookup_elem with r2 = r1 (a key pointer from the caller), r0 = the value or 0
+LOOKUP_AT = """
+r2 = r1
+r1 = map[fd:1] ll
+call 1
+if r0 == 0 goto out
+r0 = *(u64 *)(r0 + 0)
+out:
+exit
+"""
+
+
+@pytest.mark.parametrize("kind", [T.ARRAY, T.HASH])
+def test_checked_native_map_calls_check_the_key_pointer(kind):
+    from pybpf.errors import MemoryAccessError
+
+    results = {}
+    for engine in ("vm", "jit"):
+        with make_map(kind) as m:
+            m.set_codecs("uint", "uint")
+            m[3] = 10
+            prog = build(engine, LOOKUP_AT, m, default_helpers(), debug_checks=True)
+            with Region.from_bytes((3).to_bytes(4, "little"), kind="input") as key:
+                good = prog.run((key.address,), memory=AddressSpace([key]))
+            try:
+                prog.run((0x1000,))  # a key pointer no region holds
+            except MemoryAccessError as exc:
+                results[engine] = (good, type(exc), exc.pc)
+            prog.close()
+    assert results["jit"] == results["vm"] == (10, MemoryAccessError, 3)  # the call's pc
 
 
 LOOKUP = """

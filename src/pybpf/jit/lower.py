@@ -860,7 +860,8 @@ def lower_program(
     """The ``ir.Module`` of a checked program (see the module docstring).
 
     ``map_sites`` (:func:`pybpf.jit.mapcalls.find_sites`): the ``lddw`` of maps whose
-    helper calls become native code; ignored under ``debug_checks``. ``stack_depth``: a
+    helper calls become native code (under ``debug_checks`` after checking their key and
+    value pointers). ``stack_depth``: a
     verifier's bound on the stack bytes below r10 any access reaches (only those bytes of
     a frame are zeroed on entry: :func:`frame_bytes`); ignored under ``debug_checks``.
     ``inline_helpers``: helper ids emitted as native code
@@ -869,10 +870,7 @@ def lower_program(
     if ir is None:
         raise NotSupportedError("the JIT needs llvmlite (pip install 'pybpf[jit]')", feature="jit")
     depth = None if debug_checks else stack_depth
-    sites = dict(map_sites or {})
-    if debug_checks:  # checked code keeps only the native tail calls (they read no memory
-        sites = {pc: s for pc, s in sites.items() if s.kind == "progarray"}  # the program can)
-    mod = _Module(cfg, debug_checks, sites, depth, frozenset(inline_helpers))
+    mod = _Module(cfg, debug_checks, dict(map_sites or {}), depth, frozenset(inline_helpers))
     for function in cfg.functions.values():
         _FunctionLowering(mod, function).lower()
     i64 = _int(64)

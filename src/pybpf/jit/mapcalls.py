@@ -17,7 +17,12 @@ native code that does what :mod:`pybpf.runtime.maps` does:
   Python (the maps layer has no native entry points for them yet).
 
 Prog arrays are sites too (``"progarray"``): their ``bpf_tail_call`` is native
-(:mod:`pybpf.jit.tailcalls`), with or without debug checks (it reads only the array).
+(:mod:`pybpf.jit.tailcalls`).
+
+Code compiled with debug checks inlines the same calls after checking that the key (and
+an update's value) is readable, as the helper's read of them would; the program then
+exposes the sites' maps in the run's address space before the run, so the values the
+native code finds are in the checked regions (the Python lookup adds them the same way).
 
 Whatever the native path cannot decide exactly takes the ordinary helper call, so results
 and errors stay the interpreter's: a busy lock or a suspect chain (the native lookup's 1
@@ -26,9 +31,7 @@ and 2), a CPU outside a per-CPU map's CPUs, a closed map (its table entries are 
 What the code needs at run time lives in the module's :data:`SITE_TABLE` global (one
 ``u64`` row per entry, :meth:`MapSite.row`), filled by the program after loading and
 refreshed when a map closes or the process forks; the code itself depends only on the
-maps' shapes (:meth:`MapSite.shape`, part of the code cache key). Programs compiled with
-debug checks never inline (their accesses must stay checked), so every map site is an
-unchecked, verified-program feature.
+maps' shapes (:meth:`MapSite.shape`, part of the code cache key).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any
 
 from pybpf.isa import AluOp, Class, Instruction, Source
 from pybpf.isa.opcodes import Pseudo
-from pybpf.jit.layout import Slot
+from pybpf.jit.layout import PERM_READ, Slot
 from pybpf.jit.tailcalls import shadow_of
 from pybpf.maps import registry
 from pybpf.maps.array import ArrayMap, ProgArray
@@ -288,6 +291,11 @@ class _Emitter:
 
     def emit(self) -> None:
         b = self.b
+        fl, m = self.fl, self.site.map
+        if fl.mod.debug:  # checked code: the key (and an update's value) must be readable
+            fl.access(self.args[1], m.key_size, PERM_READ, self.pc, 2, 0)
+            if self.helper == UPDATE:
+                fl.access(self.args[2], m.value_size, PERM_READ, self.pc, 3, 0)
         if self.site.kind == "array":
             self.array()
         else:

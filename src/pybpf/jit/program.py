@@ -55,7 +55,7 @@ from pybpf.jit.mapcalls import SITE_TABLE, find_sites
 from pybpf.jit.state import RunState
 from pybpf.jit.tailcalls import TAIL_ENTRY, forget, tail_key
 from pybpf.memory import AddressSpace, Region
-from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, helper_registry
+from pybpf.runtime import HelperFn, HelperRegistry, TraceSink, expose_maps, helper_registry
 
 __all__ = ["JitProgram", "execute", "available", "CONFORMANCE_ENTRY_REGISTERS"]
 
@@ -124,7 +124,8 @@ class JitProgram:
       compiled before with the same options on this host skips LLVM (``cache_hit``);
     - ``inline_maps``: lower ``map_lookup_elem``/``update``/``delete`` on array and hash
       maps the program loads with ``lddw`` to native code (:mod:`pybpf.jit.mapcalls`;
-      never under ``debug_checks``); ``map_sites`` lists them;
+      under ``debug_checks`` the key and value pointers are checked first and the maps
+      join the run's address space); ``map_sites`` lists them;
     - ``tail_call_targets``: ``fn(program_id) -> target | None``, the programs a prog
       array's ids name (as the interpreter's): with it ``bpf_tail_call`` runs them
       (:mod:`pybpf.jit.calls`); a :class:`JitProgram` is such a target itself
@@ -197,12 +198,14 @@ class JitProgram:
         self.map_sites = find_sites(
             self.cfg.table,
             lddw_values,
-            maps=inline_maps and not self.debug_checks,
+            maps=inline_maps,
             tail_calls=tail_call_targets is not None,
         )
         for site in self.map_sites.values():
             site.tail_key = self.tail_key
         self._site_maps = tuple(site.map for site in self.map_sites.values())
+        # checked code reaches the values native map calls find: their maps join the run
+        self._exposed = tuple(s.map for s in self.map_sites.values() if s.kind != "progarray")
         self.inline_helpers = inline_helper_ids(self.helpers)
         self._site_table = None
         self._forks = _FORKS[0]
@@ -467,6 +470,8 @@ class JitProgram:
         if self._site_maps:
             self._check_sites()
         space = memory if memory is not None else AddressSpace()
+        if self.debug_checks and self._exposed:  # as _call does
+            expose_maps(space, [m for m in self._exposed if not m.closed])
         results = array("Q", bytes(8 * len(batch)))
         added = []
         ctx_region = None
@@ -535,6 +540,10 @@ class JitProgram:
             raise InputError("the JIT program is closed")
         if self._site_maps:
             self._check_sites()
+            if self.debug_checks and self._exposed:
+                if memory is None:
+                    memory = AddressSpace()
+                expose_maps(memory, [m for m in self._exposed if not m.closed])
         try:
             state = self._pool.pop()
         except IndexError:
