@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, repeat
 from typing import Any
 
 from pybpf.errors import InputError, NotSupportedError
@@ -389,9 +389,10 @@ class PacketRunner:
     def _batch_xdp(self, frames: Sequence[bytes]) -> list[Result]:
         from pybpf.jit.batch import PacketArg
 
-        for i, frame in enumerate(frames):
-            if len(frame) < ETH_HLEN:
-                raise _short("a frame shorter than an Ethernet header", i)
+        sizes = list(map(len, frames))
+        if sizes and min(sizes) < ETH_HLEN:
+            index = next(i for i, n in enumerate(sizes) if n < ETH_HLEN)
+            raise _short("a frame shorter than an Ethernet header", index)
         slot = self.slot
         ptr = slot.pointers
         fields = {ptr["data"]: PacketArg.DATA, ptr["data_end"]: PacketArg.DATA_END,
@@ -399,13 +400,11 @@ class PacketRunner:
         retvals, view, offsets, lengths = self._batch(
             frames, 0, XDP_LINEAR_MAX, slot.template, fields, 0
         )
-        out = []
-        for r0, o, n, frame in zip(retvals, offsets, lengths, frames, strict=True):
-            data = bytes(view[o : o + n])
-            if n < len(frame):
-                data += bytes(frame[n:])
-            out.append((r0 & _M32, data, None))
-        return out
+        blob = bytes(view[: offsets[-1] + lengths[-1]])  # the frames as the program left them
+        datas = [blob[o : o + n] for o, n in zip(offsets, lengths, strict=True)]
+        if lengths != sizes:  # the parts past the linear room come back unchanged
+            datas = [d + bytes(f[len(d) :]) for d, f in zip(datas, frames, strict=True)]
+        return list(zip([r & _M32 for r in retvals], datas, repeat(None)))
 
     def _batch_skb(self, frames: Sequence[bytes], out: list[Result]) -> None:
         from pybpf.jit.batch import PacketArg

@@ -226,6 +226,7 @@ def run_capture(
     verdicts, counts = summary.verdicts, {}
     state = {"number": 0, "bytes": 0}
     fast = XDP_ACTIONS if kind == "xdp" else TC_ACTIONS if kind == "tc" else None
+    names_seen: list[str] = []  # verdicts of the chunk's common-case frames, counted at its end
 
     def process(chunk: list[Frame]) -> None:
         """Run a chunk of frames, count and write them (what ran before a failure too)."""
@@ -244,7 +245,7 @@ def run_capture(
             nbytes += len(data)
             if fast is not None and target is None and on_packet is None and retval < len(fast):
                 chosen = fast[retval]  # the common case, without a PacketVerdict
-                counts[chosen] = counts.get(chosen, 0) + 1
+                names_seen.append(chosen)
             else:
                 verdict = classify(kind, retval, data, out, target)
                 chosen = verdict.verdict
@@ -264,6 +265,9 @@ def run_capture(
                 found.append((frame, out))
         state["number"] = number
         state["bytes"] += nbytes
+        for name, n in Counter(names_seen).items():
+            counts[name] = counts.get(name, 0) + n
+        names_seen.clear()
         for name, items in pending.items():
             sink.write_many(name, items, items[0][0][4])
         chunk.clear()
