@@ -78,7 +78,9 @@ def build_wire():
                 sh("ip", "netns", "exec", ns, "sh", "-c",
                    f"echo 1 > /proc/sys/net/ipv6/conf/{conf}/disable_ipv6")  # fmt: skip
         sh("ip", "link", "add", w.a, "type", "veth", "peer", "name", w.b)
-        sh("ip", "link", "add", w.c, "type", "veth", "peer", "name", w.d)
+        used = {int(f.read_text()) for f in Path("/sys/class/net").glob("*/ifindex")}
+        free = next(i for i in range(200, 60, -1) if i not in used)  # fits in a byte
+        sh("ip", "link", "add", w.c, "index", str(free), "type", "veth", "peer", "name", w.d)
         sh("ip", "link", "set", w.a, "netns", w.client)
         sh("ip", "link", "set", w.d, "netns", w.server)
         for ns, dev, addr in ((w.client, w.a, CLIENT_IP), (w.server, w.d, SERVER_IP)):
