@@ -33,6 +33,7 @@ def __getattr__(name: str) -> Any:
     """The public facade, imported on first use (``pybpf.Object``, ``pybpf.load``,
     ``pybpf.RingBuffer``, ...)."""
     if name in __all__ and name != "__version__":
+        import pybpf.hooks  # noqa: F401  (installs the dispatcher Program.attach calls)
         from pybpf import objects
 
         return getattr(objects, name)
