@@ -98,3 +98,11 @@ def test_xdp_attach_serves_a_live_link(tmp_path):
             assert link.counters["drop"] == 1
         assert not link.attached and not link._thread.is_alive()
         assert list_links() == []
+
+
+def test_program_attach_goes_through_the_registry(programs):
+    prog = programs.programs["bind4_allow"]
+    with prog.attach() as link:
+        assert isinstance(link, SocketLink) and link.program is prog
+    with pytest.raises(NotSupportedError):
+        programs.programs["kprobe_open"].attach()

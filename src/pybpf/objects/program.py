@@ -451,6 +451,19 @@ class Program:
 
         return pin_program(self, path, state=state)
 
+    def attach(self, target: Any = None, **options: Any) -> Any:
+        """Attach the program where its type says (libbpf's ``bpf_program__attach``); returns
+        a link (``detach()``/``close()``/``with``). XDP/tc: ``target`` is an interface (a
+        live link, Linux); socket hooks: this process's sockets; tracing types raise
+        :class:`~pybpf.errors.NotSupportedError` (attach them on the kernel backend). See
+        :func:`pybpf.hooks.attach.attach` for the options; NotSupportedError when the hooks
+        layer is not imported (``import pybpf`` facade names import it)."""
+        from pybpf.objects.attach import attacher
+
+        if self.closed:
+            raise InputError("the program is closed", program=self.name)
+        return attacher()(self, target, **options)
+
     # ---- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
         """Free the engine's code and run states (idempotent). Maps belong to the object."""
