@@ -181,6 +181,7 @@ def _load_ctx(
         z.meet_interval(target, -INF, info.options.max_packet_size - 1)
     else:
         z.assign(target, "meta_offset")
+    z.assign(f"{dst}.packet_limit", "packet_size")
     assign_pointer(s, dst, False)
 
 

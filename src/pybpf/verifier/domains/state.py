@@ -19,6 +19,7 @@ acquired them (``refs``), and ``held`` is every reference that may still be outs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import count
 
 from pybpf.verifier.domains.arith import Pair, reconcile
@@ -48,6 +49,25 @@ def _join_sets(a: State, b: State, sa: dict, sb: dict, mask: int) -> dict:
         if x is not None and y is not None:
             out[loc] = x | y
     return out
+
+
+_LIMIT = "packet_limit"
+
+
+def _limit_last(kind: str) -> tuple[bool, str]:
+    return (kind == _LIMIT, kind)
+
+
+def _relations(loc: str, kind: str) -> Callable[[str], bool]:
+    """Which relations a side-only variable's extension may take: a packet pointer's
+    ``packet_limit`` (extended last) only those to the location's own variables (its
+    relation to ``packet_size`` comes back when a test makes the location a packet); the
+    other variables none to ``packet_limit`` (not extended yet)."""
+    if kind == _LIMIT:
+        own = f"{loc}."
+        return lambda w: w.startswith(own)
+    limit = f"{loc}.{_LIMIT}"
+    return lambda w: w != limit
 
 
 def _kinds(types: int) -> frozenset[str]:
@@ -127,6 +147,10 @@ class State:
                 self.bottom = True
                 return False
             self._set_types(member, new)
+            if new == T.PACKET and self.zone.constrains(f"{member}.{_LIMIT}"):
+                if not self.zone.add_eq(f"{member}.{_LIMIT}", "packet_size"):
+                    self.bottom = True
+                    return False
         return True
 
     def type_class(self, loc: str) -> list[str]:
@@ -263,10 +287,10 @@ class State:
             if ta == tb:
                 continue
             ka, kb = _kinds(ta), _kinds(tb)
-            for kind in ka - kb:
-                zb.extend(f"{loc}.{kind}", self.zone)
-            for kind in kb - ka:
-                za.extend(f"{loc}.{kind}", other.zone)
+            for kind in sorted(ka - kb, key=_limit_last):
+                zb.extend(f"{loc}.{kind}", self.zone, _relations(loc, kind))
+            for kind in sorted(kb - ka, key=_limit_last):
+                za.extend(f"{loc}.{kind}", other.zone, _relations(loc, kind))
         return za, zb, types
 
     def join(self, other: State) -> State:

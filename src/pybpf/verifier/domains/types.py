@@ -56,7 +56,13 @@ KINDS: dict[int, tuple[str, ...]] = {
     # stack_frame: the top (r10) of the frame the pointer was derived from; each frame is
     # its own region at run time, so an access must stay inside that frame
     T.STACK: ("stack_offset", "stack_numeric_size", "stack_frame"),
-    T.PACKET: ("packet_offset",),
+    # packet_limit: a ghost copy of packet_size taken when the pointer was read from the
+    # context (packet_size is one number until a helper moves the packet, which kills every
+    # packet pointer). A join with a side where the location is not a packet keeps the
+    # pointer's own bounds (``packet_offset + 20 <= packet_limit``) though not their relation
+    # to the shared packet_size; a test that makes the location a packet again restores
+    # ``packet_size == packet_limit`` (a "packet or null" pointer kept across paths).
+    T.PACKET: ("packet_offset", "packet_limit"),
     # shared_readonly: 1 for a value of a read-only map (.rodata, BPF_F_RDONLY_PROG), else 0
     T.SHARED: ("shared_offset", "shared_region_size", "shared_readonly"),
     T.MAP_FD: ("map_fd",),

@@ -17,7 +17,7 @@ the whole abstract state as bottom.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pybpf.verifier.domains.interval import INF, Interval
 
@@ -294,18 +294,22 @@ class Zone:
                 return False
         return True
 
-    def extend(self, x: str, source: Zone) -> None:
+    def extend(self, x: str, source: Zone, only: Callable[[str], bool] | None = None) -> None:
         """Give ``x`` (meaningless here) as many of ``source``'s constraints on it as possible.
 
         A constraint is taken only if, together with those already taken, it leaves some
         value of ``x`` for every valuation of the other variables (``w_j - x <= b`` and
         ``x - w_i <= a`` need ``w_j - w_i <= a + b`` here), so the states this zone
         describes are unchanged; a later join then keeps, e.g., ``packet_size - x >= 14``
-        from the side where ``x`` means something.
+        from the side where ``x`` means something. ``only``: take relations only to
+        the variables it accepts (bounds are always taken).
         """
         self.forget(x)
         ups = list(source.succ.get(x, {}).items())  # x - w <= k
         lows = list(source.pred.get(x, {}).items())  # w - x <= k
+        if only is not None:
+            ups = [(w, k) for w, k in ups if only(w)]
+            lows = [(w, k) for w, k in lows if only(w)]
         lo, hi = source.iv.get(x, _TOP)
         if hi != INF:
             ups.append((None, hi))

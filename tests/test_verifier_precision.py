@@ -1,0 +1,73 @@
+"""Precision regressions: programs Linux accepts that pybpf once refused, next to their unsafe
+twins (which both must still refuse).
+
+The C sources and their compiled objects live in ``tests/fixtures/verifier_c`` (rebuild with
+``clang -O2 -g -target bpf -I/usr/include/$(uname -m)-linux-gnu -c``); where ``bpf()`` works
+the kernel's verdict on the same object is checked too, so the expectations are Linux's.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pybpf.elf import read_object
+from pybpf.isa import assemble
+from pybpf.progtypes import ProgType
+from pybpf.verifier import verify, verify_object
+
+sys.path.insert(0, str(Path(__file__).parent))
+from kernel import requires_bpf  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures" / "verifier_c"
+
+# program -> Linux's verdict (accepted?)
+PACKET_OR_NULL = {"with_call": True, "no_call": True, "short_check": False, "moved_packet": False}
+
+
+@pytest.mark.parametrize("name", sorted(PACKET_OR_NULL))
+def test_packet_or_null_pointer_keeps_its_bound_across_paths_and_calls(name):
+    obj = read_object((FIXTURES / "packet_or_null.o").read_bytes())
+    result = verify_object(obj, name, ProgType.XDP)
+    assert result.accepted is PACKET_OR_NULL[name], result.report()
+    if not result.accepted:
+        assert not result.errors[0].unsupported
+
+
+def _xdp(body: str):
+    head = """
+r2 = *(u32 *)(r1 + 0)
+r3 = *(u32 *)(r1 + 4)
+r6 = 0
+r4 = r2
+r4 += 34
+if r4 > r3 goto +2
+r2 += 14
+r6 = r2
+"""
+    return verify(assemble(head + body), ProgType.XDP)
+
+
+def test_bound_of_a_maybe_null_packet_pointer_comes_back_after_the_null_test():
+    ok = _xdp("call 5\nr0 = 2\nif r6 == 0 goto +1\nr0 = *(u8 *)(r6 + 19)\nexit")
+    assert ok.accepted, ok.report()
+    # one byte past what was checked (14 + 20 = 34)
+    past = _xdp("call 5\nr0 = 2\nif r6 == 0 goto +1\nr0 = *(u8 *)(r6 + 20)\nexit")
+    assert not past.accepted
+    assert past.errors[0].pc == 11
+    # without the null test the pointer may be 0
+    assert not _xdp("r0 = *(u8 *)(r6 + 0)\nexit").accepted
+    # a helper that may move the packet (bpf_xdp_adjust_head) kills the pointer
+    moved = _xdp("r2 = 0\ncall 44\nr0 = 2\nif r6 == 0 goto +1\nr0 = *(u8 *)(r6 + 0)\nexit")
+    assert not moved.accepted
+
+
+@requires_bpf
+def test_kernel_agrees_on_the_packet_or_null_fixture():
+    from pybpf.kernel.verdict import kernel_verdict
+
+    obj = read_object((FIXTURES / "packet_or_null.o").read_bytes())
+    for name, accepted in PACKET_OR_NULL.items():
+        assert kernel_verdict(obj, name, ProgType.XDP).accepted is accepted, name
