@@ -51,7 +51,13 @@ def link_group() -> None:
 @click.argument("link", nargs=-1, metavar="[id N]")
 @click.pass_obj
 def link_show(out, link: tuple[str, ...]) -> None:
-    """List links (bpftool link show)."""
+    """List links (bpftool link show).
+
+    \b
+    Example:
+      pybpf link show
+      pybpf -j link show id 1
+    """
     from pybpf.hooks.link import find_link, list_links
 
     wanted = parse_link_id(link)
@@ -73,7 +79,12 @@ def link_show(out, link: tuple[str, ...]) -> None:
 @click.argument("link", nargs=-1, required=True, metavar="id N")
 @click.pass_obj
 def link_detach(out, link: tuple[str, ...]) -> None:
-    """End link N (its owner detaches it; waits until it is gone)."""
+    """End link N (its owner detaches it; waits until it is gone).
+
+    \b
+    Example:
+      pybpf link detach id 1
+    """
     from pybpf.cli.net_cmd import wait_gone
     from pybpf.hooks.link import detach_remote
 

@@ -111,7 +111,13 @@ def net_run(
     rx_queue: int,
     json_flag: bool,
 ) -> None:
-    """Run a packet program on every frame of a capture; write frames per verdict."""
+    """Run a packet program on every frame of a capture; write frames per verdict.
+
+    \b
+    Example:
+      pybpf net run examples/c/drop_empty_udp.o --pcap examples/captures/mixed.pcap
+      pybpf -j net run examples/c/xdp_counter.o --pcap in.pcap --out pass=p.pcap
+    """
     from pybpf.hooks.runner import capture_size, run_capture
     from pybpf.objects import Object
 
@@ -207,7 +213,12 @@ def net_attach(
     duration: float | None,
     json_flag: bool,
 ) -> None:
-    """Attach a program to a network interface until stopped (SIGINT, SIGTERM)."""
+    """Attach a program to a network interface until stopped (SIGINT, SIGTERM).
+
+    \b
+    Example:
+      pybpf net attach xdp examples/c/drop_empty_udp.o --dev veth1 --to veth2 --engine jit
+    """
     from pybpf.hooks.live import LiveLink
     from pybpf.objects import Object
 
@@ -291,7 +302,12 @@ def net_records(dev: str | None = None) -> list[dict[str, Any]]:
 @click.option("--dev", default=None, metavar="IF", help="Only links on this interface.")
 @click.pass_obj
 def net_show(out, dev: str | None) -> None:
-    """List programs attached to network interfaces (bpftool net show)."""
+    """List programs attached to network interfaces (bpftool net show).
+
+    \b
+    Example:
+      pybpf -j net show --dev veth1
+    """
     records = net_records(dev)
     if out.json:
         out.emit_json(records)
@@ -328,7 +344,12 @@ def wait_gone(ids: list[int], timeout: float = 5.0) -> list[int]:
 @click.option("--dev", required=True, metavar="IF")
 @click.pass_obj
 def net_detach(out, attach_type: str, dev: str) -> None:
-    """Detach the programs attached to an interface (signals the attaching process)."""
+    """Detach the programs attached to an interface (signals the attaching process).
+
+    \b
+    Example:
+      pybpf net detach xdp --dev veth1
+    """
     from pybpf.errors import PybpfError
     from pybpf.hooks.link import detach_remote
 

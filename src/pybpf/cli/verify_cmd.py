@@ -46,6 +46,12 @@ def verify_cmd(
     kernel with the same type: both verdicts are printed, both messages when they disagree
     (the kernel's is the last meaningful line of its verifier log, with its class: safety
     or other); exit 0 when every verdict agrees, 1 otherwise.
+
+    \b
+    Example:
+      pybpf verify examples/c/drop_empty_udp.o
+      pybpf -j verify examples/c/xdp_counter.o --program xdp_count -v
+      pybpf verify --compare-kernel examples/c/programs.o
     """
     from pybpf.objects import Object
     from pybpf.progtypes import ProgType, prevail_program_type
