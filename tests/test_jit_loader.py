@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import pybpf
 from pybpf.errors import MemoryAccessError, NotSupportedError
 from pybpf.isa import Instruction
 from pybpf.isa.asm import assemble
@@ -226,3 +227,32 @@ def test_frames_are_zeroed_as_deep_as_a_stack_buffer_the_program_passes_on():
     assert _stack_bound(insns, SimpleNamespace(stack_depth=8)) == 48
     assert _stack_bound(insns[:1] + insns[-2:], SimpleNamespace(stack_depth=8)) == 8
     assert _stack_bound(insns, None) is None  # not verified: whole frames, checks on
+
+
+# ---- loops no one proved bounded -------------------------------------------------------------
+RUNAWAY = Path(__file__).parent / "fixtures" / "jit" / "runaway_loop.o"
+
+
+@pytest.mark.parametrize("engine", ["interpreter", "jit"])
+def test_a_verified_runaway_loop_stops_at_the_budget(engine):
+    from pybpf.errors import BudgetExceededError
+
+    with pybpf.load(RUNAWAY, engine=engine) as obj:
+        prog = obj.programs["spin"]
+        assert prog.verified
+        assert prog.test_run(bytes([1]) + bytes(63)).retval == 1  # XDP_DROP: no loop
+        with pytest.raises(BudgetExceededError) as err:
+            prog.test_run(bytes([7]) + bytes(63))
+        assert err.value.pc is not None
+
+
+def test_loop_budget_charges_loop_heads_only():
+    from pybpf.jit.blocks import analyse, loop_heads
+
+    with pybpf.load(RUNAWAY, engine="jit") as obj:
+        runner = obj.programs["spin"]._runner
+        assert runner.loop_budget and not runner.debug_checks
+        cfg = analyse(runner.insns, entry_registers=runner.entry_registers)
+        (function,) = cfg.functions.values()
+        heads = loop_heads(function, cfg.table)
+        assert heads and len(heads) < len(function.blocks)

@@ -29,7 +29,15 @@ from pybpf.runtime.loadcheck import (
     successors,
 )
 
-__all__ = ["Block", "Function", "ControlFlow", "analyse", "jump_target", "call_target"]
+__all__ = [
+    "Block",
+    "Function",
+    "ControlFlow",
+    "analyse",
+    "jump_target",
+    "call_target",
+    "loop_heads",
+]
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,21 @@ def _code_facts(code: int) -> tuple[bool, bool, bool]:
 def _ends_block(insn: Instruction) -> bool:
     _, ends, call = _code_facts(insn.code)
     return ends or (call and is_local_call(insn))
+
+
+def loop_heads(function: Function, table: Sequence[Instruction | None]) -> frozenset[int]:
+    """Starts of ``function``'s blocks some jump reaches backwards (from its own pc or a
+    later one): every loop of an eBPF function passes through one, so charging a budget
+    there bounds every run."""
+    heads = set()
+    for block in function.blocks:
+        pc = block.last
+        insn = table[pc]
+        if insn is not None and _code_facts(insn.code)[0]:
+            target = jump_target(insn, pc)
+            if target <= pc:
+                heads.add(target)
+    return frozenset(heads)
 
 
 def _function(entry: int, table: Sequence[Instruction | None]) -> Function:

@@ -54,7 +54,7 @@ from collections.abc import Mapping
 from pybpf.errors import InternalError, NotSupportedError
 from pybpf.isa import AluOp, AtomicOp, CallKind, Class, Instruction, JmpOp, Mode, Size, Source
 from pybpf.isa.opcodes import ATOMIC_FETCH, FRAME_POINTER, MAX_CALL_DEPTH, STACK_SIZE
-from pybpf.jit.blocks import Block, ControlFlow, Function, call_target, jump_target
+from pybpf.jit.blocks import Block, ControlFlow, Function, call_target, jump_target, loop_heads
 from pybpf.jit.inlinehelpers import CLOCK_GLOBAL, lower_inline_helper
 from pybpf.jit.layout import (
     DISPATCH_GLOBAL,
@@ -143,9 +143,11 @@ class _Module:
         sites: Mapping[int, MapSite],
         stack_depth: int | None = None,
         inline_helpers: frozenset[int] = frozenset(),
+        loop_budget: bool = False,
     ) -> None:
         self.cfg = cfg
         self.debug = debug
+        self.loop_budget = loop_budget and not debug
         self.stack_depth = stack_depth
         self.inline_helpers = inline_helpers
         self.sites = sites
@@ -405,11 +407,12 @@ class _FunctionLowering:
 
     # ---- the function --------------------------------------------------------------------
     def lower(self) -> None:
+        heads = loop_heads(self.function, self.table) if self.mod.loop_budget else frozenset()
         for block in self.function.blocks:
             self.b.position_at_end(self.blocks[block.start])
             self.known = {}  # values from other blocks need not dominate this one
             self.map_regs = dict(self.maps_at.get(block.start, {}))  # register -> map site
-            if self.mod.debug:
+            if self.mod.debug or block.start in heads:
                 self.charge(block)
             for pc in block.pcs:
                 insn = self.table[pc]
@@ -423,7 +426,8 @@ class _FunctionLowering:
                 self.b.branch(self.blocks[block.last + last.slots])
 
     def charge(self, block: Block) -> None:
-        """Debug mode: take the block's length from the budget, or stop before it runs."""
+        """Take the block's length from the budget, or stop before it runs (every block in
+        debug mode; loop heads only under ``loop_budget``)."""
         b = self.b
         if self.out_of_budget is None:
             here = b.block
@@ -856,6 +860,7 @@ def lower_program(
     map_sites: Mapping[int, MapSite] | None = None,
     stack_depth: int | None = None,
     inline_helpers: frozenset[int] = frozenset(),
+    loop_budget: bool = False,
 ):
     """The ``ir.Module`` of a checked program (see the module docstring).
 
@@ -865,12 +870,22 @@ def lower_program(
     verifier's bound on the stack bytes below r10 any access reaches (only those bytes of
     a frame are zeroed on entry: :func:`frame_bytes`); ignored under ``debug_checks``.
     ``inline_helpers``: helper ids emitted as native code
-    (:func:`pybpf.jit.inlinehelpers.inline_helper_ids`).
+    (:func:`pybpf.jit.inlinehelpers.inline_helper_ids`). ``loop_budget``: without debug
+    checks, still charge the instruction budget at loop heads
+    (:func:`pybpf.jit.blocks.loop_heads`), so a loop no one proved bounded cannot run
+    forever.
     """
     if ir is None:
         raise NotSupportedError("the JIT needs llvmlite (pip install 'pybpf[jit]')", feature="jit")
     depth = None if debug_checks else stack_depth
-    mod = _Module(cfg, debug_checks, dict(map_sites or {}), depth, frozenset(inline_helpers))
+    mod = _Module(
+        cfg,
+        debug_checks,
+        dict(map_sites or {}),
+        depth,
+        frozenset(inline_helpers),
+        loop_budget=loop_budget,
+    )
     for function in cfg.functions.values():
         _FunctionLowering(mod, function).lower()
     i64 = _int(64)

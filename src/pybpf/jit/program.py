@@ -136,6 +136,9 @@ class JitProgram:
       through Python;
     - ``tail_group``: programs that may tail-call each other natively share it (the
       loader gives each loaded object its own: they reach the same maps);
+    - ``loop_budget``: without ``debug_checks``, still charge ``budget`` at loop heads
+      (for verified programs whose loops no one proved bounded: a runaway loop stops
+      with the budget error instead of running forever);
     - ``stack_depth``: for a verified program, the verifier's bound on the stack bytes
       below r10 its accesses reach: frames are zeroed only that far on entry (ignored
       under ``debug_checks``).
@@ -166,6 +169,7 @@ class JitProgram:
         tail_call_targets: TailCallTargets | None = None,
         stack_depth: int | None = None,
         tail_group: int = 0,
+        loop_budget: bool = False,
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
@@ -174,6 +178,7 @@ class JitProgram:
         self.helpers = helper_registry(helpers)
         self.entry_registers = tuple(entry_registers)
         self.debug_checks = bool(debug_checks)
+        self.loop_budget = bool(loop_budget) and not self.debug_checks
         self.budget = settings().insn_budget if budget is None else int(budget)
         if self.budget <= 0:
             raise InputError(f"instruction budget must be positive, not {budget}")
@@ -249,6 +254,8 @@ class JitProgram:
                 extra["stack_depth"] = frame_bytes(self.stack_depth)
             if self.inline_helpers:
                 extra["inline_helpers"] = sorted(self.inline_helpers)
+            if self.loop_budget:
+                extra["loop_budget"] = True
             key = cache.key(
                 self.insns,
                 debug_checks=self.debug_checks,
@@ -270,6 +277,7 @@ class JitProgram:
             map_sites=self.map_sites,
             stack_depth=self.stack_depth,
             inline_helpers=self.inline_helpers,
+            loop_budget=self.loop_budget,
         )
         start = time.perf_counter()
         compiled = compile_object(module, opt_level=opt_level)
@@ -496,7 +504,7 @@ class JitProgram:
                     packet=None,
                     cpu=cpu,
                     trace=self.trace,
-                    budget=self.budget if self.debug_checks else _NO_BUDGET,
+                    budget=self.budget if self.debug_checks or self.loop_budget else _NO_BUDGET,
                     debug=self.debug_checks,
                     batch=batch.region,
                 )
@@ -558,7 +566,7 @@ class JitProgram:
                 packet=packet,
                 cpu=cpu,
                 trace=self.trace if trace is None else trace,
-                budget=self.budget if self.debug_checks else _NO_BUDGET,
+                budget=self.budget if self.debug_checks or self.loop_budget else _NO_BUDGET,
                 debug=self.debug_checks,
                 tail_calls=tail_calls or 0,
                 batch=batch,

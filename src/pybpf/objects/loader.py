@@ -286,6 +286,12 @@ def _beyond_verifier(result: Any) -> bool:
     return result.unsupported
 
 
+def _terminates(verified: Any) -> bool:
+    """Whether the verifier proved every loop of the program bounded (``terminates`` on its
+    result; results without the field prove nothing)."""
+    return bool(getattr(verified, "terminates", False))
+
+
 def _stack_bound(insns: tuple[Instruction, ...], verified: Any) -> int | None:
     """How many bytes below r10 a verified program's frames must start zeroed: the
     verifier's stack depth (its loads and stores), or deeper where the program passes
@@ -427,6 +433,9 @@ class _Builder:
                     # verified: raw accesses, map lookups inlined, frames zeroed to the
                     # verifier's stack depth; unverified: every access checked
                     debug_checks=verified is None,
+                    # the verifier runs without its termination check here: loops it
+                    # accepted still charge the budget at their heads, so none runs forever
+                    loop_budget=verified is not None and not _terminates(verified),
                     stack_depth=_stack_bound(linked.instructions, verified),
                     lddw_resolver=self.resolver(linked),
                     legacy_packet=_uses_legacy_packet(linked.instructions),
