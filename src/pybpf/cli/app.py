@@ -9,8 +9,8 @@ for any other error (bpftool's -1). ``--debug`` prints the traceback too; withou
 unexpected exception is one ``Error: internal error ...`` line and exit 255.
 ``pybpf completion bash|zsh|fish`` prints click's shell completion script.
 Nouns follow bpftool (``prog``, ``map``, ``btf``, ``net``, ``link``, ``gen``, ``feature``)
-plus pybpf's own verbs (``disasm``, ``asm``, ``exec``, ``conformance``, ...), each added as
-its capability lands.
+plus pybpf's own verbs (``disasm``, ``asm``, ``exec``, ``conformance``, ``bench``, ...),
+each added as its capability lands.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def completion(shell: str) -> None:
 
 def _register() -> None:
     from pybpf.cli import (
+        bench_cmd,
         cc_cmd,
         conformance_cmd,
         feature_cmd,
@@ -107,7 +108,7 @@ def _register() -> None:
     ):  # fmt: skip
         for command in module.COMMANDS:
             cli.add_command(command)
-    for module in (gen_cmd, feature_cmd, cc_cmd):
+    for module in (gen_cmd, feature_cmd, cc_cmd, bench_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
 
