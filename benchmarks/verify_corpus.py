@@ -38,8 +38,12 @@ def must_reject(row: dict[str, str]) -> bool:
     )
 
 
-def verdict(corpus: Path, row: dict[str, str], cache: dict) -> tuple[bool, str, float]:
-    """(accepted, first error, seconds) for one row; open errors count as refusals."""
+def verdict(
+    corpus: Path, row: dict[str, str], cache: dict, info: dict | None = None
+) -> tuple[bool, str, float]:
+    """(accepted, first error, seconds) for one row; open errors count as refusals.
+
+    ``info`` (when given) receives ``terminates`` and ``loop_bound`` of the result."""
     start = time.perf_counter()
     key = (row["project"], row["object"])
     try:
@@ -56,6 +60,9 @@ def verdict(corpus: Path, row: dict[str, str], cache: dict) -> tuple[bool, str, 
             ProgType.from_name(row["prog_type"]) if row["prog_type"] and not windows else None
         )
         result = verify_object(obj, row["function"], prog_type, options=OPTIONS)
+        if info is not None:
+            info["terminates"] = result.terminates
+            info["loop_bound"] = result.loop_bound
     except InputError as err:
         return False, f"{type(err).__name__}: {err}", time.perf_counter() - start
     first = str(result.errors[0]) if result.errors else ""
@@ -80,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     worst: list[tuple[float, str, float]] = []
     false_accepts, records, cache = [], [], {}
     for row in rows:
-        accepted, error, secs = verdict(args.corpus, row, cache)
+        info: dict = {}
+        accepted, error, secs = verdict(args.corpus, row, cache, info)
         p, name = row["project"], f"{row['project']}/{row['object']}:{row['function']}"
         prevail = float(row["prevail_secs"] or 0)
         times[p][0] += secs
@@ -98,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         elif row["status"] == "pass":
             s["pass"] += 1
             s["pass_accepted"] += accepted
+            s["pass_terminates"] += accepted and info.get("terminates", False)
         else:
             s["xfail"] += 1
             s["xfail_accepted"] += accepted
@@ -111,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 "secs": round(secs, 4),
                 "prevail_secs": prevail,
                 "prevail_verdict": row["prevail_verdict"],
+                **info,
             }
         )
     head = f"{'project':<18} {'pass acc.':>10} {'xfail acc.':>10} {'reject ref.':>11} "
@@ -132,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{total['xfail_accepted']:>4}/{total['xfail']:<5} {total['reject_refused']:>5}/"
         f"{total['reject']:<5} {total['windows']:>8} {tot_t[0]:>8.2f} {tot_t[1]:>9.2f} "
         f"{total['prevail_pass']:>12}"
+    )
+    print(
+        f"accepted pass rows proven terminating: {total['pass_terminates']}/"
+        f"{total['pass_accepted']} (the rest keep an instruction budget)"
     )
     print("worst programs (pybpf s, PREVAIL s):")
     for secs, name, prevail in sorted(worst, reverse=True)[:5]:

@@ -169,9 +169,19 @@ def _global_functions(
     fn_info = dataclasses.replace(info, return_range=None)
     for fn in info.global_functions.values():
         sub = analyze(program, fn_info, _function_entry(info, fn), entry_pc=fn.pc)
+        _merge_bounds(result, sub)
         for diag in sub.errors:
             label = f"{fn.name}: {diag.label}"
             result.errors.append(dataclasses.replace(diag, label=label))
+
+
+def _merge_bounds(result: Result, sub: Result) -> None:
+    """A function the program calls (a global function, a callback) terminates too, or not."""
+    result.terminates = result.terminates and sub.terminates
+    if not result.terminates:
+        result.loop_bound = None
+    else:
+        result.loop_bound = max(result.loop_bound or 0, sub.loop_bound or 0)
 
 
 def _caller_region(pre: State, reg: str) -> int | None:
@@ -241,6 +251,7 @@ def _callbacks(
         elif modelled:
             modelled = False
         sub = analyze(program, cb_info, entry, entry_pc=int(target), _seen=seen | {int(target)})
+        _merge_bounds(result, sub)
         for diag in sub.errors:
             label_text = f"callback {target}: {diag.label}"
             flag = diag.unsupported or not modelled
@@ -297,13 +308,16 @@ def analyze(
         state.zone.shift(counter_name(head), 1)
         a = A.BoundedLoopCount(str(head), info.options.loop_limit)
         reason = check(a, state, info)
-        if reason is not None:
+        if reason is None:
+            bounds.append(int(state.zone.bounds(counter_name(head))[1]))
+            continue
+        result.terminates = False
+        if info.options.termination:
             diag = Diagnostic(f"{head} (counter)", head.pc, f"{reason} ({a})")
             result.errors.append(diag)
-        else:
-            bounds.append(int(state.zone.bounds(counter_name(head))[1]))
-    if bounds:
-        result.loop_bound = max(bounds)
+    if not analysis.counters and analysis.heads:
+        result.terminates = False  # loops not counted: not proven
+    result.loop_bound = max(bounds, default=0) if result.terminates else None
     _footprint(analysis, info, result)
     _callbacks(analysis, program, info, result, _seen)
     if entry_pc is None:  # the program itself: also each global function, once

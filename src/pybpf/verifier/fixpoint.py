@@ -6,7 +6,7 @@ error on that path). At a loop head the first iterations join, later ones widen;
 head's state is stable (a post-fixpoint), a few descending steps recompute the loop from
 the smaller state the body produced, and each step is kept only if it is again a
 post-fixpoint, so the final states always form an inductive invariant. With termination
-checking on, each loop head increments its own counter ``pc[head]``.
+checking or loop counters on, each loop head increments its own counter ``pc[head]``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class Analysis:
         self.info = info
         self.order = weak_topological_order(cfg.entry, lambda v: cfg.succ[v])
         self.heads = cycle_heads(self.order)
-        self.counters = set(self.heads) if info.options.termination else set()
+        counted = info.options.termination or info.options.loop_counters
+        self.counters = set(self.heads) if counted else set()
         self.assertions: dict[Label, list[Assertion]] = {}
         self.frames: dict[Label, str] = {}
         self.sites: dict[Label, int] = {}

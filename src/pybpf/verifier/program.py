@@ -24,7 +24,11 @@ __all__ = ["Options", "MapDescriptor", "ProgramInfo"]
 class Options:
     """Analysis switches.
 
-    ``termination``: prove every loop bounded (at most ``loop_limit`` iterations).
+    ``termination``: prove every loop bounded (at most ``loop_limit`` iterations); a loop
+    not proven bounded is an error. ``loop_counters`` (on by default): count each loop
+    head's visits anyway, so every accepted program's :class:`~pybpf.verifier.Result`
+    says whether its loops are proven bounded (``terminates``, ``loop_bound``) without
+    refusing those that are not.
     ``allow_division_by_zero``: BPF defines ``x / 0 == 0``; when false a possible zero
     divisor is an error. ``strict``: also check array-map indexes. ``must_exit`` false
     lets the program end by running off its last instruction (PREVAIL's test programs).
@@ -54,6 +58,7 @@ class Options:
     combined_stack: int = 512
     type_helpers: bool = True
     global_functions: bool = True
+    loop_counters: bool = True
 
 
 _MAP_OF_PROGRAMS = (MapType.PROG_ARRAY,)

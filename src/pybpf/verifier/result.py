@@ -121,12 +121,16 @@ class Result:
 
     errors: list[Diagnostic] = field(default_factory=list)
     instructions: int = 0
+    # loop_bound: the most visits of any loop head when terminates (0: no loop), else None
     loop_bound: int | None = None
     program: str | None = None
     section: str | None = None
     invariants: Mapping[str, State] = field(default_factory=dict)
     stack_depth: int = 0
     ctx_accesses: Mapping[int, tuple[int, int, bool]] = field(default_factory=dict)
+    # every loop (also in global functions and callbacks) is proven to run at most
+    # Options.loop_limit times; false: an engine must keep an instruction budget
+    terminates: bool = True
 
     @property
     def accepted(self) -> bool:
@@ -179,5 +183,6 @@ class Result:
             "verdict": self.verdict,
             "instructions": self.instructions,
             "loop_bound": self.loop_bound,
+            "terminates": self.terminates,
             "errors": [d.to_json() for d in self.errors],
         }
