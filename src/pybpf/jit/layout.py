@@ -22,6 +22,7 @@ __all__ = [
     "Slot",
     "Status",
     "FIELDS",
+    "NO_HEADER",
     "REGION_FIELDS",
     "PERM_READ",
     "PERM_WRITE",
@@ -76,6 +77,12 @@ class Slot(IntEnum):
     TAIL_COUNT = 31  # bpf_tail_call count of the run's chain (Linux's tail_call_cnt)
     TAIL_COUNT_INIT = 32  # copied to TAIL_COUNT by the entry function (a target continues
     # its caller's count; 0 for a program run from Python, each run of repeat or batch)
+    PACKET_HEAD = 33  # legacy loads with negative offsets (SKF_NET_OFF, SKF_LL_OFF): the
+    PACKET_MAC = 34  # buffer's head, mac and network headers, signed offsets from PACKET
+    PACKET_NET = 35  # (NO_HEADER: not set, every negative load fails)
+
+
+NO_HEADER = -(1 << 60)  # PACKET_MAC/PACKET_NET when the run's packet has no such header
 
 
 FIELDS = len(Slot)

@@ -74,6 +74,7 @@ from pybpf.jit.mapcalls import (
     track,
 )
 from pybpf.jit.tailcalls import build_tail_entry, lower_tail_call
+from pybpf.runtime.packet import SKF_LL_OFF, SKF_NET_OFF
 
 try:  # the JIT is optional: without llvmlite, lower_program raises NotSupportedError
     from llvmlite import ir
@@ -820,16 +821,28 @@ class _FunctionLowering:
         offset = _const(64, insn.imm)
         if insn.mode == Mode.IND:
             offset = b.add(self.get(insn.src), offset)
-        offset = b.and_(offset, _const(64, M32))
+        # Linux's int offset k (bpf_skb_load_helper_*): k >= 0 reads the packet at k; a
+        # negative k (bpf_internal_load_pointer_neg_helper) reads the network header plus
+        # k - SKF_NET_OFF or the mac header plus k - SKF_LL_OFF, between the buffer's head
+        # and the packet's end. Branch-free: ``at`` is where the load reads (from PACKET).
+        k = b.sext(b.trunc(offset, _int(32)), _int(64))
         size = self.load_slot(Slot.PACKET_SIZE)
+        net = b.add(self.load_slot(Slot.PACKET_NET), _const(64, -SKF_NET_OFF))
+        mac = b.add(self.load_slot(Slot.PACKET_MAC), _const(64, -SKF_LL_OFF))
+        header = b.select(b.icmp_signed(">=", k, _const(64, SKF_NET_OFF)), net, mac)
+        negative = b.icmp_signed("<", k, _const(64, 0))
+        at = b.select(negative, b.add(header, k), k)
         outside = b.or_(
-            b.icmp_unsigned(">=", offset, _const(64, 1 << 31)),
-            b.icmp_unsigned(">", b.add(offset, _const(64, nbytes)), size),
+            b.or_(
+                b.icmp_signed("<", k, _const(64, SKF_LL_OFF)),
+                b.icmp_signed("<", at, self.load_slot(Slot.PACKET_HEAD)),  # head <= 0
+            ),
+            b.icmp_signed(">", b.add(at, _const(64, nbytes)), size),
         )
         inside = self.split(outside, "packet_load")
         b.ret(_const(64, 0))  # an out-of-bounds LD_ABS/LD_IND returns 0 from the function
         b.position_at_end(inside)
-        address = b.add(self.load_slot(Slot.PACKET), offset)
+        address = b.add(self.load_slot(Slot.PACKET), at)
         bits = nbytes * 8
         value = b.load(self.pointer(address, bits), align=1)
         if bits > 8:

@@ -29,6 +29,7 @@ from pybpf.errors import (
 from pybpf.isa.opcodes import MAX_CALL_DEPTH, MAY_GOTO_LOOPS, STACK_SIZE
 from pybpf.jit.layout import (
     FIELDS,
+    NO_HEADER,
     PERM_READ,
     PERM_WRITE,
     REGION_FIELDS,
@@ -38,6 +39,7 @@ from pybpf.jit.layout import (
 )
 from pybpf.memory import AddressSpace, Region
 from pybpf.runtime import ExecutionContext, TraceSink
+from pybpf.runtime.packet import legacy_headers
 
 __all__ = ["RunState", "RUNS"]
 
@@ -48,6 +50,8 @@ _PACKET, _PACKET_SIZE = int(Slot.PACKET), int(Slot.PACKET_SIZE)
 _HAS_PACKET, _REGIONS, _NREGIONS = int(Slot.HAS_PACKET), int(Slot.REGIONS), int(Slot.NREGIONS)
 _ARG1, _BUDGET_INIT, _MAY_GOTO_INIT = int(Slot.ARG1), int(Slot.BUDGET_INIT), int(Slot.MAY_GOTO_INIT)
 _TAIL_COUNT, _TAIL_COUNT_INIT = int(Slot.TAIL_COUNT), int(Slot.TAIL_COUNT_INIT)
+_HEAD, _MAC, _NET = int(Slot.PACKET_HEAD), int(Slot.PACKET_MAC), int(Slot.PACKET_NET)
+_NO_HEADERS = (0, NO_HEADER & ((1 << 64) - 1), NO_HEADER & ((1 << 64) - 1))
 _NO_ARGS = (0, 0, 0, 0, 0)
 _M64 = (1 << 64) - 1
 
@@ -158,8 +162,14 @@ class RunState:
             words[_PACKET_SIZE] = packet.size
             words[_HAS_PACKET] = 1
             ctx.packet = packet
-        elif words[_HAS_PACKET]:
-            words[_HAS_PACKET] = 0
+            headers = legacy_headers(packet.address)
+            head, mac, net = _NO_HEADERS if headers is None else headers
+            words[_HEAD], words[_MAC], words[_NET] = head & _M64, mac & _M64, net & _M64
+        else:
+            if words[_HAS_PACKET]:
+                words[_HAS_PACKET] = 0
+            if words[_MAC] != _NO_HEADERS[1]:
+                words[_HEAD], words[_MAC], words[_NET] = _NO_HEADERS
         if self.space is not space:
             self.space = ctx.memory = space
         if ctx.cpu != cpu:

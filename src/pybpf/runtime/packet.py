@@ -37,6 +37,15 @@ without a context argument (``redirect``) use ``ctx.packet``. Packet pointers ar
 narrowed at run time: after a helper moves them the program's old pointers still reach the
 whole buffer (Linux's verifier rejects their use; pybpf's portable backend checks only
 that accesses stay inside the buffer, headroom and tailroom included).
+
+Legacy ``LD_ABS``/``LD_IND`` loads with a negative 32-bit offset ``k`` follow Linux's
+``bpf_internal_load_pointer_neg_helper``: ``k >= SKF_NET_OFF`` (-0x100000) reads the network
+header plus ``k - SKF_NET_OFF``, ``SKF_LL_OFF <= k < SKF_NET_OFF`` (-0x200000) the link-layer
+(mac) header plus ``k - SKF_LL_OFF``, anything lower nothing; the bytes must lie between the
+buffer's head and the end of the linear data (``skb_tail_pointer``), or the load fails (the
+program exits with r0 = 0). A state's ``mac_header``/``network_header`` (offsets into the
+buffer, ``None``: not set, every negative load fails) say where the headers are;
+:func:`legacy_headers` gives them relative to the legacy packet (both engines read it).
 """
 
 from __future__ import annotations
@@ -58,12 +67,18 @@ __all__ = [
     "unbind_packet",
     "packet_state",
     "register_packet",
+    "legacy_headers",
+    "legacy_negative_offset",
+    "SKF_AD_OFF",
+    "SKF_NET_OFF",
+    "SKF_LL_OFF",
     "XDP_FRAME_SIZE",
     "XDP_META_LIMIT",
 ]
 
 _M32, _M64 = (1 << 32) - 1, (1 << 64) - 1
 ETH_HLEN = 14
+SKF_AD_OFF, SKF_NET_OFF, SKF_LL_OFF = -0x1000, -0x100000, -0x200000  # uapi linux/filter.h
 XDP_FRAME_SIZE = 40  # sizeof(struct xdp_frame) on 64-bit
 XDP_META_LIMIT = 252  # u8 meta_len, 4-aligned
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
@@ -97,6 +112,8 @@ class PacketState:
     pointers: dict[str, int] = field(default_factory=dict)
     redirect: tuple[Any, int | None, int] | None = None
     cookie: int = 0
+    mac_header: int | None = None  # skb_mac_header, an offset into buffer (None: not set)
+    network_header: int | None = None  # skb_network_header, likewise
 
     def __post_init__(self) -> None:
         if self.kind == "skb":
@@ -129,6 +146,33 @@ def unbind_packet(*addresses: int) -> None:
     """Forget the states bound to ``addresses``."""
     for address in addresses:
         _STATES.pop(address, None)
+
+
+def legacy_headers(address: int) -> tuple[int, int, int] | None:
+    """``(head, mac, network)`` of the packet state bound to the legacy packet at
+    ``address``, as signed byte offsets from ``address``; ``None`` when no state is bound
+    there or it has no mac or network header (negative legacy loads then always fail)."""
+    state = _STATES.get(address)
+    if state is None or state.mac_header is None or state.network_header is None:
+        return None
+    head = state.buffer.address - address
+    return head, head + state.mac_header, head + state.network_header
+
+
+def legacy_negative_offset(k: int, size: int, nbytes: int, headers) -> int | None:
+    """Where a legacy load of ``nbytes`` at the negative offset ``k`` reads, as an offset
+    from the legacy packet (``size`` bytes long, ``headers`` from :func:`legacy_headers`),
+    or ``None`` when Linux's load fails (see the module docstring)."""
+    if headers is None:
+        return None
+    head, mac, network = headers
+    if k >= SKF_NET_OFF:
+        at = network + k - SKF_NET_OFF
+    elif k >= SKF_LL_OFF:
+        at = mac + k - SKF_LL_OFF
+    else:
+        return None
+    return at if at >= head and at + nbytes <= size else None
 
 
 def packet_state(ctx: ExecutionContext, address: int | None = None) -> PacketState | None:

@@ -28,7 +28,10 @@ Semantics are RFC 9669's, plus Linux's extensions:
   whose id is in rN (the bpf_conformance convention); local calls get a fresh frame and
   r6-r9 are restored on return;
 - ``LD_ABS``/``LD_IND`` (legacy socket-filter loads) read big-endian from the context's
-  packet; an out-of-bounds load ends the program with r0 = 0.
+  packet; a negative offset reads relative to the network (``SKF_NET_OFF``) or link-layer
+  (``SKF_LL_OFF``) header of the packet's state (:func:`pybpf.runtime.packet.legacy_headers`,
+  Linux's ``bpf_internal_load_pointer_neg_helper``); an out-of-bounds load ends the
+  program with r0 = 0.
 
 Every load, store and atomic is checked against the run's address space (an inline
 last-region cache in front of :meth:`pybpf.memory.AddressSpace.resolve`).
@@ -36,6 +39,7 @@ last-region cache in front of :meth:`pybpf.memory.AddressSpace.resolve`).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import struct
 from collections.abc import Callable, Sequence
@@ -48,6 +52,7 @@ from pybpf.maps import ProgArray, by_handle
 from pybpf.memory import atomics
 from pybpf.runtime import HelperRegistry, helper_failure
 from pybpf.runtime.loadcheck import call_target, jump_target
+from pybpf.runtime.packet import legacy_headers, legacy_negative_offset
 from pybpf.vm.machine import Machine
 
 __all__ = ["compile_program", "ProgramExit", "LddwResolver", "M64", "M32"]
@@ -802,13 +807,21 @@ def _legacy_packet(insn: Instruction, m: Machine, pc: int, nxt: int) -> Op:
                 "LD_ABS/LD_IND without a packet in the run", feature="ld_abs", pc=pc
             )
         offset = ((R[s] if indirect else 0) + imm) & M32
-        if offset >= S32 or offset + n > packet.size:  # negative (SKF_*) or past the end
-            R[0] = 0
-            if m.frames:
-                return m.pop_frame()
-            raise ProgramExit
-        R[0] = int.from_bytes(packet.view[offset : offset + n], "big")
-        return nxt
+        if offset < S32 and offset + n <= packet.size:
+            R[0] = int.from_bytes(packet.view[offset : offset + n], "big")
+            return nxt
+        if offset >= S32:  # negative: SKF_NET_OFF/SKF_LL_OFF, relative to the headers
+            size = packet.size
+            at = legacy_negative_offset(
+                offset - (1 << 32), size, n, legacy_headers(packet.address)
+            )
+            if at is not None:
+                R[0] = int.from_bytes(ctypes.string_at(packet.address + at, n), "big")
+                return nxt
+        R[0] = 0  # past the end or nowhere: the program ends with r0 = 0
+        if m.frames:
+            return m.pop_frame()
+        raise ProgramExit
 
     return f
 
