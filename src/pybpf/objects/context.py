@@ -428,7 +428,10 @@ class SkbContext:
             base, size - skip, kind="packet", writable=False, owner=prepared
         )
         start = self.headroom + skip
-        prepared.bind("skb", start, self.headroom + size, start, self.headroom + size)
+        state = prepared.bind("skb", start, self.headroom + size, start, self.headroom + size)
+        # legacy loads at SKF_LL_OFF/SKF_NET_OFF: Linux's mac header is the frame's start,
+        # its network header ETH_HLEN after it (eth_type_trans; VLAN tags stay after it)
+        state.mac_header, state.network_header = self.headroom, self.headroom + ETH_HLEN
         return prepared
 
 
