@@ -22,13 +22,31 @@ from pathlib import Path
 from pybpf.elf import read_object
 from pybpf.errors import InputError
 from pybpf.progtypes import ProgType
+from pybpf.progtypes.contexts import rules_for
+from pybpf.progtypes.sections import match_section
 from pybpf.verifier import Options, verify_object
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 WINDOWS_FILES = ("662b334a", "dac31099", "timeout-29db")
-# The prog_type column is PREVAIL's reading of section names (``tc``, ``2/1`` -> socket
-# filter), so helpers are checked by context, not by Linux's per-type lists.
-OPTIONS = Options(type_helpers=False, global_functions=False)
+# Where libbpf's section rules (pybpf.progtypes.sections) type a section, the program is
+# verified as that type with every Linux rule on. The prog_type column (PREVAIL's reading of
+# section names: ``tc``, ``2/1`` -> socket filter) is kept only for sections no rule knows;
+# such a type is a guess, so helpers are checked by context, not by the type's Linux list.
+OPTIONS = Options()
+GUESSED_TYPE_OPTIONS = Options(type_helpers=False)
+# --prevail-model: PREVAIL's types for every row and its model (global functions inlined)
+PREVAIL_OPTIONS = Options(type_helpers=False, global_functions=False)
+
+
+def program_type(row: dict[str, str], prevail_model: bool = False) -> tuple[ProgType | None, bool]:
+    """(program type, typed by the section) for a row; ``None`` for eBPF-for-Windows files."""
+    if row["object"].startswith(WINDOWS_FILES):
+        return None, False
+    if not prevail_model:
+        match = match_section(row["section"])
+        if match is not None and rules_for(match.prog_type) is not None:
+            return match.prog_type, True
+    return (ProgType.from_name(row["prog_type"]) if row["prog_type"] else None), False
 
 
 def must_reject(row: dict[str, str]) -> bool:
@@ -39,11 +57,16 @@ def must_reject(row: dict[str, str]) -> bool:
 
 
 def verdict(
-    corpus: Path, row: dict[str, str], cache: dict, info: dict | None = None
+    corpus: Path,
+    row: dict[str, str],
+    cache: dict,
+    info: dict | None = None,
+    prevail_model: bool = False,
 ) -> tuple[bool, str, float]:
     """(accepted, first error, seconds) for one row; open errors count as refusals.
 
-    ``info`` (when given) receives ``terminates`` and ``loop_bound`` of the result."""
+    ``info`` (when given) receives the program type used (``prog_type``, ``typed_by``:
+    ``section`` or ``column``), ``terminates`` and ``loop_bound``."""
     start = time.perf_counter()
     key = (row["project"], row["object"])
     try:
@@ -55,11 +78,15 @@ def verdict(
         obj = cache[key]
         if isinstance(obj, InputError):
             raise obj
-        windows = row["object"].startswith(WINDOWS_FILES)
-        prog_type = (
-            ProgType.from_name(row["prog_type"]) if row["prog_type"] and not windows else None
-        )
-        result = verify_object(obj, row["function"], prog_type, options=OPTIONS)
+        prog_type, by_section = program_type(row, prevail_model)
+        if prevail_model:
+            options = PREVAIL_OPTIONS
+        else:
+            options = OPTIONS if by_section else GUESSED_TYPE_OPTIONS
+        if info is not None:
+            info["prog_type"] = prog_type.type_name if prog_type is not None else None
+            info["typed_by"] = "section" if by_section else "column"
+        result = verify_object(obj, row["function"], prog_type, options=options)
         if info is not None:
             info["terminates"] = result.terminates
             info["loop_bound"] = result.loop_bound
@@ -75,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--project", action="append", help="only these projects")
     parser.add_argument("--json", type=Path, help="write every row's verdict here")
+    parser.add_argument(
+        "--prevail-model",
+        action="store_true",
+        help="PREVAIL's program types for every row, global functions inlined",
+    )
     args = parser.parse_args(argv)
     table = args.corpus / "expected.csv"
     if not table.is_file():
@@ -86,9 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     worst: list[tuple[float, str, float]] = []
     false_accepts, records, cache = [], [], {}
+    typed_by: collections.Counter = collections.Counter()
     for row in rows:
         info: dict = {}
-        accepted, error, secs = verdict(args.corpus, row, cache, info)
+        accepted, error, secs = verdict(args.corpus, row, cache, info, args.prevail_model)
+        typed_by[info.get("typed_by", "column")] += 1
         p, name = row["project"], f"{row['project']}/{row['object']}:{row['function']}"
         prevail = float(row["prevail_secs"] or 0)
         times[p][0] += secs
@@ -142,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{total['xfail_accepted']:>4}/{total['xfail']:<5} {total['reject_refused']:>5}/"
         f"{total['reject']:<5} {total['windows']:>8} {tot_t[0]:>8.2f} {tot_t[1]:>9.2f} "
         f"{total['prevail_pass']:>12}"
+    )
+    print(
+        f"program types: {typed_by['section']} rows from the section (libbpf's rules, all "
+        f"Linux rules on), {typed_by['column']} from the prog_type column"
+        + (" (--prevail-model)" if args.prevail_model else " (helpers by context)")
     )
     print(
         f"accepted pass rows proven terminating: {total['pass_terminates']}/"

@@ -5,12 +5,14 @@ Every row whose ``status`` is ``reject``/``reject_load`` (or whose ``legacy_2025
 verifier. The three eBPF-for-Windows files in ``invalid/`` are read as Windows objects and
 verified as such; the README allows either verdict for them, so they are only counted. A
 fixed sample of ``pass`` rows (every small project, a slice of the Cilium ones) must be
-accepted at the rate below. Program types come from the ``prog_type`` column, which is
-PREVAIL's reading of the section name (unknown sections such as ``tc`` or ``2/1`` become
-socket filters): helpers are therefore checked by context, not by Linux's per-type lists,
-and global functions are inlined as PREVAIL does (``Options(type_helpers=False,
-global_functions=False)``; with Linux's rule ``build/bpf2bpf.o`` ``func`` and ``add2`` are
-refused, as Linux refuses them: ``add1`` reads its maybe-null ``int *`` unchecked).
+accepted at the rate below. Program types come from libbpf's section rules
+(:func:`pybpf.progtypes.sections.match_section`) verified with every Linux rule on; the
+``prog_type`` column (PREVAIL's reading of the section name: unknown sections such as
+``2/1`` become socket filters) is used only for sections no rule types, and such a guessed
+type has its helpers checked by context, not by Linux's per-type list. With these rules
+``build/bpf2bpf.o`` ``add1``, ``add2`` and ``func`` are refused, as Linux refuses them
+(``add1`` as a socket filter writes ``skb->len``; ``add2`` passes the context where
+``add1`` takes memory; ``func``'s global ``add1`` reads its maybe-null ``int *``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import pytest
 from pybpf.elf import read_object
 from pybpf.errors import InputError
 from pybpf.progtypes import ProgType
+from pybpf.progtypes.contexts import rules_for
+from pybpf.progtypes.sections import match_section
 from pybpf.spec import ObjectSpec
 from pybpf.verifier import Options, verify_object
 
@@ -33,7 +37,8 @@ BIG_PROJECTS = ("cilium", "bpf_cilium_test")  # sampled: their programs are the 
 SAMPLE_PER_BIG_PROJECT = 8
 # Read as eBPF-for-Windows objects and verified as such (README: either verdict is correct).
 WINDOWS_FILES = ("662b334a", "dac31099", "timeout-29db")
-OPTIONS = Options(type_helpers=False, global_functions=False)  # PREVAIL's typing and model
+OPTIONS = Options()  # a type from the section: every Linux rule
+GUESSED_TYPE_OPTIONS = Options(type_helpers=False)  # a type from the prog_type column
 
 
 def _rows() -> list[dict[str, str]]:
@@ -53,10 +58,14 @@ def _verdict(row: dict[str, str]) -> tuple[str, str]:
     """``("refused", why)`` or ``("accepted", "")``."""
     try:
         obj = _object(row["project"], row["object"])
-        prog_type = None
-        if row["prog_type"] and not _is_windows(row):
-            prog_type = ProgType.from_name(row["prog_type"])
-        result = verify_object(obj, row["function"], prog_type, options=OPTIONS)
+        prog_type, options = None, GUESSED_TYPE_OPTIONS
+        if not _is_windows(row):
+            match = match_section(row["section"])
+            if match is not None and rules_for(match.prog_type) is not None:
+                prog_type, options = match.prog_type, OPTIONS
+            elif row["prog_type"]:
+                prog_type = ProgType.from_name(row["prog_type"])
+        result = verify_object(obj, row["function"], prog_type, options=options)
     except InputError as err:
         return "refused", f"{type(err).__name__}: {err}"
     if result.accepted:

@@ -71,3 +71,61 @@ def test_kernel_agrees_on_the_packet_or_null_fixture():
     obj = read_object((FIXTURES / "packet_or_null.o").read_bytes())
     for name, accepted in PACKET_OR_NULL.items():
         assert kernel_verdict(obj, name, ProgType.XDP).accepted is accepted, name
+
+
+# ---- corpus rows judged against Linux ------------------------------------------------------
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "build"
+
+
+def _corpus(name: str):
+    path = CORPUS / name
+    if not path.is_file():
+        pytest.skip(f"{path} is not present (the corpus lives beside the clone)")
+    obj = read_object(path.read_bytes())
+    obj.platform = "linux"  # correlated_branch.o was built for eBPF for Windows
+    return obj
+
+
+# Linux refuses all three (socket filters): add1 writes skb->len, add2 passes its context
+# where add1 takes memory, func's global add1 reads a maybe-null int * unchecked.
+BPF2BPF = ("add1", "add2", "func")
+
+
+@pytest.mark.parametrize("name", BPF2BPF)
+def test_bpf2bpf_rows_are_refused_as_linux_refuses_them(name):
+    result = verify_object(_corpus("bpf2bpf.o"), name, ProgType.SOCKET_FILTER)
+    assert not result.accepted and not result.errors[0].unsupported
+
+
+def test_a_bound_learnt_from_end_minus_start_reaches_a_pointer_kept_across_paths():
+    # ConvergedBranch checks ``data_end - data >= 14`` on a number, then keeps ``data`` or
+    # NULL: PREVAIL and pybpf accept it; Linux refuses it ("R7 offset is outside of the
+    # packet": it learns no packet range from a subtraction), an imprecision, not a fault
+    result = verify_object(_corpus("correlated_branch.o"), "ConvergedBranch", ProgType.XDP)
+    assert result.accepted, result.report()
+
+
+@requires_bpf
+def test_kernel_verdicts_on_the_corpus_rows():
+    from pybpf.kernel.verdict import SAFETY, kernel_verdict
+
+    bpf2bpf = _corpus("bpf2bpf.o")
+    for name in BPF2BPF:
+        assert not kernel_verdict(bpf2bpf, name, ProgType.SOCKET_FILTER).accepted, name
+    branch = _corpus("correlated_branch.o")
+    branch.license = branch.license or "GPL"
+    verdict = kernel_verdict(branch, "ConvergedBranch", ProgType.XDP)
+    assert not verdict.accepted and verdict.category == SAFETY
+
+
+def test_read_only_context_fields_are_not_written():
+    def store(offset: int):
+        text = f"*(u32 *)(r1 + {offset}) = 1\nr0 = 0\nexit"
+        return verify(assemble(text), ProgType.SOCKET_FILTER)
+
+    for offset in (0, 16, 76 + 12):  # len, protocol, napi_id
+        result = store(offset)
+        assert not result.accepted and not result.errors[0].unsupported, offset
+        assert result.errors[0].pc == 0
+    for offset in (8, 48, 64):  # mark, cb[0], cb[4]
+        assert store(offset).accepted, offset
