@@ -559,6 +559,8 @@ def map_event_pipe(out, words, map_name, count: int | None, timeout: float | Non
             consumer: Any = RingBuffer(kernel or m, lambda data: show(None, data))
         elif isinstance(m, PerfEventArray):
             consumer = PerfBuffer(m, show)
+        elif kernel is not None and m.type == MapType.PERF_EVENT_ARRAY:
+            consumer = PerfBuffer(kernel, show)
         else:
             raise InputError(
                 f"map {m.name!r} is a {m.type.type_name}: not a ring buffer or a perf event array",

@@ -10,7 +10,8 @@ held by the pinned program, or pinned with ``pinmaps DIR``). ``prog run`` is ``b
 prog run``: ``Return value: R, duration: Dns`` or, with ``--json``, ``{"data_out": [...],
 "retval": R, "duration": D}``. ``prog dump xlated|jited`` print the instructions and the
 native code. ``prog tracelog`` prints ``bpf_printk`` output that runs left in the state
-directory (:class:`pybpf.objects.events.TraceLog`). With ``--backend kernel`` the same verbs
+directory (:class:`pybpf.objects.events.TraceLog`; ``--backend kernel``: the kernel's
+``trace_pipe``). With ``--backend kernel`` the same verbs
 work on Linux's objects as bpftool does: ``id``/``pinned``/``name`` are the kernel's
 (``prog show`` without PROG lists every kernel program) and ``prog load`` pins into the real
 bpffs.
@@ -543,14 +544,19 @@ def _print_result(out, result, repeat: int, data_out, ctx_out) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new messages.")
 @click.option("--timeout", type=float, default=None, help="With --follow: stop after SECONDS.")
 @click.option("--clear", is_flag=True, help="Remove the messages after printing them.")
+@_BACKEND
 @click.pass_obj
-def prog_tracelog(out, follow: bool, timeout: float | None, clear: bool) -> None:
+def prog_tracelog(out, follow: bool, timeout: float | None, clear: bool, backend: str) -> None:
     """Print bpf_printk output left in the state directory by program runs.
+
+    With --backend kernel: the kernel's trace_pipe (a mounted tracefs), what is waiting
+    now, or as it comes with --follow (reading consumes it, as bpftool's does).
 
     \b
     Example:
       pybpf prog run examples/c/xdp_counter.o --data-in frame.bin && pybpf prog tracelog
       pybpf prog tracelog --follow --timeout 10
+      pybpf prog tracelog --backend kernel --follow --timeout 5
     """
     from pybpf.objects.events import TraceLog
 
@@ -562,6 +568,14 @@ def prog_tracelog(out, follow: bool, timeout: float | None, clear: bool) -> None
         else:
             click.echo(line)
 
+    if backend == "kernel":
+        with TraceLog.kernel() as pipe:
+            for line in pipe.read():
+                show(line)
+            if follow:
+                while pipe.poll(show, timeout) or timeout is None:
+                    pass
+        return
     for line in log.saved(clear=clear):
         show(line)
     if follow:

@@ -5,10 +5,12 @@
   returned by a callback stops the walk and is returned (libbpf's rule).
 - :class:`PerfBuffer` is ``perf_buffer__new/poll/consume`` on a
   ``BPF_MAP_TYPE_PERF_EVENT_ARRAY``: every CPU's buffer opened, ``callback(cpu, data)``
-  per sample and ``lost(cpu, count)`` for dropped ones.
+  per sample and ``lost(cpu, count)`` for dropped ones; on a kernel array one perf event
+  per online CPU, as libbpf opens them (:mod:`pybpf.kernel.perfbuf`).
 - :class:`TraceLog` is ``bpf_printk`` output (``bpftool prog tracelog``): this process's
   trace pipe as lines, a callback or an iterator, and the state directory's trace log
-  (``trace.log``, what ``pybpf prog tracelog`` prints in another process).
+  (``trace.log``, what ``pybpf prog tracelog`` prints in another process); ``TraceLog.kernel()``
+  is the kernel's ``trace_pipe`` for kernel-backend programs.
 
 Timeouts are in seconds (``None``: wait forever; 0: do not wait). These wrap the map
 families' own consumers (:meth:`pybpf.maps.RingBuf.consume`,
@@ -27,6 +29,7 @@ from typing import Any
 
 from pybpf.errors import InputError
 from pybpf.maps import PerfEventArray, RingBuf
+from pybpf.maptypes import MapType
 from pybpf.runtime import TRACE_PIPE
 from pybpf.state import StateDirectory
 
@@ -156,16 +159,32 @@ class RingBuffer:
         self.close()
 
 
+def _kernel_perf_array(map: Any) -> bool:
+    kind = getattr(getattr(map, "spec", None), "type", None)
+    return kind is not None and int(kind) == MapType.PERF_EVENT_ARRAY and hasattr(map, "fd")
+
+
 class PerfBuffer:
-    """libbpf's ``struct perf_buffer`` over a perf event array (every CPU's buffer)."""
+    """libbpf's ``struct perf_buffer`` over a perf event array (every CPU's buffer).
+
+    A portable :class:`~pybpf.maps.PerfEventArray` opens its slots' rings; a kernel one
+    (``Object.load(backend="kernel")``) gets a ``PERF_COUNT_SW_BPF_OUTPUT`` perf event per
+    online CPU with a ring of ``pages`` data pages (a power of two, libbpf's ``page_cnt``),
+    stored in the map at the CPU's index (:class:`pybpf.kernel.perfbuf.KernelPerfBuffer`).
+
+    >>> pb = PerfBuffer(obj.maps["events"], lambda cpu, data: print(cpu, data))  # doctest: +SKIP
+    >>> pb.poll(timeout=0.1)                                                     # doctest: +SKIP
+    """
 
     def __init__(
         self,
         map: Any,
         callback: Callable[[int, bytes], Any],
         lost: Callable[[int, int], Any] | None = None,
+        *,
+        pages: int = 8,
     ) -> None:
-        if not isinstance(map, PerfEventArray):
+        if not isinstance(map, PerfEventArray) and not _kernel_perf_array(map):
             raise InputError(f"{getattr(map, 'name', map)!r} is not a perf event array")
         if not callable(callback):
             raise InputError("a perf buffer needs a callback(cpu, data)")
@@ -173,23 +192,45 @@ class PerfBuffer:
         self._callback = callback
         self._lost = lost
         self.closed = False
-        map.open_buffer()
+        self._kernel: Any = None
+        if isinstance(map, PerfEventArray):
+            map.open_buffer()
+        else:
+            from pybpf.kernel.perfbuf import KernelPerfBuffer
+
+            self._kernel = KernelPerfBuffer(map, pages=pages)
 
     def consume(self) -> int:
-        """Hand every available sample to the callback now; returns how many."""
+        """Hand every available sample to the callback now (and lost counts to ``lost``);
+        returns how many records."""
         if self.closed:
             raise InputError("the perf buffer is closed")
+        if self._kernel is not None:
+            return self._kernel.consume(self._callback, self._lost)
         return self.map.consume(self._callback, self._lost)
 
     def poll(self, timeout: float | None = 0.0) -> int:
-        """Wait up to ``timeout`` seconds for samples, then consume them."""
-        return _wait(self.consume, timeout)
+        """Wait up to ``timeout`` seconds for samples, then consume them (a kernel perf
+        array waits with epoll on its events' fds)."""
+        if self._kernel is None:
+            return _wait(self.consume, timeout)
+        if self.closed:
+            raise InputError("the perf buffer is closed")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            n = self._kernel.poll(self._callback, self._lost, left)
+            if n or (deadline is not None and time.monotonic() >= deadline):
+                return n
 
     def close(self) -> None:
-        """Close the per-CPU buffers (``perf_buffer__free``)."""
+        """Close the per-CPU buffers (``perf_buffer__free``; a kernel array's slots are
+        emptied and its perf events closed)."""
         if not self.closed:
             self.closed = True
-            if not self.map.closed:
+            if self._kernel is not None:
+                self._kernel.close()
+            elif not self.map.closed:
                 self.map.close_buffer()
 
     def __enter__(self) -> PerfBuffer:
@@ -233,6 +274,17 @@ class TraceLog:
             if not self.poll(lines.append, timeout):
                 return
             yield from lines
+
+    # ---- the kernel ---------------------------------------------------------------------------
+    @staticmethod
+    def kernel(tracefs: str | os.PathLike[str] | None = None) -> Any:
+        """The kernel's ``trace_pipe`` (``bpf_printk`` of kernel-backend programs): a
+        :class:`pybpf.kernel.tracepipe.TracePipe` with ``read``/``poll``/``stream``/
+        ``close``. Raises :class:`~pybpf.errors.NotSupportedError` when no tracefs is
+        mounted (``mount -t tracefs nodev /sys/kernel/tracing``)."""
+        from pybpf.kernel.tracepipe import TracePipe
+
+        return TracePipe(tracefs)
 
     # ---- the state directory -----------------------------------------------------------------
     def save(self) -> int:

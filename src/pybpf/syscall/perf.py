@@ -23,6 +23,9 @@ from pybpf.syscall.uapi import Cmd
 __all__ = [
     "PerfEventAttr",
     "PERF_TYPE_TRACEPOINT",
+    "PERF_TYPE_SOFTWARE",
+    "PERF_COUNT_SW_BPF_OUTPUT",
+    "PERF_SAMPLE_RAW",
     "PERF_FLAG_FD_CLOEXEC",
     "perf_event_open",
     "perf_set_bpf",
@@ -30,7 +33,9 @@ __all__ = [
     "raw_tracepoint_open",
 ]
 
+PERF_TYPE_SOFTWARE = 1
 PERF_TYPE_TRACEPOINT = 2
+PERF_COUNT_SW_BPF_OUTPUT = 10
 PERF_SAMPLE_RAW = 1 << 10
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 _IOC_ENABLE = 0x2400  # _IO('$', 0)
