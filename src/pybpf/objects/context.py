@@ -50,6 +50,7 @@ __all__ = [
     "XdpContext",
     "SkbContext",
     "runtime_context_for",
+    "ReusedContext",
     "XDP_PACKET_HEADROOM",
     "XDP_LINEAR_MAX",
     "LOOPBACK_IFINDEX",
@@ -492,3 +493,103 @@ def runtime_context_for(prog_type: ProgType | None) -> XdpContext | SkbContext |
         }[prog_type]
         return kind(rules.context)
     return None
+
+
+# ---- reuse across test runs ----------------------------------------------------------------
+_SKB_HEADER = ETH_HLEN + 40  # the frame bytes an skb context's fields come from (to IPv6 dst)
+_SKB_DERIVED = (
+    "protocol",
+    "pkt_type",
+    "family",
+    "local_ip4",
+    "remote_ip4",
+    *(f"local_ip6[{i}]" for i in range(4)),
+    *(f"remote_ip6[{i}]" for i in range(4)),
+)
+
+
+class ReusedContext:
+    """A prepared test-run context (:class:`XdpContext`, :class:`SkbContext`) kept for the
+    next test runs with data of the same length and the same ``ctx_in``: :meth:`reset` puts
+    the regions back as ``prepare`` made them (packet buffer, context bytes, the packet
+    helpers' offsets, the redirect target, a new socket cookie) with the new bytes in the
+    data span, so a run on it is a fresh run (allocating regions costs far more than the
+    run). An skb context's fields taken from the frame (``protocol``, ``pkt_type``,
+    ``family``, the addresses) are rewritten when the frame's first 54 bytes change, after
+    the same check ``prepare`` makes (an IP header must fit)."""
+
+    def __init__(
+        self,
+        builder: XdpContext | SkbContext,
+        prepared: PreparedContext,
+        data_in: bytes,
+        ctx_in: bytes | None,
+        *,
+        program: str | None = None,
+    ) -> None:
+        assert prepared.packet is not None and prepared.state is not None
+        self.builder = builder
+        self.prepared = prepared
+        self.program = program
+        self.key = (len(data_in), None if ctx_in is None else bytes(ctx_in))
+        self.packet_image = bytes(prepared.packet.view)
+        self.ctx_image = bytearray(prepared.ctx.view)
+        state = prepared.state
+        self.fields = (state.data, state.data_end, state.data_meta, state.hard_end)
+        self.pointers = dict(state.pointers)
+        self.legacy = prepared.legacy_packet()
+        self.skb = isinstance(builder, SkbContext)
+        self.header = bytes(data_in[:_SKB_HEADER]) if self.skb else b""
+        self.derived: list[tuple[str, int, int]] = []
+        if self.skb:
+            offsets = builder.runtime.offsets
+            sizes = {f.name: f.size for f in builder.layout.fields}
+            self.derived = [(n, offsets[n], sizes[n]) for n in _SKB_DERIVED if n in offsets]
+
+    @staticmethod
+    def reusable(builder: object) -> bool:
+        """Whether test runs of ``builder``'s contexts can be kept and reset."""
+        return isinstance(builder, (XdpContext, SkbContext))
+
+    def reset(self, data_in: bytes) -> None:
+        """Back to a fresh ``prepare(data_in, ctx_in)``'s state (same length and ``ctx_in``
+        as the first); :class:`~pybpf.errors.InputError` as ``prepare`` for a frame whose
+        IP header does not fit (nothing changed then)."""
+        prepared = self.prepared
+        if self.skb:
+            header = data_in[:_SKB_HEADER]
+            if header != self.header:
+                self._rederive(data_in)
+                self.header = bytes(header)
+        view = prepared.packet.view  # type: ignore[union-attr]
+        view[:] = self.packet_image
+        lo, hi = prepared.data_span
+        view[lo:hi] = data_in[: hi - lo]
+        prepared.tail = bytes(data_in[hi - lo :])
+        prepared.ctx.view[:] = self.ctx_image
+        state = prepared.state
+        state.data, state.data_end, state.data_meta, state.hard_end = self.fields  # type: ignore[union-attr]
+        state.pointers = dict(self.pointers)  # type: ignore[union-attr]
+        state.redirect = None  # type: ignore[union-attr]
+        if self.skb:
+            state.__post_init__()  # type: ignore[union-attr]  # a new socket's cookie, as Linux
+
+    def _rederive(self, data_in: bytes) -> None:
+        """Rewrite the context fields an skb takes from the frame (``SkbContext.prepare``)."""
+        l3 = {0x0800: 20, 0x86DD: 40}.get(int.from_bytes(data_in[12:14], "big"), 0)
+        if len(data_in) - ETH_HLEN < l3:
+            raise InputError(
+                "data_in is too short for its IP header",
+                errno=errno.EINVAL,
+                field="data_in",
+                program=self.program,
+            )
+        values = {"protocol": _eth_protocol(data_in), "pkt_type": _pkt_type(data_in)}
+        values.update(_socket_fields(data_in))
+        image = self.ctx_image
+        for name, at, size in self.derived:
+            image[at : at + size] = values.get(name, 0).to_bytes(size, "little")
+
+    def close(self) -> None:
+        """Free the regions (the caller removes them from its address space first)."""
+        self.prepared.close()

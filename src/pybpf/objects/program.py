@@ -33,6 +33,7 @@ from pybpf.errors import InputError, NotSupportedError
 from pybpf.isa import Instruction, Pseudo, encode
 from pybpf.maps import Map
 from pybpf.memory import AddressSpace, Region
+from pybpf.objects.context import ReusedContext
 from pybpf.progtypes import AttachType, ProgType
 from pybpf.progtypes.contexts import rules_for
 from pybpf.runtime import expose_maps
@@ -119,47 +120,26 @@ class _TailTarget:
         return native() if native is not None and not self.program.closed else None
 
 
-class _ReusedXdp:
-    """The regions of an ``xdp`` test run without ``ctx_in``, kept for the next run of a
-    packet of the same length: :meth:`reset` puts back what ``XdpContext.prepare`` made
-    (the packet buffer and context bytes, the packet helpers' offsets) with the new bytes
-    in the data span."""
+class _Kept:
+    """A kept test-run context (:class:`~pybpf.objects.context.ReusedContext`) and the
+    address space its regions and the program's maps are in."""
 
-    def __init__(self, prepared: Any, size: int, reachable: Sequence[Map]) -> None:
-        self.prepared = prepared
-        self.size = size
-        self.packet_image = bytes(prepared.packet.view)
-        self.ctx_image = bytes(prepared.ctx.view)
-        state = prepared.state
-        self.fields = (state.data, state.data_end, state.data_meta, state.hard_end)
-        self.pointers = dict(state.pointers)
-        self.tail = prepared.tail
-        self.legacy = prepared.legacy_packet()
+    __slots__ = ("reused", "space", "args")
+
+    def __init__(self, reused: Any, reachable: Sequence[Map]) -> None:
+        self.reused = reused
         self.space = AddressSpace()
         expose_maps(self.space, reachable)
-        for region in prepared.regions:
+        for region in reused.prepared.regions:
             self.space.add(region)
-
-    def reset(self, data_in: bytes) -> None:
-        """Back to a fresh run's state, with ``data_in`` in the packet."""
-        prepared = self.prepared
-        view = prepared.packet.view
-        view[:] = self.packet_image
-        lo, hi = prepared.data_span
-        view[lo:hi] = data_in[: hi - lo]
-        prepared.tail = bytes(data_in[hi - lo :])
-        prepared.ctx.view[:] = self.ctx_image
-        state = prepared.state
-        state.data, state.data_end, state.data_meta, state.hard_end = self.fields
-        state.pointers = dict(self.pointers)
-        state.redirect = None
+        self.args = (reused.prepared.ctx.address,)
 
     def close(self) -> None:
         """Free the regions."""
-        for region in self.prepared.regions:
+        for region in self.reused.prepared.regions:
             if self.space.find(region.address) is region:
                 self.space.remove(region)
-        self.prepared.close()
+        self.reused.close()
 
 
 def tail_call_target(prog_id: int) -> _TailTarget | None:
@@ -220,8 +200,9 @@ class Program:
         self._runtime_context = runtime_context
         self._source = source or linked
         self.verified = bool(verified)
-        self._xdp = type(runtime_context).__name__ == "XdpContext"  # test runs reuse regions
-        self._reused: list[_ReusedXdp] = []
+        # xdp and skb test runs keep their regions for the next run (ReusedContext)
+        self._reusable = ReusedContext.reusable(runtime_context)
+        self._reused: list[_Kept] = []
         self.id = allocate_id("prog")  # unique in the state directory, like Linux's ids
         with _LOCK:
             _BY_ID[self.id] = self
@@ -369,8 +350,8 @@ class Program:
     def _test_run_runtime(
         self, data_in: bytes, ctx_in: bytes | None, repeat: int, cpu: int
     ) -> TestRunResult:
-        if ctx_in is None and self._xdp:
-            return self._test_run_reused(data_in, repeat, cpu)
+        if self._reusable:
+            return self._test_run_reused(data_in, ctx_in, repeat, cpu)
         prepared = self._runtime_context.prepare(data_in, ctx_in, program=self.name)
         space = AddressSpace()
         expose_maps(space, self._reachable)
@@ -390,37 +371,51 @@ class Program:
         self.run_time_ns += int(elapsed * repeat)
         return TestRunResult(r0 & _M32, int(elapsed), data_out, ctx_out)
 
-    def _test_run_reused(self, data_in: bytes, repeat: int, cpu: int) -> TestRunResult:
-        """An ``xdp`` test run without ``ctx_in`` on the regions of an earlier run of the
-        same length, reset to what a fresh ``prepare`` gives (allocating regions costs
-        far more than the run)."""
-        try:
-            reused = self._reused.pop()
-        except IndexError:
-            reused = None
-        if reused is None or reused.size != len(data_in):
-            if reused is not None:
-                reused.close()
-            prepared = self._runtime_context.prepare(data_in, None, program=self.name)
-            reused = _ReusedXdp(prepared, len(data_in), self._reachable)
+    def _test_run_reused(
+        self, data_in: bytes, ctx_in: bytes | None, repeat: int, cpu: int
+    ) -> TestRunResult:
+        """An ``xdp``/skb test run on the regions of an earlier run with data of the same
+        length and the same ``ctx_in``, reset to what a fresh ``prepare`` gives
+        (:class:`~pybpf.objects.context.ReusedContext`; allocating regions costs far more
+        than the run). Other lengths or contexts prepare anew (the kept run is freed)."""
+        pool = self._reused
+        kept = pool.pop() if pool else None
+        key = (len(data_in), None if ctx_in is None else bytes(ctx_in))
+        if kept is not None and kept.reused.key == key:
+            try:
+                kept.reused.reset(data_in)
+            except BaseException:
+                pool.append(kept)  # reset checks before it changes anything
+                raise
         else:
-            reused.reset(data_in)
-        prepared = reused.prepared
+            builder = self._runtime_context
+            prepared = builder.prepare(data_in, ctx_in, program=self.name)
+            if kept is not None:
+                kept.close()
+            reused = ReusedContext(builder, prepared, data_in, ctx_in, program=self.name)
+            kept = _Kept(reused, self._reachable)
+        prepared = kept.reused.prepared
         try:
-            r0, elapsed = self._run(
-                (prepared.ctx.address,), reused.space, reused.legacy, cpu, repeat
-            )
+            if repeat == 1:
+                start = time.perf_counter_ns()
+                r0 = self._runner.run(
+                    kept.args, memory=kept.space, packet=kept.reused.legacy, cpu=cpu
+                )
+                elapsed = time.perf_counter_ns() - start
+            else:
+                r0, elapsed = self._run(kept.args, kept.space, kept.reused.legacy, cpu, repeat)
             data_out = prepared.data_out()
+            ctx_out = prepared.result_ctx()
         except BaseException:
-            reused.close()
+            kept.close()
             raise
         if self.closed:
-            reused.close()
+            kept.close()
         else:
-            self._reused.append(reused)
+            pool.append(kept)
         self.run_cnt += repeat
         self.run_time_ns += int(elapsed * repeat)
-        return TestRunResult(r0 & _M32, int(elapsed), data_out, None)
+        return TestRunResult(r0 & _M32, int(elapsed), data_out, ctx_out)
 
     def _run(self, args, space, packet, cpu: int, repeat: int) -> tuple[int, float]:
         runner = self._runner
