@@ -5,14 +5,12 @@ with that engine, or into Linux (``"kernel"``). The portable maps are dict-like 
 the kernel's take bytes; :func:`get`, :func:`put`, :func:`delete` and :func:`items` speak
 bytes to both, so a sample script and its kernel comparison read the same way.
 :func:`set_program` fills a PROG_ARRAY slot with a loaded program on either backend.
-:class:`KernelRingReader` consumes a kernel RINGBUF the way libbpf does (the consumer page
-mapped read-write, the producer page and the data twice over read-only), since the kernel
-backend has no consumer of its own; :func:`ring_consume` reads either backend's ring.
+:func:`ring_consume` reads either backend's RINGBUF with the library's
+:class:`pybpf.RingBuffer` (a kernel ring's pages mapped as libbpf maps them).
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from collections.abc import Callable
@@ -22,7 +20,6 @@ import pybpf
 
 __all__ = [
     "ENGINES",
-    "KernelRingReader",
     "delete",
     "get",
     "items",
@@ -99,51 +96,8 @@ def set_program(m: Any, index: int, program: Any) -> None:
         m.update(u32(index), u32(program.kernel.fd.fileno()))
 
 
-_BUSY, _DISCARD, _HEADER = 1 << 31, 1 << 30, 8
-
-
-class KernelRingReader:
-    """libbpf's ring buffer consumer over a kernel RINGBUF map (``close()`` unmaps)."""
-
-    def __init__(self, m: Any) -> None:
-        fd, self.size = m.fd.fileno(), m.spec.max_entries
-        page = mmap.PAGESIZE
-        self._cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self._prod = mmap.mmap(
-            fd, page + 2 * self.size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
-        )
-        self._page = page
-
-    def consume(self, callback: Callable[[bytes], Any]) -> int:
-        """Hand each committed record to ``callback(data)`` in order; returns how many."""
-        (cons,) = struct.unpack_from("<Q", self._cons, 0)
-        (prod,) = struct.unpack_from("<Q", self._prod, 0)
-        count = 0
-        while cons < prod:
-            at = self._page + (cons & (self.size - 1))
-            (length,) = struct.unpack_from("<I", self._prod, at)
-            if length & _BUSY:
-                break
-            size = length & ~_DISCARD
-            if not length & _DISCARD:
-                callback(bytes(self._prod[at + _HEADER : at + _HEADER + size]))
-                count += 1
-            cons += (size + _HEADER + 7) & ~7
-            struct.pack_into("<Q", self._cons, 0, cons)
-        return count
-
-    def close(self) -> None:
-        """Unmap the pages."""
-        self._cons.close()
-        self._prod.close()
-
-
 def ring_consume(m: Any, callback: Callable[[bytes], Any]) -> int:
-    """Consume every committed record of the RINGBUF ``m`` (either backend)."""
-    if _portable(m):
-        return m.consume(callback)
-    reader = KernelRingReader(m)
-    try:
-        return reader.consume(callback)
-    finally:
-        reader.close()
+    """Consume every committed record of the RINGBUF ``m`` (either backend) through
+    :class:`pybpf.RingBuffer`, which maps a kernel ring's pages as libbpf does."""
+    with pybpf.RingBuffer(m, callback) as ring:
+        return ring.consume()

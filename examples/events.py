@@ -10,7 +10,7 @@ mixed with their other segments, UDP and ARP) through ``syn_events`` while the m
 reads the events as they come with ``RingBuf.poll(callback, timeout)`` and prints them. Then
 ``--burst`` SYNs are sent with nobody reading: the 4 KiB ring fills, the program counts the
 events that did not fit in ``lost[0]``, and one ``consume()`` drains what was kept. With
-``--engine kernel`` the events are read from Linux's ring through ``engines.KernelRingReader``.
+``--engine kernel`` the events are read from Linux's ring through ``pybpf.RingBuffer``.
 """
 
 from __future__ import annotations

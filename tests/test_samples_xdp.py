@@ -226,8 +226,7 @@ def test_events_script(tmp_path: Path) -> None:
 @requires_bpf
 @pytest.mark.parametrize("engine", ENGINES)
 def test_events_match_the_kernel(engine: str) -> None:
-    """The kernel backend has no ring buffer consumer; the test reads Linux's ring through
-    engines.KernelRingReader (libbpf's mmap protocol)."""
+    """The kernel run reads Linux's ring through pybpf.RingBuffer (libbpf's mmap protocol)."""
     frames = events.stream(4) + [tcp4(payload=b"x" * 30)]
     assert events_run(engine, frames, 150) == events_run("kernel", frames, 150)
 
