@@ -143,6 +143,42 @@ def time_interpreter(prog, packet: bytes, budget_s: float) -> float:
     return float(prog.test_run(packet, repeat=repeat).duration)
 
 
+def count_insns(run) -> int:
+    """Instructions the interpreter executes while ``run()`` runs (every program, tail-call
+    targets included): its dispatch loop is swapped for a counting one for the call."""
+    from pybpf.errors import BudgetExceededError
+    from pybpf.vm import interpreter as vm
+    from pybpf.vm.threaded import ProgramExit
+
+    total = 0
+
+    def counting_loop(ops: list, budget: int) -> None:
+        nonlocal total
+        pc = executed = 0
+        try:
+            while executed < budget:
+                executed += 1
+                pc = ops[pc]()
+        except ProgramExit:
+            return
+        finally:
+            total += executed
+        raise BudgetExceededError(f"instruction budget of {budget} exhausted", budget=budget,
+                                  pc=pc)  # fmt: skip
+
+    original, vm._loop = vm._loop, counting_loop
+    try:
+        run()
+    finally:
+        vm._loop = original
+    return total
+
+
+def insns_per_run(prog, packet: bytes, runs: int = 16) -> float:
+    """Mean instructions the interpreter executes per run of ``prog`` on ``packet``."""
+    return count_insns(lambda: prog.test_run(packet, repeat=runs)) / runs
+
+
 def call_ns(run, calls: int = 3000) -> float:
     """Mean wall ns of ``run()`` (one Python call)."""
     run()
@@ -222,8 +258,10 @@ def run_suite(repeat: int, quick: bool = False) -> dict:
         for case in CASES:
             row: dict[str, object] = {"program": case.name, "kind": case.kind}
             results = {"interp": first_result(case, "interpreter")}
-            row["interp_ns"] = round(time_interpreter(interp.programs[case.program],
-                                                      case.packet, budget), 1)  # fmt: skip
+            iprog = interp.programs[case.program]
+            row["interp_ns"] = round(time_interpreter(iprog, case.packet, budget), 1)
+            row["interp_insns"] = round(insns_per_run(iprog, case.packet), 1)
+            row["interp_ns/insn"] = _ratio(row["interp_ns"], row["interp_insns"])
             if jit is not None:
                 results["jit"] = first_result(case, "jit")
                 prog = jit.programs[case.program]
@@ -284,6 +322,7 @@ def run_suite(repeat: int, quick: bool = False) -> dict:
             "jit/kernel": _geomean([r["jit/kernel"] for r in rows]),
             "jit_checked/kernel": _geomean([r["jit_checked/kernel"] for r in rows]),
             "interp/kernel": _geomean([r["interp/kernel"] for r in rows]),
+            "interp_ns/insn": _geomean([r["interp_ns/insn"] for r in rows]),
             "native/kernel": _geomean([r["native/kernel"] for r in rows]),
             "jit/kernel (compute)": _geomean(
                 [r["jit/kernel"] for r in rows if r["kind"] == "compute"]
@@ -301,7 +340,8 @@ def run_suite(repeat: int, quick: bool = False) -> dict:
 
 
 COLUMNS = [
-    "program", "interp_ns", "jit_ns", "jit_checked_ns", "kernel_ns", "native_ns",
+    "program", "interp_ns", "interp_insns", "interp_ns/insn", "jit_ns", "jit_checked_ns",
+    "kernel_ns", "native_ns",
     "jit/kernel", "jit_checked/kernel", "interp/kernel", "native/kernel", "compile_ms", "agree",
 ]  # fmt: skip
 

@@ -90,3 +90,29 @@ def test_the_native_build_computes_the_same():
         _ns, value = bench.bench_native(native, case, 1)
         if case.name in EXPECTED:
             assert value & 0xFFFFFFFF == EXPECTED[case.name], case.name
+
+
+def test_counting_insns_counts_each_executed_instruction():
+    from pybpf.isa.asm import assemble
+    from pybpf.vm import Interpreter
+
+    for n in (1, 10, 37):
+        text = f"r0 = 0\nr0 += 1\nif r0 < {n} goto -2\nexit"
+        with Interpreter(assemble(text, syntax="llvm")) as vm:
+            assert bench.count_insns(lambda vm=vm: vm.run()) == 1 + 2 * n + 1
+
+
+def test_counting_insns_follows_tail_calls_and_restores_the_loop(objects):
+    from pybpf.vm import interpreter
+
+    loop = interpreter._loop
+    prog = objects["interpreter"].programs
+    chain = bench.PROGRAMS["tail_chain"]
+    one_stage = bench.insns_per_run(prog["stage8"], chain.packet, runs=2)
+    whole = bench.insns_per_run(prog[chain.program], chain.packet, runs=2)
+    assert interpreter._loop is loop
+    assert whole > 8 * one_stage > 0  # nine stages ran
+    summed = bench.PROGRAMS["sum"]
+    few = bench.insns_per_run(prog["sum"], bench._u16(10, 64))
+    many = bench.insns_per_run(prog["sum"], summed.packet)
+    assert many > 50 * few / 2  # the trip count (1000 vs 10) decides the count
