@@ -63,8 +63,8 @@ def test_samples_arrive_with_the_programs_bytes(perf_obj):
         for frame in frames:
             prog.test_run(frame)
         assert pb.poll(timeout=2) == 3
-    assert [struct.unpack_from("<II", d) for _, d in got] == [(i, len(f)) for i, f in
-                                                              enumerate(frames)]  # fmt: skip
+    expected = [(i, len(f)) for i, f in enumerate(frames)]
+    assert [struct.unpack_from("<II", d) for _, d in got] == expected
     for (cpu, data), frame in zip(got, frames, strict=True):
         assert 0 <= cpu < os.cpu_count()
         assert len(data) == _padded(HEADER + 16)
@@ -79,9 +79,11 @@ def test_a_full_ring_reports_lost_samples_and_wraps(perf_obj):
     got: list[bytes] = []
     lost: list[int] = []
     with PerfBuffer(
-        perf_obj.maps["events"], lambda cpu, d: got.append(d), lambda cpu, n: lost.append(n),
+        perf_obj.maps["events"],
+        lambda cpu, d: got.append(d),
+        lambda cpu, n: lost.append(n),
         pages=1,
-    ) as pb:  # fmt: skip
+    ) as pb:
         prog.test_run(frame, repeat=40)  # one page holds 14 samples of 276 bytes
         first = pb.poll(timeout=2)
         prog.test_run(frame, repeat=3)  # room again: the kernel writes the LOST record
@@ -92,8 +94,10 @@ def test_a_full_ring_reports_lost_samples_and_wraps(perf_obj):
     assert len(got) + failed == 43
     seqs = [struct.unpack_from("<I", d)[0] for d in got]
     assert seqs == sorted(seqs) and seqs[:first] == list(range(first))
-    assert all(len(d) == _padded(HEADER + 256) and d[HEADER:HEADER + 256] == frame[:256]
-               for d in got)  # fmt: skip  (the later samples wrapped around the ring's end)
+    # the later samples wrapped around the ring's end
+    assert all(
+        len(d) == _padded(HEADER + 256) and d[HEADER : HEADER + 256] == frame[:256] for d in got
+    )
 
 
 def test_closing_empties_the_slots_and_releases_the_events(perf_obj):

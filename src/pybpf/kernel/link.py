@@ -2,15 +2,17 @@
 
 :func:`attach` picks the hook from the program's type and section (libbpf's
 ``bpf_program__attach``): XDP and tcx programs get a ``BPF_LINK_CREATE`` link on a network
-interface; cgroup programs a link on a cgroup directory (``BPF_PROG_ATTACH`` with
-``BPF_F_ALLOW_MULTI`` where links are refused); kprobes and uprobes a perf event of the
-``kprobe``/``uprobe`` PMU (legacy kprobes through tracefs's ``kprobe_events`` when the PMU
-is missing), tracepoints a perf event of the tracepoint's id, each tied to the program by a
-``BPF_PERF_EVENT`` link (``PERF_EVENT_IOC_SET_BPF`` on older kernels); raw tracepoints
-and ``tp_btf`` programs ``BPF_RAW_TRACEPOINT_OPEN``; fentry/fexit/fmod_ret/LSM programs
-a tracing link to the BTF id given at load. :class:`KernelLink` mirrors
-:class:`pybpf.hooks.link.Link`'s interface (``id``, ``type``, ``detach()``, ``close()``,
-``with``); ``pin(path)`` pins the link in a bpffs. Closing the link's last fd detaches it.
+interface (rtnetlink where the kernel has no such links: XDP before 5.9, a cls_bpf filter
+on a clsact qdisc before 6.6's tcx); cgroup programs a link on a cgroup directory
+(``BPF_PROG_ATTACH`` with ``BPF_F_ALLOW_MULTI`` where links are refused); kprobes and
+uprobes a perf event of the ``kprobe``/``uprobe`` PMU (legacy kprobes through tracefs's
+``kprobe_events`` when the PMU is missing), tracepoints a perf event of the tracepoint's
+id, each tied to the program by a ``BPF_PERF_EVENT`` link (``PERF_EVENT_IOC_SET_BPF`` on
+older kernels); raw tracepoints and ``tp_btf`` programs ``BPF_RAW_TRACEPOINT_OPEN``;
+fentry/fexit/fmod_ret/LSM programs a tracing link to the BTF id given at load.
+:class:`KernelLink` mirrors :class:`pybpf.hooks.link.Link`'s interface (``id``, ``type``,
+``detach()``, ``close()``, ``with``); ``pin(path)`` pins the link in a bpffs. Closing the
+link's last fd detaches it.
 """
 
 from __future__ import annotations
@@ -256,7 +258,10 @@ def attach(
     cgroup programs, the tracepoint (``"category/name"``), raw tracepoint or kernel function
     when the section does not name it. ``direction`` (``ingress``/``egress``) for tc when
     the section does not say; ``flags`` are XDP's (``XDP_FLAGS_SKB_MODE``...); XDP uses a
-    link, or rtnetlink where links are refused (or with ``netlink=True``). kprobes and
+    link, or rtnetlink where links are refused (or with ``netlink=True``); tc uses a tcx
+    link, or (kernels before 6.6, or ``netlink=True``) a clsact qdisc and a direct-action
+    cls_bpf filter through rtnetlink (the link's ``target`` then has its ``handle`` and
+    ``priority``). kprobes and
     uprobes take ``function``, ``offset`` and ``retprobe`` (default from the section),
     uprobes the ``binary`` and ``pid`` (-1: every process). Raises
     :class:`~pybpf.errors.NotSupportedError` for hooks this kernel lacks and
@@ -283,10 +288,15 @@ def attach(
         if way not in ("ingress", "egress"):
             raise InputError(f"tc direction must be ingress or egress, not {way!r}")
         kind = AttachType.TCX_INGRESS if way == "ingress" else AttachType.TCX_EGRESS
-        fd = link_create(program.fd, ifindex, kind)
-        return KernelLink(
-            fd, "tcx", program, {"ifindex": ifindex, "devname": name, "direction": way}
-        )
+        info = {"ifindex": ifindex, "devname": name, "direction": way}
+        if not netlink:
+            try:
+                fd = link_create(program.fd, ifindex, kind)
+                return KernelLink(fd, "tcx", program, info)
+            except SyscallError as err:
+                if err.errno != errno.EINVAL:  # kernels before 6.6 have no tcx
+                    raise
+        return _attach_tc_netlink(program, ifindex, way, info)
     if ptype in _CGROUP_TYPES:
         return _attach_cgroup(program, target)
     if ptype == ProgType.KPROBE:
@@ -342,6 +352,25 @@ def _attach_xdp_netlink(program: Any, ifindex: int, flags: int, info: dict) -> K
             xdp_set(ifindex, -1, flags)
 
     return KernelLink(None, "xdp_netlink", program, info, cleanup=undo)
+
+
+def _attach_tc_netlink(program: Any, ifindex: int, way: str, info: dict) -> KernelLink:
+    """tc through rtnetlink (libbpf's ``bpf_tc_hook_create`` + ``bpf_tc_attach``): a clsact
+    qdisc (kept if it was there) and a direct-action ``bpf`` filter; detaching deletes the
+    filter while it still runs this program (the qdisc stays, as with libbpf)."""
+    from pybpf.kernel.netlink import tc_attach, tc_detach, tc_hook_create, tc_query
+
+    tc_hook_create(ifindex)
+    handle, priority = tc_attach(ifindex, way, program.fd.fileno(), program.name or "")
+    prog_id = program.info().id
+    info = {**info, "handle": handle, "priority": priority}
+
+    def undo() -> None:
+        if tc_query(ifindex, way, handle, priority) == prog_id:
+            with contextlib.suppress(SyscallError):
+                tc_detach(ifindex, way, handle, priority)
+
+    return KernelLink(None, "tc_netlink", program, info, cleanup=undo)
 
 
 def _attach_cgroup(program: Any, target: Any) -> KernelLink:
