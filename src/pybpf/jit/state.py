@@ -163,8 +163,13 @@ class RunState:
             words[_HAS_PACKET] = 1
             ctx.packet = packet
             headers = legacy_headers(packet.address)
-            head, mac, net = _NO_HEADERS if headers is None else headers
-            words[_HEAD], words[_MAC], words[_NET] = head & _M64, mac & _M64, net & _M64
+            if headers is None:
+                words[_HEAD], words[_MAC], words[_NET] = _NO_HEADERS
+            else:
+                head, mac, net = headers
+                words[_HEAD] = head & _M64
+                words[_MAC] = _NO_HEADERS[1] if mac is None else mac & _M64
+                words[_NET] = _NO_HEADERS[2] if net is None else net & _M64
         else:
             if words[_HAS_PACKET]:
                 words[_HAS_PACKET] = 0

@@ -13,9 +13,11 @@ bits with end-around carry; 0 only when everything summed is 0):
   value with the ones'-complement meaning of the older 32-bit one (``csum_fold`` of either
   gives the same checksum), and no 512-byte size limit.
 - ``l3_csum_replace`` (10) and ``l4_csum_replace`` (11): ``(skb, offset, from, to, flags)``
-  update the 16-bit checksum at ``offset`` of the run's packet (``ctx.packet``, offset 0 =
-  ``skb->data``) incrementally: ``flags & 0xf`` is the field size (2 or 4; 0 means ``to``
-  is a ready ``csum_diff`` result and ``from`` must be 0). ``l4`` also takes
+  update the 16-bit checksum at ``offset`` of the run's packet (offset 0 = ``skb->data``:
+  the skb's packet state, :func:`pybpf.runtime.packet.packet_state`, else ``ctx.packet``,
+  which in a test run is the read-only view legacy loads read) incrementally:
+  ``flags & 0xf`` is the field size (2 or 4; 0 means ``to`` is a ready ``csum_diff``
+  result and ``from`` must be 0). ``l4`` also takes
   ``BPF_F_PSEUDO_HDR`` (0x10), ``BPF_F_MARK_MANGLED_0`` (0x20: a zero checksum stays zero,
   a result of zero becomes 0xffff), ``BPF_F_MARK_ENFORCE`` (0x40) and ``BPF_F_IPV6`` (0x80).
   pybpf's packets have ``ip_summed == CHECKSUM_NONE`` (as a ``BPF_PROG_TEST_RUN`` skb), so
@@ -30,6 +32,7 @@ import errno
 import struct
 
 from pybpf.runtime.context import ExecutionContext
+from pybpf.runtime.packet import packet_state
 from pybpf.runtime.registry import HelperRegistry
 
 __all__ = [
@@ -115,7 +118,9 @@ def csum_diff(ctx: ExecutionContext, r1: int, r2: int, r3: int, r4: int, r5: int
 
 
 # ---- l3/l4_csum_replace -------------------------------------------------------------------
-def _replace(ctx: ExecutionContext, offset: int, old: int, new: int, flags: int, l4: bool) -> int:
+def _replace(
+    ctx: ExecutionContext, skb: int, offset: int, old: int, new: int, flags: int, l4: bool
+) -> int:
     allowed = BPF_F_HDR_FIELD_MASK
     if l4:
         allowed |= BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | BPF_F_MARK_ENFORCE | BPF_F_IPV6
@@ -124,13 +129,20 @@ def _replace(ctx: ExecutionContext, offset: int, old: int, new: int, flags: int,
     offset &= _M32
     if offset > 0xFFFF or offset & 1:
         return _EFAULT
-    packet = ctx.packet
-    if packet is None or packet.closed:
-        return _EINVAL
-    if offset + 2 > packet.size or not packet.writable:
+    st = packet_state(ctx, skb)
+    if st is not None:  # the skb's own buffer (ctx.packet is the read-only legacy view)
+        view, size = st.buffer.view, st.data_end - st.data
+        at = st.data + offset
+    else:
+        packet = ctx.packet
+        if packet is None or packet.closed:
+            return _EINVAL
+        if not packet.writable:
+            return _EFAULT
+        view, size, at = packet.view, packet.size, offset
+    if offset + 2 > size:
         return _EFAULT
-    view = packet.view
-    (csum,) = struct.unpack_from("<H", view, offset)
+    (csum,) = struct.unpack_from("<H", view, at)
     mangled = l4 and bool(flags & BPF_F_MARK_MANGLED_0)
     if mangled and not flags & BPF_F_MARK_ENFORCE and not csum:
         return 0
@@ -148,18 +160,18 @@ def _replace(ctx: ExecutionContext, offset: int, old: int, new: int, flags: int,
         return _EINVAL
     if mangled and not csum:
         csum = CSUM_MANGLED_0
-    struct.pack_into("<H", view, offset, csum)
+    struct.pack_into("<H", view, at, csum)
     return 0
 
 
 def l3_csum_replace(ctx: ExecutionContext, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """``long bpf_l3_csum_replace(skb, u32 offset, u64 from, u64 to, u64 flags)``."""
-    return _replace(ctx, r2, r3, r4, r5, l4=False)
+    return _replace(ctx, r1, r2, r3, r4, r5, l4=False)
 
 
 def l4_csum_replace(ctx: ExecutionContext, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
     """``long bpf_l4_csum_replace(skb, u32 offset, u64 from, u64 to, u64 flags)``."""
-    return _replace(ctx, r2, r3, r4, r5, l4=True)
+    return _replace(ctx, r1, r2, r3, r4, r5, l4=True)
 
 
 CHECKSUM_HELPERS = {

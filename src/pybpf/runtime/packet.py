@@ -150,13 +150,19 @@ def unbind_packet(*addresses: int) -> None:
 
 def legacy_headers(address: int) -> tuple[int, int, int] | None:
     """``(head, mac, network)`` of the packet state bound to the legacy packet at
-    ``address``, as signed byte offsets from ``address``; ``None`` when no state is bound
-    there or it has no mac or network header (negative legacy loads then always fail)."""
+    ``address``, as signed byte offsets from ``address`` (a header ``None`` when the state
+    has not set it: loads relative to it fail); ``None`` when no state is bound there
+    (negative legacy loads then always fail)."""
     state = _STATES.get(address)
-    if state is None or state.mac_header is None or state.network_header is None:
+    if state is None:
         return None
     head = state.buffer.address - address
-    return head, head + state.mac_header, head + state.network_header
+    mac, network = state.mac_header, state.network_header
+    return (
+        head,
+        None if mac is None else head + mac,
+        None if network is None else head + network,
+    )
 
 
 def legacy_negative_offset(k: int, size: int, nbytes: int, headers) -> int | None:
@@ -167,10 +173,12 @@ def legacy_negative_offset(k: int, size: int, nbytes: int, headers) -> int | Non
         return None
     head, mac, network = headers
     if k >= SKF_NET_OFF:
-        at = network + k - SKF_NET_OFF
+        at = None if network is None else network + k - SKF_NET_OFF
     elif k >= SKF_LL_OFF:
-        at = mac + k - SKF_LL_OFF
+        at = None if mac is None else mac + k - SKF_LL_OFF
     else:
+        return None
+    if at is None:
         return None
     return at if at >= head and at + nbytes <= size else None
 
