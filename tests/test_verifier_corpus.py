@@ -10,9 +10,10 @@ accepted at the rate below. Program types come from libbpf's section rules
 ``prog_type`` column (PREVAIL's reading of the section name: unknown sections such as
 ``2/1`` become socket filters) is used only for sections no rule types, and such a guessed
 type has its helpers checked by context, not by Linux's per-type list. With these rules
-``build/bpf2bpf.o`` ``add1``, ``add2`` and ``func`` are refused, as Linux refuses them
-(``add1`` as a socket filter writes ``skb->len``; ``add2`` passes the context where
-``add1`` takes memory; ``func``'s global ``add1`` reads its maybe-null ``int *``).
+``build/bpf2bpf.o`` ``add2`` and ``func`` are refused, as Linux refuses them (``add2``
+passes the context where ``add1`` takes memory; ``func``'s global ``add1`` reads its
+maybe-null ``int *``); Linux also refuses ``add1`` (it writes ``skb->len``), which pybpf
+refuses at load, when context accesses are rewritten, not in the verifier.
 """
 
 from __future__ import annotations

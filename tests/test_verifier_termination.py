@@ -71,3 +71,37 @@ def test_loops_of_callbacks_and_global_functions_count():
         insns, fns = _with_global(main, body, [Param(ParamKind.SCALAR)])
         r = _xdp(insns, functions=fns)
         assert r.accepted and r.terminates is proven
+
+
+def test_not_equal_exits_and_zero_extension_are_proven_bounded():
+    # clang's shape of ``for (i = 0; i < 1000; i++)``: the exit tests ``i != 1000`` on the
+    # zero-extended counter (``r1 = r6; r1 <<= 32; r1 >>= 32``)
+    loop = """r6 = 0
+goto +5
+r6 += 1
+r1 = r6
+{zext}
+if r1 == 1000 goto +2
+*(u32 *)(r10 - 4) = r6
+goto -7
+r0 = 0
+exit"""
+    zext = "r1 <<= 32\nr1 >>= 32"
+    r = verify(assemble(loop.format(zext=zext)), ProgType.SOCKET_FILTER)
+    assert r.accepted and r.terminates and r.loop_bound == 1000
+    # a jump between the two shifts keeps them apart (still accepted, not proven)
+    split = loop.format(zext="r1 <<= 32\nif r6 == 7 goto +0\nr1 >>= 32").replace(
+        "goto +5", "goto +6"
+    )
+    split = split.replace("goto -7", "goto -8")
+    r = verify(assemble(split), ProgType.SOCKET_FILTER)
+    assert r.accepted
+    # a counter stepping over the exit value is not bounded
+    r = verify(assemble(loop.format(zext=zext).replace("r6 += 1", "r6 += 3")), ProgType.XDP)
+    assert r.accepted and not r.terminates
+
+
+def test_zero_extension_pair_is_still_a_number_operation():
+    # the rewritten pair asks what the shifts asked: a number
+    r = verify(assemble("r1 <<= 32\nr1 >>= 32\nr0 = 0\nexit"), ProgType.XDP)
+    assert not r.accepted and r.errors[0].pc == 0

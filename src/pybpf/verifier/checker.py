@@ -111,8 +111,6 @@ def _check_ctx(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
             len(fields) == 1 and fields[0].offset <= start and start + wmax <= fields[0].end,
             "Context access does not fall within one field",
         )
-        if a.access == "write":  # Linux's read-only fields (len, protocol, ...) stay so
-            _require(fields[0].write, f"Cannot write to read-only context field {fields[0].name}")
 
 
 def _check_packet(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:

@@ -15,7 +15,8 @@ from pybpf.verifier.assertions import Assertion
 from pybpf.verifier.cfg import Cfg, Label
 from pybpf.verifier.checker import check
 from pybpf.verifier.domains.state import State
-from pybpf.verifier.ir import CallLocal
+from pybpf.verifier.domains.zone import THRESHOLDS
+from pybpf.verifier.ir import Assume, CallLocal, Imm
 from pybpf.verifier.preconditions import assertions_for
 from pybpf.verifier.program import ProgramInfo
 from pybpf.verifier.transformer import transform
@@ -57,6 +58,7 @@ class Analysis:
         self.entry = entry.copy()
         for head in self.counters:
             self.entry.zone.set(counter_name(head), 0, 0)
+        self._marks: dict[Label, list[int]] = {}
         self.pre: dict[Label, State] = {}
         self.post: dict[Label, State] = {}
 
@@ -116,7 +118,7 @@ class Analysis:
             if iteration < options.widening_delay:
                 inv = inv.join(new)
             else:
-                inv = inv.widen(new, hard=iteration > _SOFT_WIDENINGS)
+                inv = inv.widen(new, iteration > _SOFT_WIDENINGS, self._thresholds(cycle))
         # Descending steps: ``new`` (the body's output from ``inv``) is below ``inv``.
         for _ in range(options.descending_steps):
             if inv.leq(new):
@@ -126,6 +128,27 @@ class Analysis:
                 self._body(cycle, inv)  # not inductive: keep the widened invariant
                 break
             inv, new = new, again
+
+    def _thresholds(self, cycle: Cycle) -> list[int]:
+        """The widening thresholds of a loop: the zone's own and the constants its branches
+        compare with and their neighbours (``i != 1000`` widens ``i`` to 999 or 1000 before
+        infinity)."""
+        marks = self._marks.get(cycle.head)
+        if marks is None:
+            consts: set[int] = set()
+            stack: list[Label | Cycle] = [cycle.head, *cycle.components]
+            while stack:
+                item = stack.pop()
+                if isinstance(item, Cycle):
+                    stack.extend((item.head, *item.components))
+                    continue
+                ins = self.cfg.instructions.get(item)
+                if isinstance(ins, Assume) and isinstance(ins.cond.right, Imm):
+                    c = ins.cond.right.value  # and its neighbours: i + 1 != c at the head
+                    consts.update((c - 1, c, c + 1))
+            consts = {c for c in consts if -(1 << 63) <= c < 1 << 64}
+            marks = self._marks[cycle.head] = sorted(set(THRESHOLDS) | consts)
+        return marks
 
     def run(self) -> Analysis:
         """Compute every node's states."""

@@ -161,10 +161,52 @@ def lower_one(insn: Instruction, pc: int) -> ir.IrInstruction:
 
 
 def lower(insns: Sequence[Instruction]) -> list[tuple[int, ir.IrInstruction]]:
-    """The whole program as ``(pc, ir)`` pairs."""
+    """The whole program as ``(pc, ir)`` pairs.
+
+    clang's 32-bit zero extension ``rX <<= 32; rX >>= 32`` (nothing jumping between the
+    two) becomes ``wX = wX; rX += 0``: the same value, but the zone keeps the relation of
+    a value below 2**32 to its source (``i != 1000`` loops are then proven bounded).
+    """
     out = []
     pc = 0
     for insn in insns:
         out.append((pc, lower_one(insn, pc)))
         pc += insn.slots
+    return _zero_extensions(out)
+
+
+def _targets(program: Sequence[tuple[int, ir.IrInstruction]]) -> set[int]:
+    out = set()
+    for _, ins in program:
+        if isinstance(ins, (ir.Jmp, ir.MayGoto, ir.CallLocal, ir.LoadFunc)):
+            out.add(ins.target)
     return out
+
+
+def _is_shift32(ins: ir.IrInstruction, op: ir.BinOp) -> bool:
+    return (
+        isinstance(ins, ir.Bin)
+        and ins.op == op
+        and ins.is64
+        and isinstance(ins.src, ir.Imm)
+        and ins.src.value == 32
+    )
+
+
+def _zero_extensions(
+    program: list[tuple[int, ir.IrInstruction]],
+) -> list[tuple[int, ir.IrInstruction]]:
+    targets: set[int] | None = None
+    for i in range(len(program) - 1):
+        (pc, first), (next_pc, second) = program[i], program[i + 1]
+        if not (_is_shift32(first, ir.BinOp.LSH) and _is_shift32(second, ir.BinOp.RSH)):
+            continue
+        if first.dst != second.dst:
+            continue
+        if targets is None:
+            targets = _targets(program)
+        if next_pc in targets:
+            continue
+        program[i] = (pc, ir.Bin(ir.BinOp.MOV, first.dst, first.dst, False))
+        program[i + 1] = (next_pc, ir.Bin(ir.BinOp.ADD, first.dst, ir.Imm(0), True))
+    return program

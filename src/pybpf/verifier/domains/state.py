@@ -19,7 +19,7 @@ acquired them (``refs``), and ``held`` is every reference that may still be outs
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import count
 
 from pybpf.verifier.domains.arith import Pair, reconcile
@@ -312,15 +312,18 @@ class State:
             res.havoc(name)
         return res
 
-    def widen(self, new: State, hard: bool = False) -> State:
-        """Widening of ``self`` (the older state) by ``new`` (``hard``: no thresholds)."""
+    def widen(
+        self, new: State, hard: bool = False, thresholds: Sequence[int] | None = None
+    ) -> State:
+        """Widening of ``self`` (the older state) by ``new`` (``hard``: no thresholds;
+        ``thresholds``: the zone's, when not its defaults)."""
         if self.bottom:
             return new.copy()
         if new.bottom:
             return self.copy()
         za, zb, types = self._align(new)
         res = State()
-        res.zone = za.widen(zb, hard)
+        res.zone = za.widen(zb, hard, thresholds)
         res.types = types
         res.teq = self._join_classes(new)
         res.fds = _join_sets(self, new, self.fds, new.fds, _MAP_REFS)

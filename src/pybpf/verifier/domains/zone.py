@@ -17,7 +17,7 @@ the whole abstract state as bottom.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from pybpf.verifier.domains.interval import INF, Interval
 
@@ -364,21 +364,27 @@ class Zone:
                     res._store(x, y, k1 if k1 > k2 else k2)
         return res
 
-    def widen(self, new: Zone, hard: bool = False) -> Zone:
+    def widen(
+        self, new: Zone, hard: bool = False, thresholds: Sequence[int] | None = None
+    ) -> Zone:
         """Widening: unstable bounds jump to the next threshold (or infinity if ``hard``).
+
+        ``thresholds`` (sorted; default :data:`THRESHOLDS`) may add the program's own
+        constants, so ``i != 1000`` loops widen to 1000 first and stay bounded.
 
         Stable differences are kept, and (unless ``hard``) bounds that jumped are then
         tightened again by them, so ``r0 - r1 <= 0`` with ``r1 <= 100`` still bounds ``r0``.
         """
         res = Zone()
         jumped = []
+        marks = THRESHOLDS if thresholds is None else thresholds
         for x, (lo1, hi1) in self.iv.items():
             b = new.iv.get(x)
             if b is None:
                 continue
             lo2, hi2 = b
-            lo = lo1 if lo2 >= lo1 else (-INF if hard else _threshold_below(lo2))
-            hi = hi1 if hi2 <= hi1 else (INF if hard else _threshold_above(hi2))
+            lo = lo1 if lo2 >= lo1 else (-INF if hard else _threshold_below(lo2, marks))
+            hi = hi1 if hi2 <= hi1 else (INF if hard else _threshold_above(hi2, marks))
             if (lo, hi) != (lo1, hi1):
                 jumped.append(x)
             if lo != -INF or hi != INF:
@@ -460,15 +466,15 @@ class Zone:
         return "Zone(" + ", ".join(parts) + ")"
 
 
-def _threshold_above(value: int | float) -> int | float:
+def _threshold_above(value: int | float, marks: Sequence[int]) -> int | float:
     if value == INF:
         return INF
-    index = bisect_left(THRESHOLDS, value)
-    return THRESHOLDS[index] if index < len(THRESHOLDS) else INF
+    index = bisect_left(marks, value)
+    return marks[index] if index < len(marks) else INF
 
 
-def _threshold_below(value: int | float) -> int | float:
+def _threshold_below(value: int | float, marks: Sequence[int]) -> int | float:
     if value == -INF:
         return -INF
-    index = bisect_right(THRESHOLDS, value) - 1
-    return THRESHOLDS[index] if index >= 0 else -INF
+    index = bisect_right(marks, value) - 1
+    return marks[index] if index >= 0 else -INF
