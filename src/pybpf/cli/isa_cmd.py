@@ -196,6 +196,11 @@ def exec_cmd(
     release hooks; eBPF-for-Windows ``bind``); the exit status is the program's. With
     ``--engine kernel`` the object's cgroup socket programs are attached in the kernel to a
     new cgroup the command (any command) runs in.
+
+    \b
+    Example:
+      pybpf exec examples/asm/ipv4_checksum.s --mem-file examples/asm/ipv4_frame.bin
+      pybpf exec examples/c/bind_monitor.o --update limits_map 0 2 -- python app.py
     """
     if command:
         if mem_hex is not None or mem_file is not None or fmt != "auto":
