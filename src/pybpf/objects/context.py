@@ -222,14 +222,16 @@ class PreparedContext:
         """The packet (metadata included) as the program left it, then the fragments."""
         if self.packet is None:
             return self.tail
-        lo, hi = self.data_span
-        if self.state is not None and self.state.kind == "xdp":  # adjust_head/meta/tail
-            lo, hi = self.state.span()
-        return (
-            bytes(self.zeroed_head)
-            + bytes(self.packet.view[lo + self.zeroed_head : hi])
-            + self.tail
-        )
+        state = self.state
+        if state is not None and state.kind == "xdp":  # adjust_head/meta/tail
+            lo, hi = state.span()
+        else:
+            lo, hi = self.data_span
+        head = self.zeroed_head
+        out = self.packet.view[lo + head : hi].tobytes()
+        if head:
+            out = bytes(head) + out
+        return out + self.tail if self.tail else out
 
     def close(self) -> None:
         """Free the regions (remove them from any address space first)."""
@@ -534,11 +536,16 @@ class ReusedContext:
         self.key = (len(data_in), None if ctx_in is None else bytes(ctx_in))
         self.packet_image = bytes(prepared.packet.view)
         self.ctx_image = bytearray(prepared.ctx.view)
-        state = prepared.state
-        self.fields = (state.data, state.data_end, state.data_meta, state.hard_end)
-        self.pointers = dict(state.pointers)
+        self.state = state = prepared.state
+        # what the packet helpers move (runtime.packet): offsets and the redirect target
+        self.offsets = (state.data, state.data_end, state.data_meta, state.hard_end)
+        self.packet_view = prepared.packet.view
+        self.ctx_view = prepared.ctx.view
+        self.span = prepared.data_span
         self.legacy = prepared.legacy_packet()
         self.skb = isinstance(builder, SkbContext)
+        self.zeros = bytes(prepared.zeroed_head)  # data_out's zeroed link-layer header (skb)
+        self.out_span = (self.span[0] + prepared.zeroed_head, self.span[1])
         self.header = bytes(data_in[:_SKB_HEADER]) if self.skb else b""
         self.derived: list[tuple[str, int, int]] = []
         if self.skb:
@@ -555,24 +562,38 @@ class ReusedContext:
         """Back to a fresh ``prepare(data_in, ctx_in)``'s state (same length and ``ctx_in``
         as the first); :class:`~pybpf.errors.InputError` as ``prepare`` for a frame whose
         IP header does not fit (nothing changed then)."""
-        prepared = self.prepared
         if self.skb:
             header = data_in[:_SKB_HEADER]
             if header != self.header:
                 self._rederive(data_in)
                 self.header = bytes(header)
-        view = prepared.packet.view  # type: ignore[union-attr]
+        view = self.packet_view
         view[:] = self.packet_image
-        lo, hi = prepared.data_span
-        view[lo:hi] = data_in[: hi - lo]
-        prepared.tail = bytes(data_in[hi - lo :])
-        prepared.ctx.view[:] = self.ctx_image
-        state = prepared.state
-        state.data, state.data_end, state.data_meta, state.hard_end = self.fields  # type: ignore[union-attr]
-        state.pointers = dict(self.pointers)  # type: ignore[union-attr]
-        state.redirect = None  # type: ignore[union-attr]
+        lo, hi = self.span
+        if len(data_in) == hi - lo:
+            view[lo:hi] = data_in
+        else:
+            view[lo:hi] = data_in[: hi - lo]
+            self.prepared.tail = bytes(data_in[hi - lo :])
+        self.ctx_view[:] = self.ctx_image
+        state = self.state
+        state.data, state.data_end, state.data_meta, state.hard_end = self.offsets
+        state.redirect = None
         if self.skb:
-            state.__post_init__()  # type: ignore[union-attr]  # a new socket's cookie, as Linux
+            state.__post_init__()  # a new socket's cookie, as each Linux test run has
+
+    def data_out(self) -> bytes:
+        """:meth:`PreparedContext.data_out` of the kept run (without its general cases)."""
+        if self.skb:  # skb helpers do not move the data span
+            lo, hi = self.out_span
+            out = self.packet_view[lo:hi].tobytes()
+            if self.zeros:
+                out = self.zeros + out
+        else:
+            state = self.state
+            out = self.packet_view[state.data_meta : state.data_end].tobytes()
+        tail = self.prepared.tail
+        return out + tail if tail else out
 
     def _rederive(self, data_in: bytes) -> None:
         """Rewrite the context fields an skb takes from the frame (``SkbContext.prepare``)."""
