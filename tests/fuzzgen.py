@@ -8,7 +8,8 @@ null checks and value accesses in and past the value, stack writes and reads (so
 bytes never written), bounded and unbounded loops, static functions called with pointers to
 the stack, ``bpf_loop`` callbacks handed a buffer of the caller's stack (read and written
 in and past the buffer), pointer arithmetic with packet-derived numbers, context field
-reads and writes, and helpers that move the packet. :meth:`FuzzProgram.object_spec` makes it an
+reads and writes, helpers that move the packet, and header pointers that may be NULL kept
+across joins and helper calls. :meth:`FuzzProgram.object_spec` makes it an
 :class:`~pybpf.spec.ObjectSpec` with its maps (``arr``: array, ``hash``: hash), ready for
 ``Object(spec).load()``. :func:`packets` gives the packets a program runs on: random bytes
 and well-formed and broken Ethernet/IPv4/TCP frames of many lengths.
@@ -302,6 +303,27 @@ class _Gen:
             self.emit(f"if r5 > r8 goto {fail}")
         self.emit("r0 = *(u16 *)(r4 + 0)")
 
+    def packet_or_null(self, fail: str) -> None:
+        """A header pointer or NULL (``p = ok ? data + h : NULL``) kept across a join and
+        sometimes a helper call (one that keeps packet pointers, or one that moves the
+        packet), then read after a null test that is sometimes missing."""
+        rng = self.rng
+        skip, done = self.label(), self.label()
+        h, k = rng.choice([0, 14, 20]), rng.choice([14, 20, 34, 54])
+        self.emit("r9 = 0")
+        self.guard("r7", k, skip)
+        self.emit("r9 = r7", f"r9 += {h}", f"{skip}:")
+        helper = rng.random()
+        if helper < 0.3:
+            self.emit("call 5", "r0 = 0", "r3 = 0", "r4 = 0", "r5 = 0")  # bpf_ktime_get_ns
+        elif helper < 0.4:
+            self.move_packet()
+        if not self.maybe(0.1):
+            self.emit(f"if r9 == 0 goto {done}")
+        width = rng.choice([1, 2, 4])
+        off = rng.randrange(0, max(1, k - h - width + 1)) + self.off_by()
+        self.emit(f"r0 = *(u{8 * width} *)(r9 + {off})", f"{done}:")
+
     def ctx_access(self) -> None:
         rng = self.rng
         if self.maybe(0.7):
@@ -476,6 +498,7 @@ class _Gen:
             (self.skb_load, 1),
             (self.meta, 1),
             (self.loop_callback, 2),
+            (self.packet_or_null, 2),
         ]
         funcs = [f for f, w in pieces for _ in range(w)]
         for _ in range(rng.randrange(2, 7)):
