@@ -163,3 +163,56 @@ def test_a_bad_frame_on_kept_regions_fails_as_a_fresh_one_and_leaves_them_usable
         prog._reusable = True
         again = prog.test_run(_frame("ipv4", 40, 1))
         assert (again.retval, again.data_out) == (first.retval, first.data_out)
+
+
+# ---- plain-memory contexts ---------------------------------------------------------------
+# untyped: r1 = data_in (or ctx_in), r2 = its length; ctx[0] = ctx[0] + ctx[1] + length
+MEMORY = """
+r0 = *(u8 *)(r1 + 0)
+r3 = *(u8 *)(r1 + 1)
+r0 += r3
+r0 += r2
+r3 = r0
+*(u8 *)(r1 + 0) = r3
+exit
+"""
+MEMORY_RUNS = [
+    (b"\x05\x06\x07", None),
+    (b"\x09\x01\x02", None),
+    (b"\x01\x02", None),
+    (b"zz", b"\x01\x02"),
+    (b"zz", b"\x03\x04"),
+    (b"", b"\x10\x20\x30"),
+    (b"\x05\x06\x07", None),
+]
+
+
+def _memory_runs(engine: str, *, keep: bool) -> list:
+    from pybpf.isa.asm import assemble
+    from pybpf.objects import Object
+    from pybpf.spec import ObjectSpec, ProgramSpec
+
+    spec = ProgramSpec("p", "", tuple(assemble(MEMORY, syntax="llvm")), license="GPL")
+    out = []
+    with Object(ObjectSpec(name="t", programs={"p": spec}, license="GPL")).load(
+        engine=engine
+    ) as obj:
+        prog = obj.programs["p"]
+        assert prog.context == "memory"
+        for data, ctx_in in MEMORY_RUNS:
+            res = prog.test_run(data, ctx_in=ctx_in)
+            out.append((res.retval, res.data_out, res.ctx_out))
+            if not keep:
+                while prog._kept_memory:
+                    prog._kept_memory.pop().close()
+        kept = len(prog._kept_memory)
+    return out, kept
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_kept_memory_regions_give_a_fresh_runs_results(engine):
+    got, kept = _memory_runs(engine, keep=True)
+    want, _ = _memory_runs(engine, keep=False)
+    assert kept == 1
+    assert got == want
+    assert got[1][0] == 9 + 1 + 3 and got[1][1] == bytes([13, 1, 2])  # not the first run's

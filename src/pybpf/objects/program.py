@@ -165,6 +165,48 @@ class _Kept:
         self.reused.close()
 
 
+class _KeptMemory:
+    """The regions of a test run whose context is plain memory (``data_in`` and ``ctx_in``
+    copies, see :meth:`Program.test_run`), kept for the next run with inputs of the same
+    lengths: :meth:`fill` copies the new inputs in, as fresh regions would hold them."""
+
+    __slots__ = ("key", "space", "data", "ctx", "args", "packet")
+
+    def __init__(self, program: Program, data_in: bytes, ctx_in: bytes | None) -> None:
+        self.key = (len(data_in), None if ctx_in is None else len(ctx_in))
+        self.space = AddressSpace()
+        expose_maps(self.space, program._reachable)
+        self.data = Region.from_bytes(data_in or b"\0", kind="packet", name="data_in")
+        self.ctx: Region | None = None
+        if data_in:
+            self.space.add(self.data)
+        if ctx_in is not None:
+            rules = rules_for(program.type) if program.type is not None else None
+            writable = rules is None or rules.context.writable
+            self.ctx = Region.from_bytes(
+                bytes(ctx_in) or b"\0", kind="context", name="ctx_in", writable=writable
+            )
+            self.space.add(self.ctx)
+            self.args = (self.ctx.address, len(ctx_in))
+        else:
+            self.args = (self.data.address, len(data_in)) if data_in else (0, 0)
+        self.packet = self.data if data_in else None
+
+    def fill(self, data_in: bytes, ctx_in: bytes | None) -> None:
+        """The new inputs (same lengths as the first) in the regions."""
+        self.data.view[:] = data_in or b"\0"
+        if self.ctx is not None:
+            self.ctx.view[:] = bytes(ctx_in) or b"\0"  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Free the regions."""
+        for region in (self.data, self.ctx):
+            if region is not None:
+                if self.space.find(region.address) is region:
+                    self.space.remove(region)
+                region.close()
+
+
 def tail_call_target(prog_id: int) -> _TailTarget | None:
     """What the interpreter's ``bpf_tail_call`` runs for program id ``prog_id``."""
     prog = by_id(prog_id)
@@ -226,6 +268,7 @@ class Program:
         # xdp and skb test runs keep their regions for the next run (ReusedContext)
         self._reusable = ReusedContext.reusable(runtime_context)
         self._reused: list[_Kept] = []
+        self._kept_memory: list[_KeptMemory] = []  # plain-memory contexts' regions, likewise
         self.id = allocate_id("prog")  # unique in the state directory, like Linux's ids
         with _LOCK:
             _BY_ID[self.id] = self
@@ -341,38 +384,31 @@ class Program:
                 feature="ctx_in",
                 program=self.name,
             )
-        space = AddressSpace()
-        expose_maps(space, self._reachable)
-        data = Region.from_bytes(data_in or b"\0", kind="packet", name="data_in", writable=True)
-        ctx = None
+        pool = self._kept_memory
+        kept = pool.pop() if pool else None
+        key = (len(data_in), None if ctx_in is None else len(ctx_in))
+        if kept is None or kept.key != key:
+            if kept is not None:
+                kept.close()
+            kept = _KeptMemory(self, data_in, ctx_in)
+        else:
+            kept.fill(data_in, ctx_in)
         try:
-            if data_in:
-                space.add(data)
-            if ctx_in is not None:
-                rules = rules_for(self.type) if self.type is not None else None
-                writable = rules is None or rules.context.writable
-                ctx = Region.from_bytes(
-                    bytes(ctx_in) or b"\0", kind="context", name="ctx_in", writable=writable
-                )
-                space.add(ctx)
-                args = (ctx.address, len(ctx_in))
-            else:
-                args = (data.address, len(data_in)) if data_in else (0, 0)
-            packet = data if data_in else None
-            r0, elapsed = self._run(args, space, packet, cpu, repeat)
-            data_out = bytes(data.view[: len(data_in)])
+            r0, elapsed = self._run(kept.args, kept.space, kept.packet, cpu, repeat)
+            data_out = kept.data.view[: len(data_in)].tobytes()
             ctx_out = None
-            if ctx is not None and ctx.writable:
-                ctx_out = bytes(ctx.view[: len(ctx_in)]) if ctx_in else b""
-        finally:
-            for region in (data, ctx):
-                if region is not None:
-                    if space.find(region.address) is region:
-                        space.remove(region)
-                    region.close()
+            if kept.ctx is not None and kept.ctx.writable:
+                ctx_out = kept.ctx.view[: len(ctx_in)].tobytes() if ctx_in else b""
+        except BaseException:
+            kept.close()
+            raise
+        if self.closed:
+            kept.close()
+        else:
+            pool.append(kept)
         self.run_cnt += repeat
         self.run_time_ns += int(elapsed * repeat)
-        return TestRunResult(r0 & _M32, int(elapsed), data_out, ctx_out)
+        return _result(r0 & _M32, int(elapsed), data_out, ctx_out)
 
     def _test_run_runtime(
         self, data_in: bytes, ctx_in: bytes | None, repeat: int, cpu: int
@@ -495,6 +531,8 @@ class Program:
         self._closers.clear()
         while self._reused:
             self._reused.pop().close()
+        while self._kept_memory:
+            self._kept_memory.pop().close()
 
     def __enter__(self) -> Program:
         return self
