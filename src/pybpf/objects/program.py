@@ -361,7 +361,10 @@ class Program:
           (:class:`~pybpf.errors.NotSupportedError`).
 
         The buffers persist across the ``repeat`` runs (a program sees its earlier writes),
-        as on Linux. Legacy ``LD_ABS``/``LD_IND`` loads read ``data_in``. Raises the
+        as on Linux. Between calls the program keeps the regions and resets them for the
+        next call with inputs of the same lengths (and the same ``ctx_in`` for runtime
+        contexts): a call sees exactly the memory a fresh one would, at a fraction of the
+        cost of allocating it. Legacy ``LD_ABS``/``LD_IND`` loads read ``data_in``. Raises the
         engine's :class:`~pybpf.errors.ExecutionError` subclasses (with ``pc``) and
         :class:`~pybpf.errors.InputError` for bad arguments.
         """
