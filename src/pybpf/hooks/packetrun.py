@@ -231,6 +231,8 @@ class _SkbSlot:
         self.legacy = legacy
         pos = head + self.skip
         self.state = PacketState("skb", self.packet, pos, head + size, pos, head + size)
+        # legacy loads at SKF_LL_OFF/SKF_NET_OFF: Linux's test run sets both headers so
+        self.state.mac_header, self.state.network_header = head, head + ETH_HLEN
         bind_packet(self.state, self.ctx.address, start)  # a new state: a new socket cookie
 
     def output(self, frame: bytes) -> bytes:
