@@ -314,3 +314,30 @@ def test_corpus_programs_run_as_on_linux(engine: str, path: str, name: str, prog
             obj.close()
     assert results[0] == results[1]
     assert any(retval for retval, _ in results[1]) or path.startswith("linux")
+
+
+@pytest.mark.parametrize("engine", ["interpreter", "jit"])
+def test_capture_runner_sets_the_headers_as_test_run_does(engine):
+    """tcbpf1's classifier reads the TOS at SKF_LL_OFF + 15 and rewrites the IP checksum:
+    the capture runner's frames give the bytes test_run gives (IP checksum 0x07ee)."""
+    path = CORPUS / "linux" / "tcbpf1_kern.o"
+    if not path.exists():
+        pytest.skip(f"the corpus is not at {CORPUS}")
+    if engine == "jit" and not available():
+        pytest.skip(unavailable_reason() or "no JIT")
+    from pybpf.hooks.packetrun import PacketRunner
+
+    eth = bytes(6) + bytes([2, 0, 0, 0, 0, 1]) + b"\x08\x00"
+    ip = bytes([0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2])
+    tcp = struct.pack(">HHIIBBHHH", 1234, 80, 0, 0, 0x50, 2, 1024, 0, 0)
+    frame = eth + ip + tcp
+    with pybpf.load(path, engine=engine, programs=["classifier"]) as obj:
+        prog = obj.programs["classifier"]
+        single = prog.test_run(frame)
+        runner = PacketRunner(prog)
+        try:
+            retval, data_out, _target = runner.run(frame)
+        finally:
+            runner.close()
+    assert single.data_out[24:26] == bytes.fromhex("07ee")
+    assert (retval, data_out) == (single.retval, single.data_out)
