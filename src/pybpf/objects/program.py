@@ -77,6 +77,7 @@ def _result(
 
 
 _now = time.perf_counter_ns
+_new = object.__new__
 
 
 # ---- tags ---------------------------------------------------------------------------------
@@ -141,11 +142,12 @@ class _Kept:
     """A kept test-run context (:class:`~pybpf.objects.context.ReusedContext`), the address
     space its regions and the program's maps are in, and what a run on it needs."""
 
-    __slots__ = ("reused", "space", "args", "key", "legacy", "reset", "data_out", "result_ctx")
+    __slots__ = ("reused", "space", "args", "size", "ctx_in", "legacy", "reset", "data_out",
+                 "result_ctx")  # fmt: skip
 
     def __init__(self, reused: Any, reachable: Sequence[Map]) -> None:
         self.reused = reused
-        self.key = reused.key
+        self.size, self.ctx_in = reused.key  # what the kept regions fit
         self.space = AddressSpace()
         expose_maps(self.space, reachable)
         prepared = reused.prepared
@@ -376,8 +378,46 @@ class Program:
             repeat = max(repeat, 1)  # Linux: 0 means once
         if type(data_in) is not bytes:
             data_in = bytes(data_in)
-        if self._reusable:
-            return self._test_run_reused(data_in, ctx_in, repeat, cpu)
+        if self._reusable:  # xdp/skb: on kept regions, reset (ReusedContext)
+            pool = self._reused
+            kept = pool.pop() if pool else None
+            if kept is None or kept.size != len(data_in) or kept.ctx_in != ctx_in:
+                kept = self._keep(kept, data_in, ctx_in)
+            else:
+                try:
+                    kept.reset(data_in)
+                except BaseException:
+                    pool.append(kept)  # reset checks before it changes anything
+                    raise
+            try:
+                if repeat == 1:
+                    start = _now()
+                    r0 = self._runner.run(kept.args, memory=kept.space, packet=kept.legacy, cpu=cpu)
+                    elapsed = _now() - start
+                else:
+                    r0, elapsed = self._run(kept.args, kept.space, kept.legacy, cpu, repeat)
+                data_out = kept.data_out()
+                ctx_out = None if ctx_in is None else kept.result_ctx()
+            except BaseException:
+                kept.close()
+                raise
+            if self.closed:
+                kept.close()
+            else:
+                pool.append(kept)
+            self.run_cnt += repeat
+            if repeat == 1:
+                self.run_time_ns += elapsed
+            else:
+                self.run_time_ns += int(elapsed * repeat)
+                elapsed = int(elapsed)
+            result = _new(TestRunResult)  # TestRunResult(...) without the frozen __init__
+            fields = result.__dict__
+            fields["retval"] = r0 & _M32
+            fields["duration"] = elapsed
+            fields["data_out"] = data_out
+            fields["ctx_out"] = ctx_out
+            return result
         if self._runtime_context is not None:
             return self._test_run_runtime(data_in, ctx_in, repeat, cpu)
         if ctx_in is not None and self.context == "buffer":
@@ -435,48 +475,17 @@ class Program:
         self.run_time_ns += int(elapsed * repeat)
         return TestRunResult(r0 & _M32, int(elapsed), data_out, ctx_out)
 
-    def _test_run_reused(
-        self, data_in: bytes, ctx_in: bytes | None, repeat: int, cpu: int
-    ) -> TestRunResult:
-        """An ``xdp``/skb test run on the regions of an earlier run with data of the same
-        length and the same ``ctx_in``, reset to what a fresh ``prepare`` gives
-        (:class:`~pybpf.objects.context.ReusedContext`; allocating regions costs far more
-        than the run). Other lengths or contexts prepare anew (the kept run is freed)."""
-        pool = self._reused
-        kept = pool.pop() if pool else None
-        key = (len(data_in), ctx_in if ctx_in is None else bytes(ctx_in))
-        if kept is not None and kept.key == key:
-            try:
-                kept.reset(data_in)
-            except BaseException:
-                pool.append(kept)  # reset checks before it changes anything
-                raise
-        else:
-            builder = self._runtime_context
-            prepared = builder.prepare(data_in, ctx_in, program=self.name)
-            if kept is not None:
-                kept.close()
-            reused = ReusedContext(builder, prepared, data_in, ctx_in, program=self.name)
-            kept = _Kept(reused, self._reachable)
-        try:
-            if repeat == 1:
-                start = _now()
-                r0 = self._runner.run(kept.args, memory=kept.space, packet=kept.legacy, cpu=cpu)
-                elapsed = _now() - start
-            else:
-                r0, elapsed = self._run(kept.args, kept.space, kept.legacy, cpu, repeat)
-            data_out = kept.data_out()
-            ctx_out = None if ctx_in is None else kept.result_ctx()
-        except BaseException:
-            kept.close()
-            raise
-        if self.closed:
-            kept.close()
-        else:
-            pool.append(kept)
-        self.run_cnt += repeat
-        self.run_time_ns += int(elapsed * repeat)
-        return _result(r0 & _M32, int(elapsed), data_out, ctx_out)
+    def _keep(self, old: _Kept | None, data_in: bytes, ctx_in: bytes | None) -> _Kept:
+        """Fresh regions for an ``xdp``/skb test run, kept for later runs with data of the
+        same length and the same ``ctx_in`` (:class:`~pybpf.objects.context.ReusedContext`:
+        allocating regions costs far more than the run); ``old`` (other lengths or context)
+        is freed."""
+        builder = self._runtime_context
+        prepared = builder.prepare(data_in, ctx_in, program=self.name)
+        if old is not None:
+            old.close()
+        reused = ReusedContext(builder, prepared, data_in, ctx_in, program=self.name)
+        return _Kept(reused, self._reachable)
 
     def _run(self, args, space, packet, cpu: int, repeat: int) -> tuple[int, float]:
         runner = self._runner
