@@ -191,6 +191,30 @@ def call_ns(run, calls: int = 3000) -> float:
     return best
 
 
+TYPES_OBJECT = HERE.parent / "examples" / "c" / "programs.o"
+TYPE_PROGRAMS = {"tc": "tc_ok", "socket_filter": "socket_all", "cgroup_skb": "egress_allow"}
+
+
+def single_calls_by_type(engines: list[str], kernel: bool) -> dict:
+    """ns of one ``test_run`` call from Python of a tc, socket-filter and cgroup_skb program
+    (examples/c/programs.o) on a 64-byte UDP packet, per engine and in the kernel."""
+    import pybpf
+
+    packet = udp_packet(0)
+    out: dict[str, dict[str, int]] = {kind: {} for kind in TYPE_PROGRAMS}
+    for engine in [*engines, *(["kernel"] if kernel else [])]:
+        if engine == "kernel":
+            obj = pybpf.load(TYPES_OBJECT, backend="kernel", pin_maps_dir=None)
+        else:
+            obj = pybpf.load(TYPES_OBJECT, engine=engine, pin_maps_dir=None)
+        with obj:
+            for kind, name in TYPE_PROGRAMS.items():
+                prog = obj.programs[name]
+                calls = 300 if engine == "interpreter" else 3000
+                out[kind][engine] = round(call_ns(lambda p=prog: p.test_run(packet), calls))
+    return out
+
+
 # ---- native C ------------------------------------------------------------------------------
 def build_native() -> ctypes.CDLL | str:
     """native.c built with ``cc -O2`` as a shared library, or why it is unavailable."""
@@ -329,6 +353,9 @@ def run_suite(repeat: int, quick: bool = False) -> dict:
             ),
         },
         "single_call": calls,
+        "single_call_by_type": single_calls_by_type(
+            ["interpreter", *(["jit"] if jit is not None else [])], kernel_skip is None
+        ),
         "kernel_skipped": kernel_skip,
         "native_skipped": native if isinstance(native, str) else None,
     }
@@ -367,6 +394,9 @@ def print_table(out: dict) -> None:
     calls = out["single_call"]
     print("single test_run of parse_udp from Python, ns: "
           + ", ".join(f"{k[:-3]} {v}" for k, v in calls.items()))  # fmt: skip
+    for kind, figures in out.get("single_call_by_type", {}).items():
+        print(f"single test_run of a {kind} program from Python, ns: "
+              + ", ".join(f"{k} {v}" for k, v in figures.items()))  # fmt: skip
     figure = out.get("compile_100_insns")
     if figure:
         print(

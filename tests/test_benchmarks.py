@@ -116,3 +116,12 @@ def test_counting_insns_follows_tail_calls_and_restores_the_loop(objects):
     few = bench.insns_per_run(prog["sum"], bench._u16(10, 64))
     many = bench.insns_per_run(prog["sum"], summed.packet)
     assert many > 50 * few / 2  # the trip count (1000 vs 10) decides the count
+
+
+def test_single_calls_by_type_time_every_packet_type(monkeypatch):
+    monkeypatch.setattr(bench, "call_ns", lambda run, calls=0: run().retval)  # no timing
+    out = bench.single_calls_by_type(["interpreter"], kernel=False)
+    assert set(out) == set(bench.TYPE_PROGRAMS)
+    # tc_ok: 2 (TC_ACT_SHOT) for a 64-byte frame; socket_all: skb->len from L3 (64 - 14)
+    assert out["tc"] == {"interpreter": 2} and out["socket_filter"] == {"interpreter": 50}
+    assert out["cgroup_skb"] == {"interpreter": 1}
