@@ -126,9 +126,13 @@ class _TailTarget:
     def __init__(self, program: Program, engine: Any) -> None:
         self.program = program
         self.engine = engine
+        self._exposed: Any = None  # the last address space the maps were joined to
 
     def tail_run(self, caller: Any, ctx: int) -> tuple[int, int]:
-        expose_maps(caller.space, self.program._reachable)
+        space = caller.space
+        if space is not self._exposed:  # map regions are fixed and never leave a space
+            expose_maps(space, self.program._reachable)
+            self._exposed = space
         return self.engine.tail_run(caller, ctx)
 
     def native_tail_entry(self) -> tuple[int, int] | None:
@@ -271,6 +275,7 @@ class Program:
         self._reusable = ReusedContext.reusable(runtime_context)
         self._reused: list[_Kept] = []
         self._kept_memory: list[_KeptMemory] = []  # plain-memory contexts' regions, likewise
+        self._tail: _TailTarget | None = None  # this program as a tail call's target
         self.id = allocate_id("prog")  # unique in the state directory, like Linux's ids
         with _LOCK:
             _BY_ID[self.id] = self
@@ -501,12 +506,17 @@ class Program:
         if self.closed:
             return None
         if self.engine == "jit":  # JIT targets run JIT code (JitProgram.tail_run)
-            return _TailTarget(self, self._runner)
-        if self._interpreter is None:
-            self._interpreter = self._make_interpreter()
-            if self._interpreter is not self._runner:
-                self._closers.append(self._interpreter)
-        return _TailTarget(self, self._interpreter)
+            engine = self._runner
+        else:
+            if self._interpreter is None:
+                self._interpreter = self._make_interpreter()
+                if self._interpreter is not self._runner:
+                    self._closers.append(self._interpreter)
+            engine = self._interpreter
+        target = self._tail
+        if target is None or target.engine is not engine:
+            self._tail = target = _TailTarget(self, engine)
+        return target
 
     def pin(self, path: str, *, state: Any = None) -> Any:
         """Pin the program at ``path`` (``/sys/fs/bpf/...``; bpftool's ``prog pin``): its
