@@ -216,3 +216,28 @@ def test_kept_memory_regions_give_a_fresh_runs_results(engine):
     assert kept == 1
     assert got == want
     assert got[1][0] == 9 + 1 + 3 and got[1][1] == bytes([13, 1, 2])  # not the first run's
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_failed_run_frees_its_regions_and_closing_the_program_frees_the_kept_ones(engine):
+    from pybpf.errors import MemoryAccessError
+    from pybpf.isa.asm import assemble
+    from pybpf.objects import Object
+    from pybpf.spec import ObjectSpec, ProgramSpec
+
+    spec = ProgramSpec("p", "", tuple(assemble(MEMORY, syntax="llvm")), license="GPL")
+    obj = Object(ObjectSpec(name="t", programs={"p": spec}, license="GPL")).load(engine=engine)
+    with obj:
+        prog = obj.programs["p"]
+        assert prog.test_run(b"\x01\x02").retval == 5
+        with pytest.raises(MemoryAccessError):
+            prog.test_run(b"\x01")  # reads one byte past data_in
+        assert prog._kept_memory == []
+        assert prog.test_run(b"\x01\x02").retval == 5
+        kept = prog._kept_memory[0]
+        with pybpf.load(EXAMPLES / "xdp_ctx.o", engine=engine, pin_maps_dir=None) as xdp:
+            xprog = xdp.programs["xdp_ctx"]
+            xprog.test_run(_frame("ipv4", 64, 1))
+            held = xprog._reused[0].reused.prepared.packet
+        assert held.closed and xprog._reused == []
+    assert kept.data.closed and prog._kept_memory == []
