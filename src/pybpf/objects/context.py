@@ -537,8 +537,9 @@ class ReusedContext:
         self.packet_image = bytes(prepared.packet.view)
         self.ctx_image = bytearray(prepared.ctx.view)
         self.state = state = prepared.state
-        # what the packet helpers move (runtime.packet): offsets and the redirect target
-        self.offsets = (state.data, state.data_end, state.data_meta, state.hard_end)
+        # what the packet helpers move (runtime.packet): offsets, headers, the redirect target
+        self.offsets = (state.data, state.data_end, state.data_meta, state.hard_end,
+                        state.mac_header, state.network_header)  # fmt: skip
         self.packet_view = prepared.packet.view
         self.ctx_view = prepared.ctx.view
         self.span = prepared.data_span
@@ -577,7 +578,8 @@ class ReusedContext:
             self.prepared.tail = bytes(data_in[hi - lo :])
         self.ctx_view[:] = self.ctx_image
         state = self.state
-        state.data, state.data_end, state.data_meta, state.hard_end = self.offsets
+        (state.data, state.data_end, state.data_meta, state.hard_end, state.mac_header,
+         state.network_header) = self.offsets  # fmt: skip
         state.redirect = None
         if self.skb:
             state.__post_init__()  # a new socket's cookie, as each Linux test run has
