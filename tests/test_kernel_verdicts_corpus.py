@@ -34,13 +34,7 @@ pytestmark = [
 # and one whose 16 MiB ring buffer the kernel takes seconds to allocate.
 SLOW_OBJECTS = ("bpf_lxc.o", "fentry_bpf_bpfel.o")
 # project/object:function -> why pybpf accepts what Linux refuses (reported, not yet fixed).
-KNOWN_FALSE_ACCEPTS = {
-    "build/bpf2bpf.o:add1": "a store to __sk_buff.len (read-only) through the ctx pointer "
-    "spilled to and filled from the stack is accepted",
-    "build/bpf2bpf.o:add2": "the same store, in add1 called with the ctx pointer",
-    "build/tail_call.o:caller": "r0 read after bpf_tail_call, which Linux declares void "
-    "(R0 !read_ok)",
-}
+KNOWN_FALSE_ACCEPTS: dict[str, str] = {}  # none open (bpf2bpf add1/add2, tail_call caller: fixed)
 
 
 def _benchmark():

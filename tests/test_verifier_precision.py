@@ -99,15 +99,17 @@ def test_bpf2bpf_rows_are_refused_as_linux_refuses_them(name):
     assert not result.accepted and not result.errors[0].unsupported
 
 
-def test_bpf2bpf_add1_is_refused_at_load_for_its_read_only_field_write():
+def test_bpf2bpf_add1_is_refused_for_its_read_only_field_write():
     from pybpf.errors import VerifierError
     from pybpf.objects.context import rewrite_context_accesses, runtime_context_for
     from pybpf.spec import link
 
     obj = _corpus("bpf2bpf.o")
     result = verify_object(obj, "add1", ProgType.SOCKET_FILTER)
-    assert result.accepted  # the verifier proves memory safety; the field rule is the loader's
-    runtime = runtime_context_for(ProgType.SOCKET_FILTER).runtime
+    # Linux: "invalid bpf_context access off=0 size=4" (a store to __sk_buff.len)
+    assert [e.pc for e in result.errors] == [10]
+    assert "read-only context field __sk_buff.len" in result.errors[0].message
+    runtime = runtime_context_for(ProgType.SOCKET_FILTER).runtime  # and the loader's rewrite
     insns = link(obj, "add1").instructions
     with pytest.raises(VerifierError) as info:
         rewrite_context_accesses(insns, result.ctx_accesses, runtime)

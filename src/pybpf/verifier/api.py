@@ -340,6 +340,7 @@ def _footprint(analysis: Analysis, info: ProgramInfo, result: Result) -> None:
     depths: dict[tuple[int, ...], int] = {}
     deepest: dict[tuple[int, ...], Label] = {}
     ctx: dict[int, tuple[int, int, bool]] = {}
+    refused: set[int] = set()
     for label in analysis.reachable():
         ins = analysis.cfg.instructions[label]
         if not isinstance(ins, (ir.Mem, ir.Atomic)):
@@ -358,6 +359,11 @@ def _footprint(analysis: Analysis, info: ProgramInfo, result: Result) -> None:
             access = (-1 if off is None else off + ins.offset, ins.width, is_load)
             if ctx.setdefault(label.pc, access) != access:
                 ctx[label.pc] = (-1, ins.width, is_load)
+            if not is_load and off is not None and label.pc not in refused:
+                message = _read_only_field(info, access[0], ins.width)
+                if message is not None:
+                    refused.add(label.pc)
+                    result.errors.append(Diagnostic(str(label), label.pc, message))
     total, where = 0, None
     for frame in depths:
         chain = sum(_round16(depths.get(frame[:i], 0)) for i in range(len(frame) + 1))
@@ -369,6 +375,24 @@ def _footprint(analysis: Analysis, info: ProgramInfo, result: Result) -> None:
     if info.options.linux_rules and total > limit and where is not None:
         message = f"combined stack size of all frames is {total} bytes, more than {limit}"
         result.errors.append(Diagnostic(str(where), where.pc, message))
+
+
+def _read_only_field(info: ProgramInfo, offset: int, width: int) -> str | None:
+    """Linux's ``is_valid_access`` for a store: the message when ``[offset, offset+width)``
+    lies in a context field the program type may only read (``None``: writable, or not
+    one field: the access checks say so)."""
+    layout = info.context
+    if not info.options.linux_rules or not layout.fields:
+        return None
+    for f in layout.fields:
+        if f.offset <= offset and offset + width <= f.end:
+            if f.write:
+                return None
+            return (
+                f"write to read-only context field {layout.name}.{f.name} "
+                f"(offset {offset}, {width} bytes)"
+            )
+    return None
 
 
 def _resolve_indexes(

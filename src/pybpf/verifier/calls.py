@@ -155,6 +155,8 @@ def _helper(s: State, contract: Contract, info: ProgramInfo, site: int) -> None:
     ret = contract.ret
     if ret == RetKind.NUMBER:
         s.havoc(r0, int(T.NUM))
+    elif ret == RetKind.VOID:  # e.g. tail_call falling through: Linux's "R0 !read_ok"
+        s.havoc(r0, int(T.UNINIT if info.options.linux_rules else T.NUM))
     elif ret == RetKind.MAP_VALUE:
         _map_value(s, descs, contract.ret_nullable)
     elif ret == RetKind.ALLOC_MEM:

@@ -54,6 +54,7 @@ class RetKind(Enum):
     """What a helper leaves in ``r0``."""
 
     NUMBER = "number"
+    VOID = "void"  # Linux leaves r0 unreadable (mark_reg_not_init); PREVAIL: a number
     MAP_VALUE = "map_value"
     SOCKET = "socket"
     BTF_ID = "btf_id"
@@ -143,7 +144,7 @@ _SINGLE = {
 
 _RET = {
     RetType.RET_INTEGER: RetKind.NUMBER,
-    RetType.RET_VOID: RetKind.NUMBER,
+    RetType.RET_VOID: RetKind.VOID,
     RetType.RET_PTR_TO_MAP_VALUE: RetKind.MAP_VALUE,
     RetType.RET_PTR_TO_SOCKET: RetKind.SOCKET,
     RetType.RET_PTR_TO_SOCK_COMMON: RetKind.SOCKET,
