@@ -352,7 +352,42 @@ class JitProgram:
         :class:`~pybpf.errors.CallDepthError`, :class:`~pybpf.errors.HelperError` or what a
         helper raised (all with ``pc``).
         """
-        return self._call(args, memory, packet, cpu, 0)[0]
+        # The common case first: a state whose last run had this very setup (same address
+        # space, packet, trace, args and cpu; no debug checks), so nothing needs writing.
+        pool = self._pool
+        try:
+            state = pool.pop()
+        except IndexError:  # closed, or every state is in a run (other threads)
+            return self._call(args, memory, packet, cpu, 0)[0]
+        last = state._last
+        if (
+            last is None
+            or last[0] is not memory
+            or last[1] is not packet
+            or last[3] != args
+            or last[4] != cpu
+            or last[2] is not (self.trace if self.trace is not None else state._default_trace)
+            or last[5] != (self.budget if self.loop_budget else _NO_BUDGET)
+            or last[6]
+        ):
+            pool.append(state)
+            return self._call(args, memory, packet, cpu, 0)[0]
+        ctx = state.ctx
+        if packet is not None:
+            ctx.packet = packet  # end() dropped it
+        try:
+            if self._site_maps:
+                self._check_sites()
+            r0 = self._entry(state.address)
+            if state.words[0]:
+                raise state.failure(self.budget, self.cfg.block_pcs)
+        finally:
+            if state.shown or state.error is not None:
+                state.end()
+            else:  # what end() does after a run that showed no frames
+                ctx.packet = None
+            pool.append(state)
+        return r0
 
     def with_checks(self) -> JitProgram:
         """The same program compiled with debug checks: the same instructions, helpers,
