@@ -34,6 +34,7 @@ from pybpf.isa import Instruction, Pseudo, encode
 from pybpf.maps import Map
 from pybpf.memory import AddressSpace, Region
 from pybpf.objects.context import ReusedContext
+from pybpf.objects.sock_context import ReusedSockContext
 from pybpf.progtypes import AttachType, ProgType
 from pybpf.progtypes.contexts import rules_for
 from pybpf.runtime import expose_maps
@@ -171,6 +172,29 @@ class _Kept:
         self.reused.close()
 
 
+class _KeptSock:
+    """A kept socket-program test run
+    (:class:`~pybpf.objects.sock_context.ReusedSockContext`) and the address space its
+    regions and the program's maps are in."""
+
+    __slots__ = ("reused", "space", "args")
+
+    def __init__(self, reused: ReusedSockContext, reachable: Sequence[Map]) -> None:
+        self.reused = reused
+        self.space = AddressSpace()
+        expose_maps(self.space, reachable)
+        for region in reused.prepared.regions:
+            self.space.add(region)
+        self.args = (reused.prepared.ctx.address,)
+
+    def close(self) -> None:
+        """Free the regions."""
+        for region in self.reused.prepared.regions:
+            if self.space.find(region.address) is region:
+                self.space.remove(region)
+        self.reused.close()
+
+
 class _KeptMemory:
     """The regions of a test run whose context is plain memory (``data_in`` and ``ctx_in``
     copies, see :meth:`Program.test_run`), kept for the next run with inputs of the same
@@ -275,6 +299,9 @@ class Program:
         self._reusable = ReusedContext.reusable(runtime_context)
         self._reused: list[_Kept] = []
         self._kept_memory: list[_KeptMemory] = []  # plain-memory contexts' regions, likewise
+        # socket programs' test runs (the socket hooks' runs) likewise (ReusedSockContext)
+        self._sock_reusable = ReusedSockContext.reusable(runtime_context)
+        self._kept_sock: list[_KeptSock] = []
         self._tail: _TailTarget | None = None  # this program as a tail call's target
         self.id = allocate_id("prog")  # unique in the state directory, like Linux's ids
         with _LOCK:
@@ -383,6 +410,8 @@ class Program:
             repeat = max(repeat, 1)  # Linux: 0 means once
         if type(data_in) is not bytes:
             data_in = bytes(data_in)
+        if self._sock_reusable:  # socket contexts: kept regions (ReusedSockContext)
+            return self._test_run_sock(data_in, ctx_in, repeat, cpu)
         if self._reusable:  # xdp/skb: on kept regions, reset (ReusedContext)
             pool = self._reused
             kept = pool.pop() if pool else None
@@ -492,6 +521,47 @@ class Program:
         reused = ReusedContext(builder, prepared, data_in, ctx_in, program=self.name)
         return _Kept(reused, self._reachable)
 
+    def _test_run_sock(
+        self, data_in: bytes, ctx_in: bytes | None, repeat: int, cpu: int
+    ) -> TestRunResult:
+        """A socket program's test run on kept regions, reset to what a fresh ``prepare``
+        gives (:class:`~pybpf.objects.sock_context.ReusedSockContext`)."""
+        pool = self._kept_sock
+        kept = pool.pop() if pool else None
+        if kept is None or not kept.reused.fits(data_in):
+            builder = self._runtime_context
+            try:
+                prepared = builder.prepare(data_in, ctx_in, program=self.name)
+            except BaseException:
+                if kept is not None:
+                    pool.append(kept)
+                raise
+            if kept is not None:
+                kept.close()
+            reused = ReusedSockContext(builder, prepared, data_in, ctx_in, program=self.name)
+            kept = _KeptSock(reused, self._reachable)
+        else:
+            try:
+                kept.reused.reset(data_in, ctx_in)
+            except BaseException:
+                pool.append(kept)  # reset checks before it changes anything
+                raise
+        try:
+            reused = kept.reused
+            r0, elapsed = self._run(kept.args, kept.space, reused.legacy, cpu, repeat)
+            data_out = reused.data_out()
+            ctx_out = reused.result_ctx()
+        except BaseException:
+            kept.close()
+            raise
+        if self.closed:
+            kept.close()
+        else:
+            pool.append(kept)
+        self.run_cnt += repeat
+        self.run_time_ns += int(elapsed * repeat)
+        return _result(r0 & _M32, int(elapsed), data_out, ctx_out)
+
     def _run(self, args, space, packet, cpu: int, repeat: int) -> tuple[int, float]:
         runner = self._runner
         if self.engine == "jit" and repeat > 1:
@@ -555,6 +625,8 @@ class Program:
             self._reused.pop().close()
         while self._kept_memory:
             self._kept_memory.pop().close()
+        while self._kept_sock:
+            self._kept_sock.pop().close()
 
     def __enter__(self) -> Program:
         return self

@@ -30,6 +30,11 @@ rewrites (``user_ip4``/``user_port``, ``socket_address``) from it.
 socket's cookie: the one a hook names with :func:`socket_cookie` around its run (the
 socket hooks give Linux's ``SO_COOKIE``), else a new one per ``test_run``.
 
+``Program.test_run`` keeps a socket program's regions between calls
+(:class:`ReusedSockContext`) and resets them to exactly what ``prepare`` would make for the
+new ``data_in`` and ``ctx_in``, binding the cookie anew, so the hooks' run per bind,
+connect and close allocates nothing.
+
 Which fields a program may write is the verifier's table
 (:mod:`pybpf.progtypes.contexts`): the load-time rewrite refuses stores to the others.
 Bad arguments raise :class:`~pybpf.errors.InputError` with ``errno`` (``EINVAL``,
@@ -60,6 +65,7 @@ __all__ = [
     "SockAddrContext",
     "SockContext",
     "BindContext",
+    "ReusedSockContext",
     "uapi_pack",
     "uapi_unpack",
     "socket_cookie",
@@ -208,6 +214,16 @@ class SockAddrContext(_UapiContext):
     def prepare(self, data_in: bytes, ctx_in: bytes | None, *, program: str | None = None):
         """Regions for one run with ``ctx_in`` (``bpf_sock_addr`` bytes) and ``data_in``
         (the ``bpf_sock`` ``ctx->sk`` points to, or empty)."""
+        inputs = self.inputs(data_in, ctx_in, program)
+        sk = Region(SOCK_LAYOUT.size, kind="context", name="bpf_sock", writable=False)
+        ctx = Region(self.runtime.size, kind="context", writable=True)
+        prepared = SockPrepared(ctx, None, (0, 0), b"", None, self._finish(), extras=[sk])
+        self.fill(prepared, inputs)
+        _bind_cookie(prepared)
+        return prepared
+
+    def inputs(self, data_in: bytes, ctx_in: bytes | None, program: str | None) -> tuple:
+        """``ctx_in`` and ``data_in`` checked: what :meth:`fill` writes (nothing allocated)."""
         values, given = self._values(ctx_in, program)
         if data_in and len(data_in) > SOCK_LAYOUT.size and any(data_in[SOCK_LAYOUT.size :]):
             raise self._fail("data_in is larger than bpf_sock", program, errno.E2BIG, "data_in")
@@ -218,13 +234,16 @@ class SockAddrContext(_UapiContext):
                 SOCK_LAYOUT,
                 {k: values[k] for k in ("family", "type", "protocol")} | {"state": 7},
             )  # TCP_CLOSE: not yet bound or connected
-        sk = Region.from_bytes(sock, kind="context", name="bpf_sock", writable=False)
-        values["sk"] = sk.address
-        ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
-        raw = uapi_pack(self.layout, values | {"sk": 0}) if given else None
-        prepared = SockPrepared(ctx, None, (0, 0), b"", raw, self._finish(), extras=[sk])
-        _bind_cookie(prepared)
-        return prepared
+        return values, given, sock
+
+    def fill(self, prepared: SockPrepared, inputs: tuple) -> None:
+        """Write checked :meth:`inputs` into ``prepared``'s regions, as ``prepare`` does."""
+        values, given, sock = inputs
+        sk = prepared.extras[0]
+        sk.view[:] = sock
+        values = values | {"sk": sk.address}
+        prepared.ctx.view[:] = self.runtime.pack(values)
+        prepared.ctx_out = uapi_pack(self.layout, values | {"sk": 0}) if given else None
 
 
 class SockContext(_UapiContext):
@@ -235,12 +254,22 @@ class SockContext(_UapiContext):
 
     def prepare(self, data_in: bytes, ctx_in: bytes | None, *, program: str | None = None):
         """Regions for one run with ``ctx_in`` (``bpf_sock`` bytes or ``None``)."""
-        values, given = self._values(ctx_in, program)
-        ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
-        raw = uapi_pack(self.layout, values) if given else None
-        prepared = SockPrepared(ctx, None, (0, 0), b"", raw, self._finish())
+        inputs = self.inputs(data_in, ctx_in, program)
+        ctx = Region(self.runtime.size, kind="context", writable=True)
+        prepared = SockPrepared(ctx, None, (0, 0), b"", None, self._finish())
+        self.fill(prepared, inputs)
         _bind_cookie(prepared)
         return prepared
+
+    def inputs(self, data_in: bytes, ctx_in: bytes | None, program: str | None) -> tuple:
+        """``ctx_in`` checked: what :meth:`fill` writes (``data_in`` is unused)."""
+        return self._values(ctx_in, program)
+
+    def fill(self, prepared: SockPrepared, inputs: tuple) -> None:
+        """Write checked :meth:`inputs` into ``prepared``'s regions, as ``prepare`` does."""
+        values, given = inputs
+        prepared.ctx.view[:] = self.runtime.pack(values)
+        prepared.ctx_out = uapi_pack(self.layout, values) if given else None
 
 
 class BindContext(_UapiContext):
@@ -248,29 +277,113 @@ class BindContext(_UapiContext):
 
     def prepare(self, data_in: bytes, ctx_in: bytes | None, *, program: str | None = None):
         """Regions for one run: ``data_in`` the app id, ``ctx_in`` the ``bind_md``."""
+        inputs = self.inputs(data_in, ctx_in, program)
+        packet = None
+        span = (0, 0)
+        if data_in:
+            packet = Region(len(data_in), kind="packet", name="app_id", writable=False)
+            span = (0, len(data_in))
+        ctx = Region(self.runtime.size, kind="context", writable=True)
+        prepared = SockPrepared(ctx, packet, span, b"", None, self._finish())
+        if packet is not None:
+            prepared.legacy = Region.wrap(
+                packet.address, len(data_in), kind="packet", writable=False, owner=prepared
+            )
+        self.fill(prepared, inputs)
+        return prepared
+
+    def inputs(self, data_in: bytes, ctx_in: bytes | None, program: str | None) -> tuple:
+        """``ctx_in`` checked (``data_in``, the app id, is any bytes): what :meth:`fill`
+        writes."""
         values, given = self._values(ctx_in, program)
         if values["operation"] not in tuple(BindOperation):
             raise self._fail(f"operation {values['operation']} is not a bind_operation_t",
                              program)
         if values["socket_address_length"] > 16:
             raise self._fail("socket_address_length is more than 16", program)
-        packet = None
-        span = (0, 0)
-        if data_in:
-            packet = Region.from_bytes(data_in, kind="packet", name="app_id", writable=False)
-            values["app_id_start"] = packet.address
-            values["app_id_end"] = packet.address + len(data_in)
-            span = (0, len(data_in))
-        ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
-        raw = None
-        if given:
-            raw = uapi_pack(self.layout, values | {"app_id_start": 0, "app_id_end": 0})
-        prepared = SockPrepared(ctx, packet, span, b"", raw, self._finish())
+        return values, given, bytes(data_in)
+
+    def fill(self, prepared: SockPrepared, inputs: tuple) -> None:
+        """Write checked :meth:`inputs` into ``prepared``'s regions (the packet holds as
+        many bytes as the app id), as ``prepare`` does."""
+        values, given, app_id = inputs
+        packet = prepared.packet
         if packet is not None:
-            prepared.legacy = Region.wrap(
-                packet.address, len(data_in), kind="packet", writable=False, owner=prepared
-            )
-        return prepared
+            packet.view[:] = app_id
+            values = values | {"app_id_start": packet.address,
+                               "app_id_end": packet.address + len(app_id)}  # fmt: skip
+        prepared.ctx.view[:] = self.runtime.pack(values)
+        prepared.ctx_out = None
+        if given:
+            prepared.ctx_out = uapi_pack(self.layout, values | {"app_id_start": 0, "app_id_end": 0})
+
+
+_SOCK_BUILDERS = (SockAddrContext, SockContext, BindContext)
+
+
+class ReusedSockContext:
+    """A prepared socket-program test run (:class:`SockAddrContext`, :class:`SockContext`,
+    :class:`BindContext`) kept for the next runs, as
+    :class:`~pybpf.objects.context.ReusedContext` keeps xdp and skb runs: :meth:`reset`
+    puts every region back as ``prepare(data_in, ctx_in)`` would make it (the context
+    bytes, whatever the program wrote there included, the ``bpf_sock`` ``ctx->sk`` points
+    to, the app id, ``ctx_out``'s base) and binds the socket cookie anew (the one a hook
+    names with :func:`socket_cookie`, else a new one), so a run on it is a fresh run.
+    ``ctx_in`` and ``data_in`` may change from run to run (the hooks pass each socket's
+    own); only a ``bind_md`` app id of another length needs new regions (:meth:`fits`)."""
+
+    def __init__(
+        self,
+        builder: SockAddrContext | SockContext | BindContext,
+        prepared: SockPrepared,
+        data_in: bytes,
+        ctx_in: bytes | None,
+        *,
+        program: str | None = None,
+    ) -> None:
+        self.builder = builder
+        self.prepared = prepared
+        self.program = program
+        # only a bind_md's app id sizes a region (the packet)
+        self.size = len(data_in) if isinstance(builder, BindContext) else None
+        self.legacy = prepared.legacy_packet()
+        self.data_out = prepared.data_out
+        self.result_ctx = prepared.result_ctx
+        self.cookie = prepared.state is not None
+        self._snapshot(data_in, ctx_in)
+
+    @staticmethod
+    def reusable(builder: object) -> bool:
+        """Whether test runs of ``builder``'s contexts can be kept and reset."""
+        return isinstance(builder, _SOCK_BUILDERS)
+
+    def fits(self, data_in: bytes) -> bool:
+        """Whether the kept regions can take a run with ``data_in``."""
+        return self.size is None or self.size == len(data_in)
+
+    def _snapshot(self, data_in: bytes, ctx_in: bytes | None) -> None:
+        prepared = self.prepared
+        self.inputs = (bytes(data_in), None if ctx_in is None else bytes(ctx_in))
+        self.images = [(r.view, bytes(r.view)) for r in prepared.regions]
+
+    def reset(self, data_in: bytes, ctx_in: bytes | None) -> None:
+        """Back to a fresh ``prepare(data_in, ctx_in)``'s state (``data_in`` must
+        :meth:`fits`); :class:`~pybpf.errors.InputError` as ``prepare`` for bad arguments
+        (nothing changed then)."""
+        prepared = self.prepared
+        if data_in == self.inputs[0] and ctx_in == self.inputs[1]:
+            for view, image in self.images:  # the read-only ones too: exactly as fresh
+                view[:] = image
+        else:
+            builder = self.builder
+            builder.fill(prepared, builder.inputs(data_in, ctx_in, self.program))
+            self._snapshot(data_in, ctx_in)
+        if self.cookie:
+            _bind_cookie(prepared)
+
+    def close(self) -> None:
+        """Free the regions (the caller removes them from its address space first)."""
+        self.prepared.close()
 
 
 WINDOWS_AF_INET = 2
