@@ -196,14 +196,27 @@ class _UapiContext:
         return values, given
 
     def _finish(self, pointers_zero: bool = True):
+        """``ctx_out`` from the runtime context: each field's bytes copied to its UAPI
+        offset (fields next to each other in both layouts in one copy), the pointers 0."""
+        runs: list[list[int]] = []  # [uapi offset, runtime offset, length]
+        for f in sorted(self.layout.fields, key=lambda f: f.offset):
+            if f.kind != FieldKind.SCALAR and pointers_zero:
+                continue
+            at = self.runtime.offsets[f.name]
+            last = runs[-1] if runs else None
+            if last and last[0] + last[2] == f.offset and last[1] + last[2] == at:
+                last[2] += f.size
+            else:
+                runs.append([f.offset, at, f.size])
+        copies = tuple((u, u + n, r, r + n) for u, r, n in runs)
+        size = self.uapi_size
+
         def finish(region: Region) -> bytes:
-            values = {}
-            for f in self.layout.fields:
-                if f.kind != FieldKind.SCALAR and pointers_zero:
-                    continue
-                at = self.runtime.offsets[f.name]
-                values[f.name] = int.from_bytes(region.view[at : at + f.size], "little")
-            return uapi_pack(self.layout, values)
+            out = bytearray(size)
+            view = region.view
+            for lo, hi, at, end in copies:
+                out[lo:hi] = view[at:end]
+            return bytes(out)
 
         return finish
 
