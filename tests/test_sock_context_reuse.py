@@ -254,3 +254,26 @@ def test_a_reset_scribbled_context_is_byte_for_byte_a_fresh_prepare(kind):
     finally:
         reused.close()
     assert first.ctx.closed and first.ctx.address not in _STATES
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_the_byte_copies_pack_and_read_back_as_the_field_tables_do(kind):
+    import random
+
+    from pybpf.memory import Region
+    from pybpf.objects.sock_context import uapi_unpack
+
+    builder = BUILDERS[kind][0]
+    layout, runtime = builder.layout, builder.runtime
+    rng = random.Random(kind)
+    finish = builder._finish()
+    for _ in range(20):
+        values = {f.name: rng.getrandbits(8 * f.size) for f in layout.fields
+                  if f.kind == FieldKind.SCALAR}  # fmt: skip
+        raw = bytearray(uapi_pack(layout, values))
+        pointers = {f.name: rng.getrandbits(63) for f in layout.fields
+                    if f.kind != FieldKind.SCALAR}  # fmt: skip
+        got = builder._pack(bytes(raw), pointers)
+        assert got == runtime.pack(uapi_unpack(layout, bytes(raw)) | pointers)
+        with Region.from_bytes(got) as region:
+            assert finish(region) == uapi_pack(layout, values)  # the pointers read as 0

@@ -93,6 +93,7 @@ class BindAction(IntEnum):
     PERMIT_HARD = 3
 
 
+_BIND_OPERATIONS = frozenset(BindOperation)
 _RUN = threading.local()
 _COOKIES = itertools.count(1 << 40)  # test runs' own sockets: apart from skb runs' cookies
 
@@ -178,26 +179,17 @@ class _UapiContext:
         self.layout = layout
         self.runtime: RuntimeLayout = runtime_layout(layout)
         self.uapi_size = layout.size
+        self._fields = {f.name: f for f in layout.fields}
+        self._pointers = tuple(
+            (f.name, f.offset, f.end, self.runtime.offsets[f.name])
+            for f in layout.fields
+            if f.kind != FieldKind.SCALAR
+        )
+        self._to_runtime = self._copies(True)
 
-    def _fail(self, why: str, program: str | None, code: int = errno.EINVAL,
-              field: str = "ctx_in") -> InputError:
-        return InputError(why, errno=code, field=field, program=program)
-
-    def _values(self, ctx_in: bytes | None, program: str | None) -> tuple[dict[str, int], bool]:
-        given = ctx_in is not None and len(ctx_in) > 0
-        raw = bytes(ctx_in or b"")
-        if len(raw) > self.uapi_size and any(raw[self.uapi_size :]):
-            raise self._fail(f"ctx_in has non-zero bytes past {self.layout.name}", program,
-                             errno.E2BIG)
-        values = uapi_unpack(self.layout, raw[: self.uapi_size])
-        for f in self.layout.fields:
-            if f.kind != FieldKind.SCALAR and values[f.name]:
-                raise self._fail(f"ctx_in must leave the pointer {f.name} 0", program)
-        return values, given
-
-    def _finish(self, pointers_zero: bool = True):
-        """``ctx_out`` from the runtime context: each field's bytes copied to its UAPI
-        offset (fields next to each other in both layouts in one copy), the pointers 0."""
+    def _copies(self, pointers_zero: bool) -> tuple[tuple[int, int, int, int], ...]:
+        """``(uapi lo, uapi hi, runtime lo, runtime hi)`` of every field (the pointers'
+        unless ``pointers_zero``), fields next to each other in both layouts in one."""
         runs: list[list[int]] = []  # [uapi offset, runtime offset, length]
         for f in sorted(self.layout.fields, key=lambda f: f.offset):
             if f.kind != FieldKind.SCALAR and pointers_zero:
@@ -208,7 +200,50 @@ class _UapiContext:
                 last[2] += f.size
             else:
                 runs.append([f.offset, at, f.size])
-        copies = tuple((u, u + n, r, r + n) for u, r, n in runs)
+        return tuple((u, u + n, r, r + n) for u, r, n in runs)
+
+    def _fail(self, why: str, program: str | None, code: int = errno.EINVAL,
+              field: str = "ctx_in") -> InputError:
+        return InputError(why, errno=code, field=field, program=program)
+
+    def _raw(self, ctx_in: bytes | None, program: str | None) -> tuple[bytes, bool]:
+        """``ctx_in`` checked, as the UAPI struct's bytes, and whether it was given."""
+        given = ctx_in is not None and len(ctx_in) > 0
+        raw = bytes(ctx_in or b"")
+        size = self.uapi_size
+        if len(raw) > size:
+            if any(raw[size:]):
+                raise self._fail(f"ctx_in has non-zero bytes past {self.layout.name}", program,
+                                 errno.E2BIG)
+            raw = raw[:size]
+        elif len(raw) < size:
+            raw = raw.ljust(size, b"\0")
+        for name, lo, hi, _ in self._pointers:
+            if any(raw[lo:hi]):
+                raise self._fail(f"ctx_in must leave the pointer {name} 0", program)
+        return raw, given
+
+    def _field(self, raw: bytes, name: str) -> int:
+        """The value of field ``name`` in the UAPI bytes ``raw``."""
+        f = self._fields[name]
+        return int.from_bytes(raw[f.offset : f.end], "little")
+
+    def _pack(self, raw: bytes, pointers: dict[str, int]) -> bytearray:
+        """The runtime struct of the UAPI bytes ``raw`` (``RuntimeLayout.pack`` of its
+        fields) with ``pointers`` by name (the rest 0)."""
+        out = bytearray(self.runtime.size)
+        for lo, hi, at, end in self._to_runtime:
+            out[at:end] = raw[lo:hi]
+        for name, _, _, at in self._pointers:
+            value = pointers.get(name, 0)
+            if value:
+                out[at : at + 8] = value.to_bytes(8, "little")
+        return out
+
+    def _finish(self, pointers_zero: bool = True):
+        """``ctx_out`` from the runtime context: each field's bytes copied to its UAPI
+        offset, the pointers 0."""
+        copies = self._copies(pointers_zero)
         size = self.uapi_size
 
         def finish(region: Region) -> bytes:
@@ -237,7 +272,7 @@ class SockAddrContext(_UapiContext):
 
     def inputs(self, data_in: bytes, ctx_in: bytes | None, program: str | None) -> tuple:
         """``ctx_in`` and ``data_in`` checked: what :meth:`fill` writes (nothing allocated)."""
-        values, given = self._values(ctx_in, program)
+        raw, given = self._raw(ctx_in, program)
         if data_in and len(data_in) > SOCK_LAYOUT.size and any(data_in[SOCK_LAYOUT.size :]):
             raise self._fail("data_in is larger than bpf_sock", program, errno.E2BIG, "data_in")
         if data_in:
@@ -245,18 +280,17 @@ class SockAddrContext(_UapiContext):
         else:
             sock = uapi_pack(
                 SOCK_LAYOUT,
-                {k: values[k] for k in ("family", "type", "protocol")} | {"state": 7},
+                {k: self._field(raw, k) for k in ("family", "type", "protocol")} | {"state": 7},
             )  # TCP_CLOSE: not yet bound or connected
-        return values, given, sock
+        return raw, given, sock
 
     def fill(self, prepared: SockPrepared, inputs: tuple) -> None:
         """Write checked :meth:`inputs` into ``prepared``'s regions, as ``prepare`` does."""
-        values, given, sock = inputs
+        raw, given, sock = inputs
         sk = prepared.extras[0]
         sk.view[:] = sock
-        values = values | {"sk": sk.address}
-        prepared.ctx.view[:] = self.runtime.pack(values)
-        prepared.ctx_out = uapi_pack(self.layout, values | {"sk": 0}) if given else None
+        prepared.ctx.view[:] = self._pack(raw, {"sk": sk.address})
+        prepared.ctx_out = raw if given else None  # finish() makes it from the region
 
 
 class SockContext(_UapiContext):
@@ -276,13 +310,13 @@ class SockContext(_UapiContext):
 
     def inputs(self, data_in: bytes, ctx_in: bytes | None, program: str | None) -> tuple:
         """``ctx_in`` checked: what :meth:`fill` writes (``data_in`` is unused)."""
-        return self._values(ctx_in, program)
+        return self._raw(ctx_in, program)
 
     def fill(self, prepared: SockPrepared, inputs: tuple) -> None:
         """Write checked :meth:`inputs` into ``prepared``'s regions, as ``prepare`` does."""
-        values, given = inputs
-        prepared.ctx.view[:] = self.runtime.pack(values)
-        prepared.ctx_out = uapi_pack(self.layout, values) if given else None
+        raw, given = inputs
+        prepared.ctx.view[:] = self._pack(raw, {})
+        prepared.ctx_out = raw if given else None  # finish() makes it from the region
 
 
 class BindContext(_UapiContext):
@@ -308,27 +342,25 @@ class BindContext(_UapiContext):
     def inputs(self, data_in: bytes, ctx_in: bytes | None, program: str | None) -> tuple:
         """``ctx_in`` checked (``data_in``, the app id, is any bytes): what :meth:`fill`
         writes."""
-        values, given = self._values(ctx_in, program)
-        if values["operation"] not in tuple(BindOperation):
-            raise self._fail(f"operation {values['operation']} is not a bind_operation_t",
-                             program)
-        if values["socket_address_length"] > 16:
+        raw, given = self._raw(ctx_in, program)
+        operation = self._field(raw, "operation")
+        if operation not in _BIND_OPERATIONS:
+            raise self._fail(f"operation {operation} is not a bind_operation_t", program)
+        if self._field(raw, "socket_address_length") > 16:
             raise self._fail("socket_address_length is more than 16", program)
-        return values, given, bytes(data_in)
+        return raw, given, bytes(data_in)
 
     def fill(self, prepared: SockPrepared, inputs: tuple) -> None:
         """Write checked :meth:`inputs` into ``prepared``'s regions (the packet holds as
         many bytes as the app id), as ``prepare`` does."""
-        values, given, app_id = inputs
+        raw, given, app_id = inputs
         packet = prepared.packet
+        pointers = {}
         if packet is not None:
             packet.view[:] = app_id
-            values = values | {"app_id_start": packet.address,
-                               "app_id_end": packet.address + len(app_id)}  # fmt: skip
-        prepared.ctx.view[:] = self.runtime.pack(values)
-        prepared.ctx_out = None
-        if given:
-            prepared.ctx_out = uapi_pack(self.layout, values | {"app_id_start": 0, "app_id_end": 0})
+            pointers = {"app_id_start": packet.address, "app_id_end": packet.address + len(app_id)}
+        prepared.ctx.view[:] = self._pack(raw, pointers)
+        prepared.ctx_out = raw if given else None  # finish() makes it from the region
 
 
 _SOCK_BUILDERS = (SockAddrContext, SockContext, BindContext)
