@@ -138,13 +138,25 @@ def _codec(layout: ContextLayout) -> tuple[struct.Struct, tuple[tuple[str, int],
     return _CODECS[id(layout)][1], tuple(fields)
 
 
+_PACKERS: dict[int, tuple[ContextLayout, struct.Struct, list, dict[str, tuple]]] = {}
+
+
 def uapi_pack(layout: ContextLayout, values: dict[str, int]) -> bytes:
-    """The UAPI struct ``layout`` with ``values`` by field name (the rest zero)."""
-    codec, fields = _codec(layout)
-    out = []
-    for name, size in fields:
-        value = values.get(name, 0) & ((1 << (8 * size)) - 1)
-        out.append(value if size <= 8 else value.to_bytes(size, "little"))
+    """The UAPI struct ``layout`` with ``values`` by field name (the rest zero; names
+    that are not fields are ignored)."""
+    found = _PACKERS.get(id(layout))
+    if found is None or found[0] is not layout:
+        codec, fields = _codec(layout)
+        zeros = [0 if size <= 8 else bytes(size) for _, size in fields]
+        index = {name: (i, (1 << (8 * size)) - 1, size) for i, (name, size) in enumerate(fields)}
+        _PACKERS[id(layout)] = found = (layout, codec, zeros, index)
+    _, codec, zeros, index = found
+    out = zeros.copy()
+    for name, value in values.items():
+        at = index.get(name)
+        if at is not None:
+            i, mask, size = at
+            out[i] = value & mask if size <= 8 else (value & mask).to_bytes(size, "little")
     return codec.pack(*out)
 
 
