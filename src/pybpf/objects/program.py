@@ -148,9 +148,9 @@ class _Kept:
     space its regions and the program's maps are in, and what a run on it needs."""
 
     __slots__ = ("reused", "space", "args", "size", "ctx_in", "legacy", "reset", "data_out",
-                 "result_ctx")  # fmt: skip
+                 "result_ctx", "runner", "run")  # fmt: skip
 
-    def __init__(self, reused: Any, reachable: Sequence[Map]) -> None:
+    def __init__(self, reused: Any, reachable: Sequence[Map], runner: Any) -> None:
         self.reused = reused
         self.size, self.ctx_in = reused.key  # what the kept regions fit
         self.space = AddressSpace()
@@ -163,6 +163,14 @@ class _Kept:
         self.reset = reused.reset
         self.data_out = reused.data_out
         self.result_ctx = prepared.result_ctx
+        # run(cpu) -> r0: one run on these regions (the JIT binds its fast path to them)
+        self.runner = runner
+        bind = getattr(runner, "bind", None)
+        if bind is not None:
+            self.run = bind(self.args, memory=self.space, packet=self.legacy)
+        else:
+            args, space, legacy, run = self.args, self.space, self.legacy, runner.run
+            self.run = lambda cpu: run(args, memory=space, packet=legacy, cpu=cpu)
 
     def close(self) -> None:
         """Free the regions."""
@@ -415,7 +423,12 @@ class Program:
         if self._reusable:  # xdp/skb: on kept regions, reset (ReusedContext)
             pool = self._reused
             kept = pool.pop() if pool else None
-            if kept is None or kept.size != len(data_in) or kept.ctx_in != ctx_in:
+            if (
+                kept is None
+                or kept.size != len(data_in)
+                or kept.ctx_in != ctx_in
+                or kept.runner is not self._runner  # the engine was swapped (tests, benchmarks)
+            ):
                 kept = self._keep(kept, data_in, ctx_in)
             else:
                 try:
@@ -426,7 +439,7 @@ class Program:
             try:
                 if repeat == 1:
                     start = _now()
-                    r0 = self._runner.run(kept.args, memory=kept.space, packet=kept.legacy, cpu=cpu)
+                    r0 = kept.run(cpu)
                     elapsed = _now() - start
                 else:
                     r0, elapsed = self._run(kept.args, kept.space, kept.legacy, cpu, repeat)
@@ -519,7 +532,7 @@ class Program:
         if old is not None:
             old.close()
         reused = ReusedContext(builder, prepared, data_in, ctx_in, program=self.name)
-        return _Kept(reused, self._reachable)
+        return _Kept(reused, self._reachable, self._runner)
 
     def _test_run_sock(
         self, data_in: bytes, ctx_in: bytes | None, repeat: int, cpu: int
