@@ -144,3 +144,20 @@ def test_kept_test_runs_follow_a_swapped_engine():
         again = prog.test_run(frame)
         assert (again.retval, again.data_out) == (first.retval, first.data_out)
         assert prog._reused[-1].runner is runner
+
+
+def test_arguments_after_a_refused_run_are_those_given():
+    # r0 = r1 + r2 + r3: slots a refused run wrote must not leak into the next run
+    prog = [I.mov(0, "r1"), I.add(0, "r2"), I.add(0, "r3"), EXIT]
+    with JitProgram(prog, entry_registers=(1, 2, 3, 10)) as jit:
+        space = AddressSpace()
+        assert jit.run((1,), memory=space) == 1
+        with pytest.raises(InputError):
+            jit.run((1, 2, "x"), memory=space)
+        assert jit.run((1,), memory=space) == 1
+        assert jit.run((1, 2, 3), memory=space) == 6
+        assert jit.run((4,), memory=space) == 4
+        assert jit.run([5, 6], memory=space) == 11
+        with pytest.raises(InputError):
+            jit.run((1, 2, 3, 4, 5, 6), memory=space)
+        assert jit.run((), memory=space) == 0

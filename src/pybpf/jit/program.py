@@ -4,7 +4,10 @@
 (:mod:`pybpf.jit.lower`), compiles it (:mod:`pybpf.jit.compile`) and runs it any number of
 times with :meth:`JitProgram.run`, whose signature and results are those of
 :meth:`pybpf.vm.Interpreter.run`: r0 as an unsigned 64-bit integer, or the same
-:mod:`pybpf.errors` exception for the same fault.
+:mod:`pybpf.errors` exception for the same fault. Runs take pooled run states
+(:mod:`pybpf.jit.state`, one per concurrent run): a state whose last run had the same
+setup runs again without being rewritten, and :meth:`JitProgram.bind` fixes ``run``'s
+arguments for the cheapest repeated call (kept test runs use it).
 
 Memory: without ``debug_checks`` the code loads and stores through raw pointers, as the
 kernel's JIT does: only programs a verifier accepted may run that way. With

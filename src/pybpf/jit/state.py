@@ -51,8 +51,9 @@ _HAS_PACKET, _REGIONS, _NREGIONS = int(Slot.HAS_PACKET), int(Slot.REGIONS), int(
 _ARG1, _BUDGET_INIT, _MAY_GOTO_INIT = int(Slot.ARG1), int(Slot.BUDGET_INIT), int(Slot.MAY_GOTO_INIT)
 _TAIL_COUNT, _TAIL_COUNT_INIT = int(Slot.TAIL_COUNT), int(Slot.TAIL_COUNT_INIT)
 _HEAD, _MAC, _NET = int(Slot.PACKET_HEAD), int(Slot.PACKET_MAC), int(Slot.PACKET_NET)
+_CPU, _BATCH_ROW = int(Slot.CPU), int(Slot.BATCH_ROW)
+_BATCH_DATA, _BATCH_END = int(Slot.BATCH_DATA), int(Slot.BATCH_END)
 _NO_HEADERS = (0, NO_HEADER & ((1 << 64) - 1), NO_HEADER & ((1 << 64) - 1))
-_NO_ARGS = (0, 0, 0, 0, 0)
 _M64 = (1 << 64) - 1
 
 # Every live state of the process by its context block's address: a helper called from a
@@ -123,6 +124,8 @@ class RunState:
         ``window``: with ``batch``, the current packet's (start, end) when the batch loop does
         not write it (a tail call's target in a batch run).
         """
+        if trace is None:
+            trace = self._default_trace
         last = self._last  # the last run's setup again? (objects by identity)
         if (
             last is not None
@@ -144,13 +147,21 @@ class RunState:
         words = self.words
         if words[_TAIL_COUNT_INIT] != tail_calls:
             words[_TAIL_COUNT_INIT] = tail_calls
-        if args != self._args:
+        old = self._args
+        if args != old:
             if len(args) > 5:
                 raise InputError(f"at most 5 arguments (r1-r5), got {len(args)}")
-            for i, value in enumerate(args + _NO_ARGS[len(args) :], _ARG1):
+            i = _ARG1
+            for value in args:
                 if not isinstance(value, int):
+                    self._args = None  # some slots were written: all of them next time
                     raise InputError(f"arguments must be integers, got {args!r}")
                 words[i] = value & _M64
+                i += 1
+            end = _ARG1 + (5 if old is None else len(old))  # r(n+1).. were 0 unless set
+            while i < end:
+                words[i] = 0
+                i += 1
             self._args = args
         if budget != self._budget:
             words[_BUDGET_INIT] = self._budget = budget
@@ -179,16 +190,17 @@ class RunState:
             self.space = ctx.memory = space
         if ctx.cpu != cpu:
             ctx.cpu = cpu
-            words[Slot.CPU] = cpu & _M64
-        trace = trace if trace is not None else self._default_trace
+            words[_CPU] = cpu & _M64
         if ctx.trace is not trace:
             ctx.trace = trace
         self.debug = debug
         self.batch = batch
         if batch is not None:
             self._args = None  # the batch loop writes the ARG slots
-            words[Slot.BATCH_DATA], words[Slot.BATCH_END] = window
-        words[Slot.BATCH_ROW] = int(batch is not None and debug)
+            words[_BATCH_DATA], words[_BATCH_END] = window
+            words[_BATCH_ROW] = int(debug)
+        elif words[_BATCH_ROW]:
+            words[_BATCH_ROW] = 0
         if debug:
             self.load_regions()
         elif batch is None:  # holding the objects keeps their identities unique
