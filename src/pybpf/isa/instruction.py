@@ -29,6 +29,11 @@ from pybpf.isa.opcodes import (
     opcode_source,
 )
 
+# enum members by value: a dict lookup instead of an Enum call on every property access
+_ALU_OPS = {int(m): m for m in AluOp}
+_JMP_OPS = {int(m): m for m in JmpOp}
+_MODES = {int(m): m for m in Mode}
+
 __all__ = ["Instruction", "slot_pcs", "slot_table", "program_slots", "LDDW_CODE"]
 
 LDDW_CODE = int(Class.LD) | int(Mode.IMM) | int(Size.DW)  # 0x18
@@ -93,7 +98,8 @@ class Instruction:
     @property
     def alu_op(self) -> AluOp:
         """The ALU operation (only for ALU classes)."""
-        return AluOp(opcode_op(self.code))
+        op = _ALU_OPS.get(opcode_op(self.code))
+        return op if op is not None else AluOp(opcode_op(self.code))  # raises: reserved
 
     @property
     def is_signed_divmod(self) -> bool:
@@ -132,7 +138,8 @@ class Instruction:
     @property
     def jmp_op(self) -> JmpOp:
         """The jump operation (only for JMP classes)."""
-        return JmpOp(opcode_op(self.code))
+        op = _JMP_OPS.get(opcode_op(self.code))
+        return op if op is not None else JmpOp(opcode_op(self.code))
 
     @property
     def is_exit(self) -> bool:
@@ -208,7 +215,8 @@ class Instruction:
     @property
     def mode(self) -> Mode:
         """Access mode (only for load/store classes)."""
-        return Mode(opcode_mode(self.code))
+        mode = _MODES.get(opcode_mode(self.code))
+        return mode if mode is not None else Mode(opcode_mode(self.code))
 
     @property
     def is_lddw(self) -> bool:

@@ -181,14 +181,23 @@ class CallKind(IntEnum):
     KFUNC = 2  # BPF_PSEUDO_KFUNC_CALL: imm is a BTF id
 
 
+def _members(enum: type) -> dict[int, object]:
+    return {int(m): m for m in enum}
+
+
+_CLASSES = _members(Class)
+_SOURCES = _members(Source)
+_SIZES = _members(Size)
+
+
 def opcode_class(code: int) -> Class:
     """The class of an opcode byte."""
-    return Class(code & CLASS_MASK)
+    return _CLASSES[code & CLASS_MASK]  # a table: every 3-bit value is a class
 
 
 def opcode_source(code: int) -> Source:
     """The source bit of an ALU/JMP opcode byte."""
-    return Source(code & _SOURCE_MASK)
+    return _SOURCES[code & _SOURCE_MASK]
 
 
 def opcode_op(code: int) -> int:
@@ -198,7 +207,7 @@ def opcode_op(code: int) -> int:
 
 def opcode_size(code: int) -> Size:
     """The size field of a load/store opcode byte."""
-    return Size(code & _SIZE_MASK)
+    return _SIZES[code & _SIZE_MASK]  # every 2-bit value is a size
 
 
 def opcode_mode(code: int) -> int:
