@@ -55,19 +55,25 @@ __all__ = [
 ]
 
 
+_DEFAULT: list[HelperRegistry] = []  # built once; callers get copies
+
+
 def default_helpers() -> HelperRegistry:
-    """A new registry holding every helper implemented by the runtime."""
-    registry = register_maps(register_basics(HelperRegistry()))
-    for register in (
-        register_checksum,
-        register_strings,
-        register_process,
-        register_probe,
-        register_locks,
-        register_packet,
-    ):
-        register(registry)
-    return registry
+    """A new registry holding every helper implemented by the runtime (a copy of one built
+    on first use: the bindings are module-level functions, so copies are independent)."""
+    if not _DEFAULT:
+        registry = register_maps(register_basics(HelperRegistry()))
+        for register in (
+            register_checksum,
+            register_strings,
+            register_process,
+            register_probe,
+            register_locks,
+            register_packet,
+        ):
+            register(registry)
+        _DEFAULT[:] = [registry]
+    return _DEFAULT[0].copy()
 
 
 def helper_registry(
