@@ -68,7 +68,55 @@ def _read_only(regions: list[Region]) -> list[Region]:
     return regions
 
 
-class DevMap(ArrayMap):
+class _TargetArray(ArrayMap):
+    """DEVMAP and XSKMAP: an array whose slot ``i`` holds an entry while its first ``u32``
+    (the ifindex, the queue id) is non-zero; programs read entries (read-only) and never
+    change them."""
+
+    def _make_regions(self) -> list[Region]:
+        return _read_only(super()._make_regions())
+
+    def _word(self, i: int) -> int:
+        o = i * self._slot
+        return int.from_bytes(self._values[o : o + 4], "little")
+
+    def delete_raw(self, key: bytes) -> None:
+        self._alive("delete")
+        self._can_write("delete")
+        i = self._index(key)
+        if i >= self.max_entries:
+            raise fail(errno.EINVAL, "index out of range", "delete", self.name)
+        o = i * self._slot  # an empty slot deletes fine, as on Linux
+        self._values[o : o + self.value_size] = bytes(self.value_size)
+
+    def keys_raw(self) -> list[bytes]:
+        self._alive("get_next_key")
+        return [i.to_bytes(4, "little") for i in self.elem_slots()]
+
+    def __len__(self) -> int:
+        return len(self.keys_raw())
+
+    def __contains__(self, key: object) -> bool:
+        i = self._index(self._key(key))
+        return i < self.max_entries and bool(self._word(i))
+
+    def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
+        i = int.from_bytes(key, "little")
+        if i >= self.max_entries or not self._word(i):
+            return 0
+        return self._values_address + i * self._slot
+
+    def elem_update(self, key: bytes, value: bytes, flags: int, cpu: int = 0) -> int:
+        return -errno.EOPNOTSUPP
+
+    def elem_delete(self, key: bytes) -> int:
+        return -errno.EOPNOTSUPP
+
+    def elem_slots(self) -> list[int]:
+        return [i for i in range(self.max_entries) if self._word(i)]
+
+
+class DevMap(_TargetArray):
     """DEVMAP (see the module docstring)."""
 
     TYPES = (MapType.DEVMAP,)
@@ -77,18 +125,11 @@ class DevMap(ArrayMap):
     def check(cls, d: MapDefinition, params: dict) -> None:
         _check(d, (4, 8))
 
-    def _make_regions(self) -> list[Region]:
-        return _read_only(super()._make_regions())
-
-    def _ifindex(self, i: int) -> int:
-        o = i * self._slot
-        return int.from_bytes(self._values[o : o + 4], "little")
-
     def lookup_raw(self, key: bytes) -> bytes | None:
         self._alive("lookup")
         self._can_read("lookup")
         i = self._index(key)
-        if i >= self.max_entries or not self._ifindex(i):
+        if i >= self.max_entries or not self._word(i):
             return None
         o = i * self._slot
         return bytes(self._values[o : o + self.value_size])
@@ -107,41 +148,6 @@ class DevMap(ArrayMap):
         stored = _devmap_value(value, self.name, empty_ok=True)
         o = i * self._slot
         self._values[o : o + len(stored)] = stored
-
-    def delete_raw(self, key: bytes) -> None:
-        self._alive("delete")
-        self._can_write("delete")
-        i = self._index(key)
-        if i >= self.max_entries:
-            raise fail(errno.EINVAL, "index out of range", "delete", self.name)
-        o = i * self._slot
-        self._values[o : o + self.value_size] = bytes(self.value_size)
-
-    def keys_raw(self) -> list[bytes]:
-        self._alive("get_next_key")
-        return [i.to_bytes(4, "little") for i in range(self.max_entries) if self._ifindex(i)]
-
-    def __len__(self) -> int:
-        return len(self.keys_raw())
-
-    def __contains__(self, key: object) -> bool:
-        i = self._index(self._key(key))
-        return i < self.max_entries and bool(self._ifindex(i))
-
-    def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
-        i = int.from_bytes(key, "little")
-        if i >= self.max_entries or not self._ifindex(i):
-            return 0
-        return self._values_address + i * self._slot
-
-    def elem_update(self, key: bytes, value: bytes, flags: int, cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
-
-    def elem_delete(self, key: bytes) -> int:
-        return -errno.EOPNOTSUPP
-
-    def elem_slots(self) -> list[int]:
-        return [i for i in range(self.max_entries) if self._ifindex(i)]
 
 
 class DevMapHash(HashMap):
@@ -172,7 +178,7 @@ class DevMapHash(HashMap):
         return -errno.EOPNOTSUPP
 
 
-class XskMap(ArrayMap):
+class XskMap(_TargetArray):
     """XSKMAP (see the module docstring)."""
 
     TYPES = (MapType.XSKMAP,)
@@ -181,18 +187,11 @@ class XskMap(ArrayMap):
     def check(cls, d: MapDefinition, params: dict) -> None:
         _check(d, (4,))
 
-    def _make_regions(self) -> list[Region]:
-        return _read_only(super()._make_regions())
-
-    def _queue(self, i: int) -> int:
-        o = i * self._slot
-        return int.from_bytes(self._values[o : o + 4], "little")
-
     def queue_id(self, index: int) -> int:
         """The queue id in slot ``index`` (0 when empty or out of range)."""
         if self.closed or not 0 <= index < self.max_entries:
             return 0
-        return self._queue(index)
+        return self._word(index)
 
     def lookup_raw(self, key: bytes) -> bytes | None:
         self._alive("lookup")
@@ -210,45 +209,10 @@ class XskMap(ArrayMap):
             raise fail(errno.E2BIG, "index out of range", "update", self.name)
         if not int.from_bytes(value, "little"):
             raise fail(errno.EINVAL, "queue id 0 is not a socket", "update", self.name)
-        present = bool(self._queue(i))
+        present = bool(self._word(i))
         if flags == BPF_NOEXIST and present:
             raise fail(errno.EEXIST, "slot is in use", "update", self.name)
         if flags == BPF_EXIST and not present:
             raise fail(errno.ENOENT, "slot is empty", "update", self.name)
         o = i * self._slot
         self._values[o : o + 4] = value
-
-    def delete_raw(self, key: bytes) -> None:
-        self._alive("delete")
-        self._can_write("delete")
-        i = self._index(key)
-        if i >= self.max_entries:
-            raise fail(errno.EINVAL, "index out of range", "delete", self.name)
-        o = i * self._slot
-        self._values[o : o + 4] = bytes(4)
-
-    def keys_raw(self) -> list[bytes]:
-        self._alive("get_next_key")
-        return [i.to_bytes(4, "little") for i in range(self.max_entries) if self._queue(i)]
-
-    def __len__(self) -> int:
-        return len(self.keys_raw())
-
-    def __contains__(self, key: object) -> bool:
-        i = self._index(self._key(key))
-        return i < self.max_entries and bool(self._queue(i))
-
-    def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
-        i = int.from_bytes(key, "little")
-        if i >= self.max_entries or not self._queue(i):
-            return 0
-        return self._values_address + i * self._slot
-
-    def elem_update(self, key: bytes, value: bytes, flags: int, cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
-
-    def elem_delete(self, key: bytes) -> int:
-        return -errno.EOPNOTSUPP
-
-    def elem_slots(self) -> list[int]:
-        return [i for i in range(self.max_entries) if self._queue(i)]
