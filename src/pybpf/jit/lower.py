@@ -874,6 +874,7 @@ def lower_program(
     stack_depth: int | None = None,
     inline_helpers: frozenset[int] = frozenset(),
     loop_budget: bool = False,
+    tail_entry: bool = True,
 ):
     """The ``ir.Module`` of a checked program (see the module docstring).
 
@@ -886,7 +887,9 @@ def lower_program(
     (:func:`pybpf.jit.inlinehelpers.inline_helper_ids`). ``loop_budget``: without debug
     checks, still charge the instruction budget at loop heads
     (:func:`pybpf.jit.blocks.loop_heads`), so a loop no one proved bounded cannot run
-    forever.
+    forever. ``tail_entry``: also export the native tail entry
+    (:func:`pybpf.jit.tailcalls.build_tail_entry`; LLVM inlines the program's body into it
+    as into :data:`ENTRY`, so it costs a second copy's optimisation and code generation).
     """
     if ir is None:
         raise NotSupportedError("the JIT needs llvmlite (pip install 'pybpf[jit]')", feature="jit")
@@ -918,7 +921,8 @@ def lower_program(
     args = [b.load(slot(Slot.ARG1 + i)) for i in range(5)]
     b.ret(b.call(mod.functions[0], [ctx, _const(64, 0)] + args))
     _build_repeat(mod, entry)
-    build_tail_entry(mod.module, mod.ctx_type, mod.functions[0])
+    if tail_entry:
+        build_tail_entry(mod.module, mod.ctx_type, mod.functions[0])
     return mod.module
 
 

@@ -329,6 +329,9 @@ class _Builder:
         self.helpers = callback_helpers()
         self.callbacks: dict[str, Callback] = {}
         self.tail_group = next(_TAIL_GROUPS)  # JIT programs of one object tail-call natively
+        # native tail calls stay within the object (its tail_group): only an object with a
+        # prog array can make them, so only its programs need a native tail entry
+        self.tail_targets = any(m.type == MapType.PROG_ARRAY for m in maps.values())
         self.code_cache: Any = False
         if engine == "jit":  # compiled code on disk, unless PYBPF_JIT_CACHE=0
             from pybpf.jit.cache import default_cache
@@ -441,6 +444,7 @@ class _Builder:
                     legacy_packet=_uses_legacy_packet(linked.instructions),
                     tail_call_targets=tail_call_target,
                     tail_group=self.tail_group,
+                    tail_target=self.tail_targets,
                     cache=self.code_cache,
                 )
         except PybpfError as err:
