@@ -496,3 +496,18 @@ def test_the_pipeline_example():
     assert results == [sums[0] + 10, sums[1] + 10, 1000, 1000, sums[4] + 10]
     assert finished == 3 and calls == 5 and hits == [5, 3]
     assert total == 3 * sum(sums)
+
+
+def test_only_programs_of_objects_with_a_prog_array_get_a_native_tail_entry():
+    from pybpf.jit import JitProgram
+
+    insns = assemble("r0 = 7\nexit")
+    with JitProgram(insns) as plain, JitProgram(insns, tail_target=True) as target:
+        assert plain.native_tail_entry() is None  # a target through Python only
+        entry, key = target.native_tail_entry()
+        assert entry and key == target.tail_key
+        assert plain.run((0,)) == target.run((0,)) == 7
+    with pybpf.load(EXAMPLES / "tail_calls.o", engine="jit") as obj:  # has a prog array
+        assert all(p._runner.native_tail_entry() for p in obj.programs.values())
+    with pybpf.load(EXAMPLES / "drop_empty_udp.o", engine="jit") as obj:  # has none
+        assert all(p._runner.native_tail_entry() is None for p in obj.programs.values())
