@@ -17,8 +17,9 @@ are batched in runs sharing one template, short runs go frame by frame). Otherwi
 the interpreter, frames run one by one on the reused regions. Programs of the kernel
 backend run through ``test_run``.
 
-This module is the one place in ``hooks`` that reaches into a loaded
-:class:`~pybpf.objects.Program` (its runtime context builder, engine and reachable maps).
+This module is the one place in ``hooks`` that runs a loaded :class:`~pybpf.objects.Program`
+without ``test_run``, through its hook accessors (``runtime_context``, ``runner``,
+``reachable_maps``).
 """
 
 from __future__ import annotations
@@ -38,9 +39,7 @@ from pybpf.objects.context import (
     XDP_PACKET_HEADROOM,
     SkbContext,
     XdpContext,
-    _eth_protocol,
-    _pkt_type,
-    _socket_fields,
+    skb_frame_fields,
 )
 from pybpf.progtypes import ProgType
 from pybpf.runtime import expose_maps
@@ -202,9 +201,7 @@ class _SkbSlot:
         found = self.templates.get(key)
         if found is None:
             values = dict(self.base_values)
-            values.update(
-                protocol=_eth_protocol(frame), pkt_type=_pkt_type(frame), **_socket_fields(frame)
-            )
+            values.update(skb_frame_fields(frame))
             found = self.layout.pack(values)
             if len(self.templates) > 4096:
                 self.templates.clear()
@@ -302,8 +299,10 @@ class PacketRunner:
         self.kind = program_kind(getattr(program, "type", None))
         if rx_queue < 0 or (ingress_ifindex is not None and ingress_ifindex < 0):
             raise InputError("ingress ifindex and rx queue must be non-negative", field="ctx")
-        builder = getattr(program, "_runtime_context", None)
-        engine = getattr(program, "_runner", None)
+        # a Program of the portable backend (objects.Program's hook accessors); kernel
+        # programs have neither and run through test_run
+        builder = getattr(program, "runtime_context", None)
+        engine = getattr(program, "runner", None)
         self.engine = getattr(program, "engine", "kernel")
         self.blockers = batch_blockers(program)
         self.slot: _XdpSlot | _SkbSlot | None = None
@@ -325,7 +324,7 @@ class PacketRunner:
         else:
             self.slot = _SkbSlot(builder, ingress_ifindex)
         self.space = AddressSpace()
-        expose_maps(self.space, getattr(program, "_reachable", None) or program.maps)
+        expose_maps(self.space, program.reachable_maps)
         for region in self.slot.regions:
             self.space.add(region)
         self.batched = (

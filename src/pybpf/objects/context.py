@@ -51,6 +51,7 @@ __all__ = [
     "SkbContext",
     "runtime_context_for",
     "ReusedContext",
+    "skb_frame_fields",
     "XDP_PACKET_HEADROOM",
     "XDP_LINEAR_MAX",
     "LOOPBACK_IFINDEX",
@@ -409,9 +410,7 @@ class SkbContext:
             data_meta=base,
             len=size - skip,
             ifindex=LOOPBACK_IFINDEX,
-            protocol=_eth_protocol(data_in),
-            pkt_type=_pkt_type(data_in),
-            **_socket_fields(data_in),
+            **skb_frame_fields(data_in),
         )
         ctx = Region.from_bytes(self.runtime.pack(values), kind="context", writable=True)
 
@@ -471,6 +470,15 @@ def _pkt_type(frame: bytes) -> int:
     if frame[0] & 1:
         return 2  # PACKET_MULTICAST (the loopback's broadcast address is all zero)
     return 0 if frame[:6] == bytes(6) else 3  # PACKET_HOST / PACKET_OTHERHOST
+
+
+def skb_frame_fields(frame: bytes) -> dict[str, int]:
+    """The ``__sk_buff`` fields Linux's skb test run takes from ``frame`` (an Ethernet frame
+    whose IP header fits; :class:`SkbContext` checks that): ``protocol`` and ``pkt_type`` as
+    ``eth_type_trans`` sets them on the loopback device, and the socket's ``family`` and
+    addresses from the IPv4/IPv6 header (none for other protocols). They depend only on the
+    frame's first 54 bytes; names are the runtime layout's."""
+    return {"protocol": _eth_protocol(frame), "pkt_type": _pkt_type(frame), **_socket_fields(frame)}
 
 
 def runtime_context_for(prog_type: ProgType | None) -> XdpContext | SkbContext | None:
@@ -607,8 +615,7 @@ class ReusedContext:
                 field="data_in",
                 program=self.program,
             )
-        values = {"protocol": _eth_protocol(data_in), "pkt_type": _pkt_type(data_in)}
-        values.update(_socket_fields(data_in))
+        values = skb_frame_fields(data_in)
         image = self.ctx_image
         for name, at, size in self.derived:
             image[at : at + size] = values.get(name, 0).to_bytes(size, "little")

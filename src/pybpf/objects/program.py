@@ -27,21 +27,34 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pybpf.errors import InputError, NotSupportedError
 from pybpf.isa import Instruction, Pseudo, encode
 from pybpf.maps import Map
 from pybpf.memory import AddressSpace, Region
-from pybpf.objects.context import ReusedContext
-from pybpf.objects.sock_context import ReusedSockContext
+from pybpf.objects.context import ReusedContext, SkbContext, XdpContext
+from pybpf.objects.sock_context import (
+    BindContext,
+    ReusedSockContext,
+    SockAddrContext,
+    SockContext,
+)
 from pybpf.progtypes import AttachType, ProgType
 from pybpf.progtypes.contexts import rules_for
 from pybpf.runtime import expose_maps
 from pybpf.spec import LinkedProgram, ProgramSpec
 from pybpf.state.ids import allocate_id
 
-__all__ = ["Program", "TestRunResult", "by_id", "live_programs", "tail_call_target", "calc_tag"]
+__all__ = [
+    "Program",
+    "ProgramRunner",
+    "TestRunResult",
+    "by_id",
+    "live_programs",
+    "tail_call_target",
+    "calc_tag",
+]
 
 _M32 = (1 << 32) - 1
 _LOCK = threading.Lock()
@@ -79,6 +92,23 @@ def _result(
 
 _now = time.perf_counter_ns
 _new = object.__new__
+
+
+class ProgramRunner(Protocol):
+    """What :attr:`Program.runner` is: the engine's compiled program (the interpreter's or
+    the JIT's). The JIT's also has ``run_batch`` (:meth:`pybpf.jit.JitProgram.run_batch`)."""
+
+    def run(
+        self,
+        args: Sequence[int] = (),
+        *,
+        memory: AddressSpace | None = None,
+        packet: Region | bytes | None = None,
+        cpu: int = 0,
+    ) -> int:
+        """Run once with ``args`` in r1..r5 on ``memory``; returns r0 as an unsigned 64-bit
+        integer (``packet``: the packet legacy ``LD_ABS``/``LD_IND`` loads read)."""
+        ...
 
 
 # ---- tags ---------------------------------------------------------------------------------
@@ -366,6 +396,37 @@ class Program:
             return "runtime"
         rules = rules_for(self.type) if self.type is not None else None
         return "buffer" if rules is not None and rules.context.fields else "memory"
+
+    # ---- for hooks that run the program on memory of their own ---------------------------
+    # A hook (pybpf.hooks.packetrun) builds its own regions once and runs frame after frame
+    # on them, without test_run: it needs the context builder, the engine's program and the
+    # maps to expose. It counts its runs in run_cnt/run_time_ns itself.
+    @property
+    def runtime_context(
+        self,
+    ) -> XdpContext | SkbContext | SockAddrContext | SockContext | BindContext | None:
+        """The builder of the context :meth:`test_run` gives when the type's context was
+        rewritten to the runtime's layout at load (``context == "runtime"``;
+        :mod:`pybpf.objects.context`, :mod:`pybpf.objects.sock_context`), else ``None``.
+        Its ``runtime`` layout is where the rewritten program reads each field; a hook
+        that builds contexts of its own lays them out by it."""
+        return self._runtime_context
+
+    @property
+    def runner(self) -> ProgramRunner:
+        """The engine's compiled program (:class:`ProgramRunner`): ``run(args, memory=,
+        packet=, cpu=)`` runs it once without the checks and bookkeeping of
+        :meth:`test_run`. ``memory`` must hold the context and packet regions and
+        :attr:`reachable_maps`; the caller counts ``run_cnt``/``run_time_ns``. Valid until
+        :meth:`close`."""
+        return self._runner
+
+    @property
+    def reachable_maps(self) -> tuple[Map, ...]:
+        """Every map a run may touch (the object's: callbacks and tail-call targets may use
+        maps the program does not name; :attr:`maps` when it was loaded alone): the maps to
+        expose in an address space a hook runs :attr:`runner` on."""
+        return tuple(self._reachable)
 
     # ---- running -------------------------------------------------------------------------
     def test_run(
