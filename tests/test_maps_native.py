@@ -116,4 +116,7 @@ def test_descriptor_points_into_the_buffer():
         assert desc[6] == m.regions[0].address
         base, end = m._buf.address, m._buf.address + m._buf.size
         assert all(base <= a < end for a in desc[:7])
-        assert desc[12] == m._seed and ctypes.sizeof(m.descriptor()) == 8 * 13
+        assert desc[12] == m._seed
+        assert ctypes.sizeof(m.descriptor()) == 8 * len(DESCRIPTOR_FIELDS)
+        fields = dict(zip(DESCRIPTOR_FIELDS, desc, strict=True))
+        assert base <= fields["state"] < end and base <= fields["header"] < end

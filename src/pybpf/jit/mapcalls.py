@@ -50,7 +50,7 @@ from pybpf.maps import registry
 from pybpf.maps.array import ArrayMap, ProgArray
 from pybpf.maps.definition import BPF_EXIST, BPF_NOEXIST, round8
 from pybpf.maps.hash import HashMap
-from pybpf.maps.native import native_map_ops
+from pybpf.maps.native import BUSY, PYTHON, native_map_ops
 from pybpf.maptypes import MapFlag, MapType
 from pybpf.memory import atomics
 from pybpf.runtime.loadcheck import successors
@@ -81,7 +81,8 @@ _M64 = (1 << 64) - 1
 @dataclass
 class MapSite:
     """One ``lddw`` of a map whose calls are lowered natively; ``index``: its first row in
-    :data:`SITE_TABLE` (array: values base; hash: descriptor, token, lookup function)."""
+    :data:`SITE_TABLE` (array: values base; hash: descriptor, token, then the lookup,
+    update and delete functions; prog array: see :mod:`pybpf.jit.tailcalls`)."""
 
     pc: int
     map: Any
@@ -93,7 +94,7 @@ class MapSite:
     @property
     def rows(self) -> int:
         """Rows of :data:`SITE_TABLE` this site uses."""
-        return 1 if self.kind == "array" else 3
+        return {"array": 1, "hash": 5}.get(self.kind, 3)
 
     @property
     def stride(self) -> int:
@@ -118,8 +119,11 @@ class MapSite:
         if self._descriptor is None:
             self._descriptor = m.descriptor()  # kept alive with the site
         ops = native_map_ops()
+        if ops is None:  # (sites are hash sites only with native operations)
+            return [0] * self.rows
         address = ctypes.addressof(self._descriptor)
-        return [address, m.lock.current_token(), ops.hash_lookup_address if ops else 0]
+        return [address, m.lock.current_token(), ops.hash_lookup_address,
+                ops.hash_update_address, ops.hash_delete_address]  # fmt: skip
 
 
 def _kind(m: Any) -> str | None:
@@ -247,9 +251,6 @@ def lower_map_call(fl: Any, helper: int, site: MapSite, pc: int) -> None:
     if site.kind == "progarray":  # the verifier refuses map helpers on prog arrays
         fl.helper_call(_c(helper), pc)
         return
-    if site.kind == "hash" and helper != LOOKUP:
-        fl.helper_call(_c(helper), pc)
-        return
     _Emitter(fl, helper, site, pc).emit()
 
 
@@ -298,8 +299,12 @@ class _Emitter:
                 fl.access(self.args[2], m.value_size, PERM_READ, self.pc, 3, 0)
         if self.site.kind == "array":
             self.array()
-        else:
+        elif self.helper == LOOKUP:
             self.hash_lookup()
+        elif self.helper == UPDATE:
+            self.hash_update()
+        else:
+            self.hash_delete()
         b.position_at_end(self.slow)  # the interpreter's path, for everything else
         call = b.call(
             self.fl.dispatcher(),
@@ -372,3 +377,31 @@ class _Emitter:
         self.slow_unless(b.not_(busy_or_suspect))
         value = r if offset is None else b.add(r, offset)
         self.done(b.select(b.icmp_unsigned("==", r, _c(0)), _c(0), value))
+
+    def hash_call(self, row: int, args: list) -> None:
+        """Call the native update (``row`` 3) or delete (4) on the descriptor; r0 is its
+        result unless it answers 1 (busy lock) or 2 (take the Python path)."""
+        b, i64 = self.b, self.i64
+        fn_type = ir.FunctionType(i64, [i64] * len(args))
+        fn = b.inttoptr(self.row(row), fn_type.as_pointer())
+        r = b.call(fn, args)
+        python = b.icmp_unsigned("<", b.sub(r, _c(BUSY)), _c(PYTHON))  # BUSY or PYTHON
+        self.slow_unless(b.not_(python))
+        self.done(r)
+
+    def hash_update(self) -> None:
+        b, m = self.b, self.site.map
+        desc = self.row(0)
+        self.slow_unless(b.icmp_unsigned("!=", desc, _c(0)))
+        cpu = _c(0)
+        if m.percpu:  # CPUs outside the map: the helper's error
+            cpu = self.fl.load_slot(Slot.CPU)
+            self.slow_unless(b.icmp_unsigned("<", cpu, _c(m.ncpus)))
+        # map_update_elem(map, key, value, flags): the native update checks the flags
+        self.hash_call(3, [desc, self.args[1], self.args[2], self.args[3], self.row(1), cpu])
+
+    def hash_delete(self) -> None:
+        b = self.b
+        desc = self.row(0)
+        self.slow_unless(b.icmp_unsigned("!=", desc, _c(0)))
+        self.hash_call(4, [desc, self.args[1], self.row(1)])

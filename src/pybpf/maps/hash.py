@@ -63,7 +63,16 @@ from pybpf.maps.definition import (
     round8,
 )
 from pybpf.maps.inner import INNER_MAP_CODEC, check_template, inner_error
-from pybpf.maps.native import native_map_ops
+from pybpf.maps.native import (
+    ALL_CPUS,
+    BUSY,
+    DESCRIPTOR_FIELDS,
+    OPTION_LRU,
+    OPTION_PERCPU,
+    PYTHON,
+    native_map_ops,
+    signed,
+)
 from pybpf.maptypes import MapFlag, MapType
 from pybpf.memory import Region, atomics
 
@@ -173,9 +182,11 @@ class HashMap(Map):
         self._nops = native_map_ops()
         self._desc: Any = None
         self._desc_addr = 0
+        self._nwrite = False  # native updates and deletes (HashMap's own, not a family's)
         if self._nops is not None:
             self._desc = self.descriptor()
             self._desc_addr = ctypes.addressof(self._desc)
+            self._nwrite = type(self) is HashMap and self._nops.hash_update is not None
 
     def _init_fresh(self, params: dict) -> None:
         seed = 0 if self.flags & MapFlag.ZERO_SEED else int.from_bytes(os.urandom(4), "little")
@@ -192,9 +203,10 @@ class HashMap(Map):
 
     def descriptor(self) -> Any:
         """The map's descriptor for the native operations (:mod:`pybpf.maps.native`): a
-        ctypes array of 13 u64, valid while the map is open."""
+        ctypes array of u64 (``DESCRIPTOR_FIELDS``), valid while the map is open."""
         L, base = self._layout, self._buf.address
-        return (ctypes.c_uint64 * 13)(
+        options = (OPTION_LRU if self._lru else 0) | (OPTION_PERCPU if self.percpu else 0)
+        return (ctypes.c_uint64 * len(DESCRIPTOR_FIELDS))(
             base + LOCK_OFFSET,
             base + L.bucket_off,
             base + L.next_off,
@@ -208,6 +220,12 @@ class HashMap(Map):
             self.max_entries,
             L.value_slot,
             self._seed,
+            base + L.state_off,
+            base + FAMILY_OFFSET,
+            self.value_size,
+            round8(self.value_size),
+            self.ncpus,
+            options,
         )
 
     def _native_lookup(self, key: bytes, mark: int, out: int = 0, size: int = 0) -> int:
@@ -217,6 +235,25 @@ class HashMap(Map):
             return -1
         r = self._nops.hash_lookup(self._desc_addr, key, self.lock.current_token(), mark, out, size)
         return -1 if r in (1, 2) else r
+
+    def _native_update(self, key: bytes, value: bytes, flags: int, cpu: int) -> int | None:
+        """The native update (``cpu``: ``ALL_CPUS`` for a whole user-space value): 0 or
+        -errno, or ``None`` when the Python path must run instead (as for lookups; also
+        while a test injects faults)."""
+        if self._fault or atomics.backend() != "native" or len(key) != self.key_size:
+            return None
+        if len(value) != (self.user_value_size if cpu == ALL_CPUS else self.value_size):
+            return None
+        token = self.lock.current_token()
+        r = self._nops.hash_update(self._desc_addr, key, value, flags, token, cpu)
+        return None if r in (BUSY, PYTHON) else signed(r)
+
+    def _native_delete(self, key: bytes) -> int | None:
+        """The native delete: 0, -ENOENT, or ``None`` (take the Python path)."""
+        if self._fault or atomics.backend() != "native" or len(key) != self.key_size:
+            return None
+        r = self._nops.hash_delete(self._desc_addr, key, self.lock.current_token())
+        return None if r in (BUSY, PYTHON) else signed(r)
 
     def _make_regions(self) -> list[Region]:
         L = self._layout
@@ -244,6 +281,7 @@ class HashMap(Map):
 
     def _close_views(self) -> None:
         self._desc = None  # the native path must not see the unmapped buffer
+        self._nwrite = False
         for name in ("_buckets", "_next", "_hashes", "_state", "_ref", "_keys", "_values"):
             getattr(self, name).release()
         self._fields.release()
@@ -490,9 +528,11 @@ class HashMap(Map):
         if not self._update_flags_ok(flags):
             raise fail(errno.EINVAL, f"bad update flags {flags:#x}", "update", self.name)
         value = self._user_value(key, value)
-        h = zlib.crc32(key, self._seed)
-        with self.lock:
-            r = self._upsert(key, h, value, flags, None, key)
+        r = self._native_update(key, value, flags, ALL_CPUS) if self._nwrite else None
+        if r is None:
+            h = zlib.crc32(key, self._seed)
+            with self.lock:
+                r = self._upsert(key, h, value, flags, None, key)
         if r:
             raise fail(-r, "update failed", "update", self.name)
 
@@ -504,12 +544,15 @@ class HashMap(Map):
         self._alive("delete")
         self._can_write("delete")
         key = self._check_key(bytes(key))
-        h = zlib.crc32(key, self._seed)
-        with self.lock:
-            s = self._find(key, h)
-            if s >= 0:
-                self._unlink(s)
-        if s < 0:
+        r = self._native_delete(key) if self._nwrite else None
+        if r is None:
+            h = zlib.crc32(key, self._seed)
+            with self.lock:
+                s = self._find(key, h)
+                if s >= 0:
+                    self._unlink(s)
+            r = 0 if s >= 0 else -errno.ENOENT
+        if r:
             raise fail(errno.ENOENT, "no such key", "delete", self.name)
 
     def lookup_and_delete_raw(self, key: bytes) -> bytes | None:
@@ -601,11 +644,19 @@ class HashMap(Map):
     def elem_update(self, key: bytes, value: bytes, flags: int, cpu: int = 0) -> int:
         if not self._update_flags_ok(flags) or flags & BPF_F_LOCK:
             return -errno.EINVAL
+        if self._nwrite:
+            r = self._native_update(key, value, flags, cpu if self.percpu else 0)
+            if r is not None:
+                return r
         h = zlib.crc32(key, self._seed)
         with self.lock:
             return self._upsert(key, h, value, flags, cpu if self.percpu else None, key)
 
     def elem_delete(self, key: bytes) -> int:
+        if self._nwrite:
+            r = self._native_delete(key)
+            if r is not None:
+                return r
         h = zlib.crc32(key, self._seed)
         with self.lock:
             s = self._find(key, h)

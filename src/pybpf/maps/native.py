@@ -31,7 +31,18 @@ from typing import Any
 
 from pybpf.memory.native import compile_native
 
-__all__ = ["NativeMapOps", "native_map_ops", "module_ir", "DESCRIPTOR_FIELDS"]
+__all__ = [
+    "NativeMapOps",
+    "native_map_ops",
+    "module_ir",
+    "signed",
+    "DESCRIPTOR_FIELDS",
+    "OPTION_LRU",
+    "OPTION_PERCPU",
+    "ALL_CPUS",
+    "BUSY",
+    "PYTHON",
+]
 
 DESCRIPTOR_FIELDS = (
     "lock",
@@ -47,11 +58,23 @@ DESCRIPTOR_FIELDS = (
     "max_entries",
     "value_slot",
     "seed",
+    "state",
+    "header",
+    "value_size",
+    "cpu_stride",
+    "ncpus",
+    "options",
 )
+OPTION_LRU = 1  # descriptor ``options`` bits
+OPTION_PERCPU = 2
+ALL_CPUS = (1 << 64) - 1  # pybpf_hash_update's cpu for "every CPU's copy" (user space)
+BUSY, PYTHON = 1, 2  # native codes meaning "take the Python path"
 _SPINS = 4096
 
 _U64 = ctypes.c_uint64
 _LOOKUP = ctypes.PYFUNCTYPE(_U64, _U64, ctypes.c_char_p, _U64, _U64, _U64, _U64)
+_UPDATE = ctypes.PYFUNCTYPE(_U64, _U64, ctypes.c_char_p, ctypes.c_char_p, _U64, _U64, _U64)
+_DELETE = ctypes.PYFUNCTYPE(_U64, _U64, ctypes.c_char_p, _U64)
 _CRC = ctypes.PYFUNCTYPE(ctypes.c_uint32, ctypes.c_char_p, _U64, ctypes.c_uint32)
 
 
@@ -73,10 +96,29 @@ def module_ir() -> str:
         f"  %f.{name} = load i64, ptr %f.{name}.p\n"
         for i, name in enumerate(DESCRIPTOR_FIELDS)
     )
-    return f"""
-@crc_table = private unnamed_addr constant [256 x i32] [{table}]
+    return (
+        _IR.replace("@TABLE@", table)
+        .replace("@FIELDS@", field)
+        .replace("@SPINS@", str(_SPINS))
+        .replace("@LRU@", str(OPTION_LRU))
+        .replace("@PERCPU@", str(OPTION_PERCPU))
+    )
 
-define i32 @pybpf_crc32(i64 %data, i64 %len, i32 %seed) {{
+
+# The IR, with @TABLE@ (the CRC table), @FIELDS@ (loads of the descriptor's words from
+# %d), @SPINS@ and the option bits filled in by module_ir(). Internal functions work with
+# the lock held: find (slot + 1, 0 or -1: corrupt), pred (the address of the word naming a
+# slot in its chain, 0: corrupt), free (unlink and free a slot, in HashMap._unlink's
+# order). Index words and state bytes are written with volatile stores, so the compiler
+# keeps HashMap's write order (what a process killed halfway leaves); state := 1 is a
+# release store, after the key, hash and value.
+_IR = """
+@crc_table = private unnamed_addr constant [256 x i32] [@TABLE@]
+
+declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
+declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
+
+define i32 @pybpf_crc32(i64 %data, i64 %len, i32 %seed) {
 entry:
   %init = xor i32 %seed, -1
   br label %loop
@@ -102,29 +144,29 @@ body:
 exit:
   %r = xor i32 %crc, -1
   ret i32 %r
-}}
+}
 
-define i64 @pybpf_hash_lookup(i64 %desc, i64 %key, i64 %token, i64 %mark, i64 %out,
-                              i64 %outlen) {{
+define internal i1 @pybpf_lock_take(ptr %lockp, i64 %token) {
 entry:
-  %d = inttoptr i64 %desc to ptr
-{field}  %lockp = inttoptr i64 %f.lock to ptr
   br label %spin
 spin:
   %n = phi i64 [0, %entry], [%n1, %retry]
   %cx = cmpxchg ptr %lockp, i64 0, i64 %token acquire monotonic, align 8
-  %ok = extractvalue {{i64, i1}} %cx, 1
+  %ok = extractvalue {i64, i1} %cx, 1
   br i1 %ok, label %locked, label %retry
 retry:
   %n1 = add i64 %n, 1
-  %give = icmp ugt i64 %n1, {_SPINS}
+  %give = icmp ugt i64 %n1, @SPINS@
   br i1 %give, label %busy, label %spin
 busy:
-  ret i64 1
+  ret i1 0
 locked:
-  %seed32 = trunc i64 %f.seed to i32
-  %h = call i32 @pybpf_crc32(i64 %key, i64 %f.key_len, i32 %seed32)
-  %h64 = zext i32 %h to i64
+  ret i1 1
+}
+
+define internal i64 @pybpf_hash_find(ptr %d, i64 %key, i32 %h) {
+entry:
+@FIELDS@  %h64 = zext i32 %h to i64
   %bi = and i64 %h64, %f.bucket_mask
   %bo = mul i64 %bi, 4
   %ba = add i64 %f.buckets, %bo
@@ -132,10 +174,10 @@ locked:
   %b0 = load i32, ptr %bp
   br label %walk
 walk:
-  %b = phi i32 [%b0, %locked], [%bn, %next]
-  %steps = phi i64 [0, %locked], [%steps1, %next]
+  %b = phi i32 [%b0, %entry], [%bn, %next]
+  %steps = phi i64 [0, %entry], [%steps1, %next]
   %empty = icmp eq i32 %b, 0
-  br i1 %empty, label %notfound, label %check
+  br i1 %empty, label %missing, label %check
 check:
   %b64 = zext i32 %b to i64
   %past = icmp ugt i64 %b64, %f.max_entries
@@ -174,9 +216,99 @@ next:
   %corrupt = icmp ugt i64 %steps1, %f.max_entries
   br i1 %corrupt, label %bad, label %walk
 bad:
+  ret i64 -1
+missing:
+  ret i64 0
+found:
+  ret i64 %b64
+}
+
+define internal i64 @pybpf_hash_pred(ptr %d, i64 %s) {
+entry:
+@FIELDS@  %s4 = mul i64 %s, 4
+  %ha = add i64 %f.hashes, %s4
+  %hp = inttoptr i64 %ha to ptr
+  %hs = load i32, ptr %hp
+  %h64 = zext i32 %hs to i64
+  %bi = and i64 %h64, %f.bucket_mask
+  %bo = mul i64 %bi, 4
+  %ba = add i64 %f.buckets, %bo
+  %want = add i64 %s, 1
+  br label %walk
+walk:
+  %at = phi i64 [%ba, %entry], [%na, %step]
+  %steps = phi i64 [0, %entry], [%steps1, %step]
+  %atp = inttoptr i64 %at to ptr
+  %i = load i32, ptr %atp
+  %i64 = zext i32 %i to i64
+  %hit = icmp eq i64 %i64, %want
+  br i1 %hit, label %found, label %cont
+cont:
+  %end = icmp eq i64 %i64, 0
+  %past = icmp ugt i64 %i64, %f.max_entries
+  %stop = or i1 %end, %past
+  br i1 %stop, label %bad, label %step
+step:
+  %im1 = sub i64 %i64, 1
+  %i4 = mul i64 %im1, 4
+  %na = add i64 %f.next, %i4
+  %steps1 = add i64 %steps, 1
+  %cyc = icmp ugt i64 %steps1, %f.max_entries
+  br i1 %cyc, label %bad, label %walk
+found:
+  ret i64 %at
+bad:
+  ret i64 0
+}
+
+define internal void @pybpf_hash_free(ptr %d, i64 %s, i64 %pred) {
+entry:
+@FIELDS@  %s4 = mul i64 %s, 4
+  %na = add i64 %f.next, %s4
+  %np = inttoptr i64 %na to ptr
+  %nx = load volatile i32, ptr %np
+  %pp = inttoptr i64 %pred to ptr
+  store volatile i32 %nx, ptr %pp
+  %sa = add i64 %f.state, %s
+  %sp = inttoptr i64 %sa to ptr
+  store atomic volatile i8 0, ptr %sp release, align 1
+  %ra = add i64 %f.ref, %s
+  %rp = inttoptr i64 %ra to ptr
+  store volatile i8 0, ptr %rp
+  %fa = add i64 %f.header, 4
+  %fp = inttoptr i64 %fa to ptr
+  %fh = load volatile i32, ptr %fp
+  store volatile i32 %fh, ptr %np
+  %s32 = trunc i64 %s to i32
+  %s1 = add i32 %s32, 1
+  store volatile i32 %s1, ptr %fp
+  %cp = inttoptr i64 %f.header to ptr
+  %c = load volatile i32, ptr %cp
+  %c1 = sub i32 %c, 1
+  store volatile i32 %c1, ptr %cp
+  ret void
+}
+
+define i64 @pybpf_hash_lookup(i64 %desc, i64 %key, i64 %token, i64 %mark, i64 %out,
+                              i64 %outlen) {
+entry:
+  %d = inttoptr i64 %desc to ptr
+@FIELDS@  %lockp = inttoptr i64 %f.lock to ptr
+  %got = call i1 @pybpf_lock_take(ptr %lockp, i64 %token)
+  br i1 %got, label %locked, label %busy
+busy:
+  ret i64 1
+locked:
+  %seed32 = trunc i64 %f.seed to i32
+  %h = call i32 @pybpf_crc32(i64 %key, i64 %f.key_len, i32 %seed32)
+  %found = call i64 @pybpf_hash_find(ptr %d, i64 %key, i32 %h)
+  switch i64 %found, label %hit [ i64 -1, label %bad
+                                  i64 0, label %notfound ]
+bad:
   store atomic i64 0, ptr %lockp release, align 8
   ret i64 2
-found:
+hit:
+  %s = sub i64 %found, 1
   %vo = mul i64 %s, %f.value_slot
   %va = add i64 %f.values, %vo
   %m = icmp ne i64 %mark, 0
@@ -188,27 +320,253 @@ setref:
   br label %copy
 copy:
   %wantcopy = icmp ne i64 %out, 0
-  br i1 %wantcopy, label %copyloop, label %done
-copyloop:
-  %c = phi i64 [0, %copy], [%c1, %copybody]
-  %cend = icmp uge i64 %c, %outlen
-  br i1 %cend, label %done, label %copybody
-copybody:
-  %sa = add i64 %va, %c
-  %sp = inttoptr i64 %sa to ptr
-  %sv = load i8, ptr %sp
-  %da = add i64 %out, %c
-  %dp = inttoptr i64 %da to ptr
-  store i8 %sv, ptr %dp
-  %c1 = add i64 %c, 1
-  br label %copyloop
+  br i1 %wantcopy, label %copyit, label %done
+copyit:
+  %dp = inttoptr i64 %out to ptr
+  %sp = inttoptr i64 %va to ptr
+  call void @llvm.memcpy.p0.p0.i64(ptr %dp, ptr %sp, i64 %outlen, i1 false)
+  br label %done
 done:
   store atomic i64 0, ptr %lockp release, align 8
   ret i64 %va
 notfound:
   store atomic i64 0, ptr %lockp release, align 8
   ret i64 0
-}}
+}
+
+define i64 @pybpf_hash_update(i64 %desc, i64 %key, i64 %value, i64 %flags, i64 %token,
+                              i64 %cpu) {
+entry:
+  %d = inttoptr i64 %desc to ptr
+@FIELDS@  %lockp = inttoptr i64 %f.lock to ptr
+  %pcbit = and i64 %f.options, @PERCPU@
+  %percpu = icmp ne i64 %pcbit, 0
+  %lrubit = and i64 %f.options, @LRU@
+  %lru = icmp ne i64 %lrubit, 0
+  %all = icmp eq i64 %cpu, -1
+  %notall = xor i1 %all, true
+  %one = and i1 %percpu, %notall
+  %whole = and i1 %percpu, %all
+  %cpuout = icmp uge i64 %cpu, %f.ncpus
+  %cpubad = and i1 %one, %cpuout
+  %cpuo = mul i64 %cpu, %f.cpu_stride
+  %cpuoff = select i1 %one, i64 %cpuo, i64 0
+  %len = select i1 %whole, i64 %f.value_slot, i64 %f.value_size
+  %srcp = inttoptr i64 %value to ptr
+  %fhp.a = add i64 %f.header, 4
+  %fhp = inttoptr i64 %fhp.a to ptr
+  br i1 %cpubad, label %python, label %flagcheck
+python:
+  ret i64 2
+flagcheck:
+  %badflags = icmp ugt i64 %flags, 2
+  br i1 %badflags, label %einval, label %lock
+einval:
+  ret i64 -22
+lock:
+  %got = call i1 @pybpf_lock_take(ptr %lockp, i64 %token)
+  br i1 %got, label %locked, label %busy
+busy:
+  ret i64 1
+locked:
+  %seed32 = trunc i64 %f.seed to i32
+  %h = call i32 @pybpf_crc32(i64 %key, i64 %f.key_len, i32 %seed32)
+  %found = call i64 @pybpf_hash_find(ptr %d, i64 %key, i32 %h)
+  switch i64 %found, label %exists [ i64 -1, label %bad
+                                     i64 0, label %absent ]
+bad:
+  store atomic i64 0, ptr %lockp release, align 8
+  ret i64 2
+exists:
+  %noexist = icmp eq i64 %flags, 1
+  br i1 %noexist, label %eexist, label %overwrite
+eexist:
+  store atomic i64 0, ptr %lockp release, align 8
+  ret i64 -17
+overwrite:
+  %s = sub i64 %found, 1
+  %vo = mul i64 %s, %f.value_slot
+  %vbase = add i64 %f.values, %vo
+  %dst = add i64 %vbase, %cpuoff
+  %dstp = inttoptr i64 %dst to ptr
+  call void @llvm.memcpy.p0.p0.i64(ptr %dstp, ptr %srcp, i64 %len, i1 false)
+  br i1 %lru, label %touch, label %updated
+touch:
+  %ra = add i64 %f.ref, %s
+  %rp = inttoptr i64 %ra to ptr
+  store volatile i8 1, ptr %rp
+  br label %updated
+updated:
+  store atomic i64 0, ptr %lockp release, align 8
+  ret i64 0
+absent:
+  %exist = icmp eq i64 %flags, 2
+  br i1 %exist, label %enoent, label %alloc
+enoent:
+  store atomic i64 0, ptr %lockp release, align 8
+  ret i64 -2
+alloc:
+  %fh = load volatile i32, ptr %fhp
+  %fh64 = zext i32 %fh to i64
+  %nofree = icmp eq i64 %fh64, 0
+  br i1 %nofree, label %full, label %checkfree
+checkfree:
+  %fpast = icmp ugt i64 %fh64, %f.max_entries
+  br i1 %fpast, label %bad, label %checkused
+checkused:
+  %fs = sub i64 %fh64, 1
+  %fsa = add i64 %f.state, %fs
+  %fsp = inttoptr i64 %fsa to ptr
+  %fst = load i8, ptr %fsp
+  %fused = icmp ne i8 %fst, 0
+  br i1 %fused, label %bad, label %insert
+full:
+  br i1 %lru, label %evict, label %e2big
+e2big:
+  store atomic i64 0, ptr %lockp release, align 8
+  ret i64 -7
+evict:
+  %handa = add i64 %f.header, 8
+  %handp = inttoptr i64 %handa to ptr
+  %hand0 = load volatile i32, ptr %handp
+  %hand64 = zext i32 %hand0 to i64
+  %hand = urem i64 %hand64, %f.max_entries
+  br label %scan
+scan:
+  %k = phi i64 [0, %evict], [%k1, %scannext]
+  %kdone = icmp uge i64 %k, %f.max_entries
+  br i1 %kdone, label %nonefound, label %scanbody
+scanbody:
+  %j0 = add i64 %hand, %k
+  %wrap = icmp uge i64 %j0, %f.max_entries
+  %jw = sub i64 %j0, %f.max_entries
+  %j = select i1 %wrap, i64 %jw, i64 %j0
+  %rja = add i64 %f.ref, %j
+  %rjp = inttoptr i64 %rja to ptr
+  %rj = load i8, ptr %rjp
+  %clear = icmp eq i8 %rj, 0
+  br i1 %clear, label %victim, label %scannext
+scannext:
+  %k1 = add i64 %k, 1
+  br label %scan
+nonefound:
+  %rest = sub i64 %f.max_entries, %hand
+  br label %victim
+victim:
+  %pos = phi i64 [%j, %scanbody], [%hand, %nonefound]
+  %cleared = phi i64 [%k, %scanbody], [%rest, %nonefound]
+  %vsa = add i64 %f.state, %pos
+  %vsp = inttoptr i64 %vsa to ptr
+  %vst = load i8, ptr %vsp
+  %vused = icmp eq i8 %vst, 1
+  br i1 %vused, label %vpred, label %bad
+vpred:
+  %pred = call i64 @pybpf_hash_pred(ptr %d, i64 %pos)
+  %nopred = icmp eq i64 %pred, 0
+  br i1 %nopred, label %bad, label %sweep
+sweep:
+  %c = phi i64 [0, %vpred], [%c1, %sweepbody]
+  %cdone = icmp uge i64 %c, %cleared
+  br i1 %cdone, label %evicted, label %sweepbody
+sweepbody:
+  %cj0 = add i64 %hand, %c
+  %cwrap = icmp uge i64 %cj0, %f.max_entries
+  %cjw = sub i64 %cj0, %f.max_entries
+  %cj = select i1 %cwrap, i64 %cjw, i64 %cj0
+  %rca = add i64 %f.ref, %cj
+  %rcp = inttoptr i64 %rca to ptr
+  store volatile i8 0, ptr %rcp
+  %c1 = add i64 %c, 1
+  br label %sweep
+evicted:
+  %pos1 = add i64 %pos, 1
+  %newhand = urem i64 %pos1, %f.max_entries
+  %nh32 = trunc i64 %newhand to i32
+  store volatile i32 %nh32, ptr %handp
+  call void @pybpf_hash_free(ptr %d, i64 %pos, i64 %pred)
+  %fh2 = load volatile i32, ptr %fhp
+  %fh2.64 = zext i32 %fh2 to i64
+  br label %insert
+insert:
+  %slot1 = phi i64 [%fh64, %checkused], [%fh2.64, %evicted]
+  %t = sub i64 %slot1, 1
+  %t4 = mul i64 %t, 4
+  %tna = add i64 %f.next, %t4
+  %tnp = inttoptr i64 %tna to ptr
+  %tnx = load volatile i32, ptr %tnp
+  store volatile i32 %tnx, ptr %fhp
+  %tko = mul i64 %t, %f.key_stride
+  %tka = add i64 %f.keys, %tko
+  %tkp = inttoptr i64 %tka to ptr
+  %keyp = inttoptr i64 %key to ptr
+  call void @llvm.memcpy.p0.p0.i64(ptr %tkp, ptr %keyp, i64 %f.key_len, i1 false)
+  %tha = add i64 %f.hashes, %t4
+  %thp = inttoptr i64 %tha to ptr
+  store volatile i32 %h, ptr %thp
+  %tvo = mul i64 %t, %f.value_slot
+  %tvb = add i64 %f.values, %tvo
+  %tvbp = inttoptr i64 %tvb to ptr
+  br i1 %one, label %zero, label %fill
+zero:
+  call void @llvm.memset.p0.i64(ptr %tvbp, i8 0, i64 %f.value_slot, i1 false)
+  br label %fill
+fill:
+  %tvd = add i64 %tvb, %cpuoff
+  %tvdp = inttoptr i64 %tvd to ptr
+  call void @llvm.memcpy.p0.p0.i64(ptr %tvdp, ptr %srcp, i64 %len, i1 false)
+  %tra = add i64 %f.ref, %t
+  %trp = inttoptr i64 %tra to ptr
+  store volatile i8 0, ptr %trp
+  %tsa = add i64 %f.state, %t
+  %tsp = inttoptr i64 %tsa to ptr
+  store atomic volatile i8 1, ptr %tsp release, align 1
+  %h64 = zext i32 %h to i64
+  %bi = and i64 %h64, %f.bucket_mask
+  %bo = mul i64 %bi, 4
+  %ba = add i64 %f.buckets, %bo
+  %bp = inttoptr i64 %ba to ptr
+  %head = load volatile i32, ptr %bp
+  store volatile i32 %head, ptr %tnp
+  %t32 = trunc i64 %slot1 to i32
+  store volatile i32 %t32, ptr %bp
+  %cp = inttoptr i64 %f.header to ptr
+  %cnt = load volatile i32, ptr %cp
+  %cnt1 = add i32 %cnt, 1
+  store volatile i32 %cnt1, ptr %cp
+  store atomic i64 0, ptr %lockp release, align 8
+  ret i64 0
+}
+
+define i64 @pybpf_hash_delete(i64 %desc, i64 %key, i64 %token) {
+entry:
+  %d = inttoptr i64 %desc to ptr
+@FIELDS@  %lockp = inttoptr i64 %f.lock to ptr
+  %got = call i1 @pybpf_lock_take(ptr %lockp, i64 %token)
+  br i1 %got, label %locked, label %busy
+busy:
+  ret i64 1
+locked:
+  %seed32 = trunc i64 %f.seed to i32
+  %h = call i32 @pybpf_crc32(i64 %key, i64 %f.key_len, i32 %seed32)
+  %found = call i64 @pybpf_hash_find(ptr %d, i64 %key, i32 %h)
+  switch i64 %found, label %hit [ i64 -1, label %bad
+                                  i64 0, label %enoent ]
+bad:
+  store atomic i64 0, ptr %lockp release, align 8
+  ret i64 2
+enoent:
+  store atomic i64 0, ptr %lockp release, align 8
+  ret i64 -2
+hit:
+  %s = sub i64 %found, 1
+  %pred = call i64 @pybpf_hash_pred(ptr %d, i64 %s)
+  %nopred = icmp eq i64 %pred, 0
+  br i1 %nopred, label %bad, label %unlink
+unlink:
+  call void @pybpf_hash_free(ptr %d, i64 %s, i64 %pred)
+  store atomic i64 0, ptr %lockp release, align 8
+  ret i64 0
+}
 """
 
 
@@ -216,9 +574,11 @@ notfound:
 class NativeMapOps:
     """The compiled operations (``engine`` keeps the machine code alive).
 
-    ``hash_lookup(desc, key: bytes, token, mark, out, out_len)`` and
-    ``crc32(data: bytes, len, seed)`` are ctypes functions; ``*_address`` are the raw
-    entry points for JIT code.
+    ``hash_lookup(desc, key: bytes, token, mark, out, out_len)``,
+    ``hash_update(desc, key: bytes, value: bytes, flags, token, cpu)``,
+    ``hash_delete(desc, key: bytes, token)`` and ``crc32(data: bytes, len, seed)`` are
+    ctypes functions (results as unsigned 64-bit integers: see :func:`signed`);
+    ``*_address`` are the raw entry points for JIT code.
     """
 
     hash_lookup: Any
@@ -226,6 +586,15 @@ class NativeMapOps:
     hash_lookup_address: int
     crc32_address: int
     engine: Any
+    hash_update: Any = None
+    hash_delete: Any = None
+    hash_update_address: int = 0
+    hash_delete_address: int = 0
+
+
+def signed(result: int) -> int:
+    """A native operation's u64 result as a signed integer (``-errno`` stays negative)."""
+    return result - (1 << 64) if result >> 63 else result
 
 
 _LOCK = threading.Lock()
@@ -239,7 +608,11 @@ def _compile() -> NativeMapOps | None:
     engine = compiled[0]
     lookup = engine.get_function_address("pybpf_hash_lookup")
     crc = engine.get_function_address("pybpf_crc32")
+    update = engine.get_function_address("pybpf_hash_update")
+    delete = engine.get_function_address("pybpf_hash_delete")
     ops = NativeMapOps(_LOOKUP(lookup), _CRC(crc), lookup, crc, engine)
+    ops.hash_update, ops.hash_update_address = _UPDATE(update), update
+    ops.hash_delete, ops.hash_delete_address = _DELETE(delete), delete
     if ops.crc32(b"pybpf", 5, 7) != zlib.crc32(b"pybpf", 7):  # never trust a miscompile
         return None
     return ops
