@@ -25,7 +25,8 @@ zero-extends; every register starts at 0 (never ``undef``). Byte swaps use
 Helper calls and ``callx`` go through the dispatcher whose address is in the module's
 :data:`~pybpf.jit.layout.DISPATCH_GLOBAL` (written after loading); ``bpf_tail_call`` on a
 prog array the program loads with ``lddw`` runs its target natively
-(:mod:`pybpf.jit.tailcalls`), other tail calls go through the dispatcher; local calls check
+(:mod:`pybpf.jit.tailcalls`), other tail calls go through the dispatcher; ring buffer
+helpers call native producers (:mod:`pybpf.jit.ringcalls`); local calls check
 the depth limit first. After every call the status slot is checked and a non-zero status
 returns at once, so an error unwinds every frame.
 
@@ -73,6 +74,7 @@ from pybpf.jit.mapcalls import (
     map_registers,
     track,
 )
+from pybpf.jit.ringcalls import RingCalls, declare_ring_table, lower_ring_call
 from pybpf.jit.tailcalls import build_tail_entry, lower_tail_call
 from pybpf.runtime.packet import SKF_LL_OFF, SKF_NET_OFF
 
@@ -145,6 +147,7 @@ class _Module:
         stack_depth: int | None = None,
         inline_helpers: frozenset[int] = frozenset(),
         loop_budget: bool = False,
+        rings: RingCalls | None = None,
     ) -> None:
         self.cfg = cfg
         self.debug = debug
@@ -166,6 +169,8 @@ class _Module:
             table_type = ir.ArrayType(i64, rows)
             self.site_table = ir.GlobalVariable(self.module, table_type, name=SITE_TABLE)
             self.site_table.initializer = ir.Constant(table_type, None)
+        self.rings = rings  # native ring buffer calls (pybpf.jit.ringcalls)
+        self.ring_table = declare_ring_table(self.module, rings) if rings else None
         # the helper dispatcher's address, written after loading (pybpf.jit.calls)
         self.dispatch_global = ir.GlobalVariable(self.module, i64, name=DISPATCH_GLOBAL)
         self.dispatch_global.initializer = ir.Constant(i64, 0)
@@ -312,6 +317,9 @@ class _FunctionLowering:
         }
         self.maps_at = map_registers(function.blocks, self.table, mod.sites)
         self.map_regs: dict = {}
+        rings = mod.rings.sites if mod.rings else {}
+        self.rings_at = map_registers(function.blocks, self.table, rings)  # ring sites
+        self.ring_regs: dict = {}
         self.unwind = self.fn.append_basic_block("unwind")
         self.out_of_budget = None
         b.branch(self.blocks[function.entry])
@@ -413,6 +421,7 @@ class _FunctionLowering:
             self.b.position_at_end(self.blocks[block.start])
             self.known = {}  # values from other blocks need not dominate this one
             self.map_regs = dict(self.maps_at.get(block.start, {}))  # register -> map site
+            self.ring_regs = dict(self.rings_at.get(block.start, {}))  # register -> ring site
             if self.mod.debug or block.start in heads:
                 self.charge(block)
             for pc in block.pcs:
@@ -421,6 +430,8 @@ class _FunctionLowering:
                 self.instruction(insn, pc)
                 if self.mod.sites:
                     track(self.map_regs, insn, pc, self.mod.sites)
+                if self.mod.rings:
+                    track(self.ring_regs, insn, pc, self.mod.rings.sites)
             last = self.table[block.last]
             assert last is not None
             if not self.b.block.is_terminated:
@@ -578,6 +589,8 @@ class _FunctionLowering:
                     lower_tail_call(self, prog_array, pc)
                 elif insn.imm in self.mod.inline_helpers:
                     lower_inline_helper(self, insn.imm)
+                elif self.mod.rings and insn.imm in self.mod.rings.helpers:
+                    lower_ring_call(self, insn.imm, pc, self.ring_regs.get(1))
                 elif insn.imm == TAIL_CALL:
                     self.tail_call(pc)
                 else:
@@ -875,6 +888,7 @@ def lower_program(
     inline_helpers: frozenset[int] = frozenset(),
     loop_budget: bool = False,
     tail_entry: bool = True,
+    rings: RingCalls | None = None,
 ):
     """The ``ir.Module`` of a checked program (see the module docstring).
 
@@ -890,6 +904,8 @@ def lower_program(
     forever. ``tail_entry``: also export the native tail entry
     (:func:`pybpf.jit.tailcalls.build_tail_entry`; LLVM inlines the program's body into it
     as into :data:`ENTRY`, so it costs a second copy's optimisation and code generation).
+    ``rings``: ring buffer helpers lowered to native producers
+    (:func:`pybpf.jit.ringcalls.plan_ring_calls`; never under ``debug_checks``).
     """
     if ir is None:
         raise NotSupportedError("the JIT needs llvmlite (pip install 'pybpf[jit]')", feature="jit")
@@ -901,6 +917,7 @@ def lower_program(
         depth,
         frozenset(inline_helpers),
         loop_budget=loop_budget,
+        rings=None if debug_checks else rings,
     )
     for function in cfg.functions.values():
         _FunctionLowering(mod, function).lower()

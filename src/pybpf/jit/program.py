@@ -55,6 +55,7 @@ from pybpf.jit.lower import (
     lower_program,
 )
 from pybpf.jit.mapcalls import SITE_TABLE, find_sites
+from pybpf.jit.ringcalls import RING_TABLE, plan_ring_calls
 from pybpf.jit.state import RunState
 from pybpf.jit.tailcalls import TAIL_ENTRY, forget, tail_key
 from pybpf.memory import AddressSpace, Region
@@ -128,7 +129,8 @@ class JitProgram:
     - ``inline_maps``: lower ``map_lookup_elem``/``update``/``delete`` on array and hash
       maps the program loads with ``lddw`` to native code (:mod:`pybpf.jit.mapcalls`;
       under ``debug_checks`` the key and value pointers are checked first and the maps
-      join the run's address space); ``map_sites`` lists them;
+      join the run's address space); ``map_sites`` lists them. Without debug checks it also
+      lowers the ring buffer helpers to native producers (:mod:`pybpf.jit.ringcalls`);
     - ``tail_call_targets``: ``fn(program_id) -> target | None``, the programs a prog
       array's ids name (as the interpreter's): with it ``bpf_tail_call`` runs them
       (:mod:`pybpf.jit.calls`); a :class:`JitProgram` is such a target itself
@@ -218,7 +220,12 @@ class JitProgram:
         )
         for site in self.map_sites.values():
             site.tail_key = self.tail_key
-        self._site_maps = tuple(site.map for site in self.map_sites.values())
+        # ring buffer helpers as native producers (pybpf.jit.ringcalls; unchecked code only)
+        self._rings = plan_ring_calls(
+            self.cfg.table, lddw_values, self.helpers, debug_checks=self.debug_checks
+        ) if inline_maps else None  # fmt: skip
+        ring_maps = self._rings.maps if self._rings else ()
+        self._site_maps = tuple(site.map for site in self.map_sites.values()) + ring_maps
         # checked code reaches the values native map calls find: their maps join the run
         self._exposed = tuple(s.map for s in self.map_sites.values() if s.kind != "progarray")
         self.inline_helpers = inline_helper_ids(self.helpers)
@@ -240,7 +247,8 @@ class JitProgram:
         self._dispatcher = HelperDispatcher(
             self.helpers,
             table=self.cfg.table,
-            expose=[s.map for s in self.map_sites.values() if s.kind != "progarray"],
+            expose=[s.map for s in self.map_sites.values() if s.kind != "progarray"]
+            + list(ring_maps),
             tail_call_targets=tail_call_targets,
         )
         dispatch = self._code.global_address(DISPATCH_GLOBAL)
@@ -268,6 +276,8 @@ class JitProgram:
                 extra["loop_budget"] = True
             if self.tail_target:
                 extra["tail_target"] = True
+            if self._rings:
+                extra["rings"] = self._rings.shape()
             key = cache.key(
                 self.insns,
                 debug_checks=self.debug_checks,
@@ -291,6 +301,7 @@ class JitProgram:
             inline_helpers=self.inline_helpers,
             loop_budget=self.loop_budget,
             tail_entry=self.tail_target,
+            rings=self._rings,
         )
         start = time.perf_counter()
         compiled = compile_object(module, opt_level=opt_level)
@@ -312,6 +323,10 @@ class JitProgram:
 
     def _fill_site_table(self) -> None:
         """Write what native map calls need (again after a fork or when a map closed)."""
+        if self._rings:  # and what native ring buffer calls need
+            assert self._code is not None
+            self._rings.fill(self._code.global_address(RING_TABLE))
+            self._forks = _FORKS[0]
         if not self.map_sites:
             return
         assert self._code is not None

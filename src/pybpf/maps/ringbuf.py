@@ -23,6 +23,10 @@ spinlock; a commit is a lock-free exchange of the header word. The consumer
 (:meth:`RingBuf.consume`, :meth:`RingBuf.poll`) follows libbpf's ``ringbuf_process_ring``;
 it may run in another process that opened the pinned map.
 
+The same producer operations exist as native code (:mod:`pybpf.maps.ringnative`,
+:meth:`RingBuf.descriptor`): the JIT calls them (:mod:`pybpf.jit.ringcalls`), on the same
+lock and the same words, and takes these methods whenever the native code cannot decide.
+
 A producer process killed between reserve and commit leaves its record BUSY, and the
 consumer stops there (Linux programs cannot die holding a reservation; processes can):
 the lock itself is recovered like every map lock.
@@ -30,13 +34,14 @@ the lock itself is recovered like every map lock.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import time
 import weakref
 from collections.abc import Callable
 
 from pybpf.maps.base import Map
-from pybpf.maps.buffer import PAGE_SIZE
+from pybpf.maps.buffer import LOCK_OFFSET, PAGE_SIZE
 from pybpf.maps.definition import MapDefinition, fail, round8
 from pybpf.maptypes import MapFlag, MapType
 from pybpf.memory import Region, atomics
@@ -116,6 +121,22 @@ class RingBuf(Map):
         self._mask = self.max_entries - 1
         self._data = self._buf.view[_DATA : _DATA + 2 * self.max_entries]
         _LIVE.add(self)
+
+    def descriptor(self) -> ctypes.Array:
+        """The map's descriptor for the native producers (:mod:`pybpf.maps.ringnative`'s
+        ``DESCRIPTOR_FIELDS``): a ctypes array of u64, valid while the map is open."""
+        self._alive("descriptor")
+        base = self._buf.address
+        return (ctypes.c_uint64 * 8)(
+            base + LOCK_OFFSET,
+            self._cons_addr,
+            self._prod_addr,
+            self._pend_addr,
+            self._data_addr,
+            self._mask,
+            _DATA,
+            PAGE_SIZE,
+        )
 
     def _make_regions(self) -> list[Region]:
         return [
