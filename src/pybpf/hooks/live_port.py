@@ -16,7 +16,11 @@ as an ``xdpgeneric`` hook sees and transmits them, from user space (Linux only, 
   received on that device, frames the stack sends to it are read back.
 
 Both are non-blocking: :meth:`Port.receive` returns up to ``limit`` waiting frames,
-:meth:`Port.send` sends one, :meth:`Port.fileno` is for ``select``/``poll``.
+:meth:`Port.send` sends one, :meth:`Port.fileno` is for ``select``/``poll``;
+:meth:`Port.queue` and :meth:`Port.flush` are the batch form of ``send`` (here one
+``send`` per frame; :class:`~pybpf.hooks.live_ring.RingPort` queues on a transmit ring and
+flushes with one system call). A frame longer than the 64 KiB receive buffer arrives cut:
+it is never returned, only counted (:meth:`Port.truncated`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 import socket
 import struct
 from array import array
+from collections.abc import Hashable
 
 from pybpf.errors import InputError, SyscallError
 
@@ -124,9 +129,27 @@ class Port:
         """Frames lost because they were not read in time, since the last call."""
         return 0
 
+    def truncated(self) -> int:
+        """Frames received cut (longer than the receive buffer: never returned), since the
+        last call."""
+        return 0
+
+    def pending(self) -> bool:
+        """Whether frames are known to be waiting without asking the kernel (a ring)."""
+        return False
+
     def send(self, frame: bytes) -> bool:
         """Send one frame; ``False`` when the interface refused it (too long, down, full)."""
         raise NotImplementedError
+
+    def queue(self, frame: bytes, tag: Hashable = None) -> bool:
+        """Send ``frame`` by the next :meth:`flush` (here: now); ``False`` when refused.
+        ``tag`` comes back from :meth:`flush` for a queued frame refused later."""
+        return self.send(frame)
+
+    def flush(self) -> list[Hashable]:
+        """Send what :meth:`queue` queued; the tags of frames refused (none here)."""
+        return []
 
     def close(self) -> None:
         """Close the socket or device (idempotent)."""
@@ -174,6 +197,7 @@ class PacketPort(Port):
             raise _os_error(f"AF_PACKET socket on {name}", exc) from None
         self._aux_size = socket.CMSG_SPACE(_AUX.size)
         self.ignored = 0  # PACKET_OUTGOING frames seen and ignored
+        self._truncated = 0
 
     def fileno(self) -> int:
         """The socket's descriptor."""
@@ -193,6 +217,9 @@ class PacketPort(Port):
                 continue
             if addr[2] == PACKET_OUTGOING:
                 self.ignored += 1
+                continue
+            if _flags & socket.MSG_TRUNC:  # longer than the buffer: never run a cut frame
+                self._truncated += 1
                 continue
             for level, kind, raw in ancdata:
                 if level == SOL_PACKET and kind == PACKET_AUXDATA and len(raw) >= _AUX.size:
@@ -214,6 +241,11 @@ class PacketPort(Port):
         except OSError:
             return 0
         return struct.unpack("II", raw)[1]
+
+    def truncated(self) -> int:
+        """Frames longer than the receive buffer (cut, so not returned) since the last call."""
+        found, self._truncated = self._truncated, 0
+        return found
 
     def send(self, frame: bytes) -> bool:
         """Transmit ``frame`` on the interface."""
