@@ -501,16 +501,19 @@ def helper_allowed(context: ContextLayout, helper: str) -> bool:
     return context.name in allowed
 
 
-# ---- helpers by program type (Linux's ``*_func_proto``, as root: CAP_BPF and CAP_PERFMON) ----
+# ---- helpers by program type (Linux 6.18's ``*_func_proto``, as root) ----
+# Checked against the running kernel by benchmarks/helper_availability.py (one load per
+# type, attach configuration and helper) and tests/test_helpers_by_type_kernel.py.
 def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-# bpf_base_func_proto(): every program type; as root also the CAP_BPF/CAP_PERFMON ones.
+# bpf_base_func_proto(): every program type. Since Linux 6.14 it also gives every type the
+# task helpers that were tracing-only (get_current_pid_tgid, send_signal, find_vma, ...).
 _BASE = _names(
     "map_lookup_elem map_update_elem map_delete_elem map_push_elem map_pop_elem map_peek_elem "
     "map_lookup_percpu_elem get_prandom_u32 get_smp_processor_id get_numa_node_id tail_call "
-    "ktime_get_ns ktime_get_boot_ns ktime_get_tai_ns ktime_get_coarse_ns ringbuf_output "
+    "ktime_get_ns ktime_get_boot_ns ktime_get_tai_ns ringbuf_output "
     "ringbuf_reserve ringbuf_submit ringbuf_discard ringbuf_query ringbuf_reserve_dynptr "
     "ringbuf_submit_dynptr ringbuf_discard_dynptr for_each_map_elem loop strncmp strtol strtoul "
     "dynptr_from_mem dynptr_read dynptr_write dynptr_data user_ringbuf_drain spin_lock "
@@ -518,20 +521,27 @@ _BASE = _names(
     "timer_cancel kptr_xchg cgrp_storage_get cgrp_storage_delete trace_printk trace_vprintk "
     "snprintf snprintf_btf probe_read_user probe_read_kernel probe_read_user_str "
     "probe_read_kernel_str get_current_task get_current_task_btf task_pt_regs "
-    "get_ns_current_pid_tgid"
+    "get_ns_current_pid_tgid get_current_pid_tgid get_current_uid_gid get_current_comm "
+    "get_current_cgroup_id get_current_ancestor_cgroup_id get_cgroup_classid perf_event_read "
+    "perf_event_read_value current_task_under_cgroup send_signal send_signal_thread "
+    "get_task_stack copy_from_user copy_from_user_task task_storage_get task_storage_delete "
+    "get_branch_snapshot find_vma"
 )
-# bpf_sk_base_func_proto(): the networking types' socket casts.
-_SK_BASE = _BASE | _names(
+_COARSE = _names("ktime_get_coarse_ns")  # not for tracing, cgroup_device, sockopt, netfilter
+_SKC_CASTS = _names(
     "skc_to_tcp6_sock skc_to_tcp_sock skc_to_tcp_timewait_sock skc_to_tcp_request_sock "
     "skc_to_udp6_sock skc_to_unix_sock skc_to_mptcp_sock"
 )
+# bpf_sk_base_func_proto(): the networking types' socket casts.
+_SK_BASE = _BASE | _COARSE | _SKC_CASTS
 _SOCK_REFS = _names("sk_lookup_tcp sk_lookup_udp sk_release skc_lookup_tcp")
 _SK_FILTER = _SK_BASE | _names(
-    "skb_load_bytes skb_load_bytes_relative get_socket_cookie get_socket_uid perf_event_output"
+    "skb_load_bytes skb_load_bytes_relative get_socket_cookie get_socket_uid perf_event_output "
+    "get_netns_cookie"
 )
 _TC = _SK_BASE | _SOCK_REFS | _names(
     "skb_store_bytes skb_load_bytes skb_load_bytes_relative skb_pull_data csum_diff csum_update "
-    "csum_level l3_csum_replace l4_csum_replace clone_redirect get_cgroup_classid skb_vlan_push "
+    "csum_level l3_csum_replace l4_csum_replace clone_redirect skb_vlan_push "
     "skb_vlan_pop skb_change_proto skb_change_type skb_adjust_room skb_change_tail "
     "skb_change_head skb_get_tunnel_key skb_set_tunnel_key skb_get_tunnel_opt "
     "skb_set_tunnel_opt redirect redirect_neigh redirect_peer get_route_realm get_hash_recalc "
@@ -540,7 +550,7 @@ _TC = _SK_BASE | _SOCK_REFS | _names(
     "skb_get_xfrm_state skb_cgroup_classid skb_cgroup_id skb_ancestor_cgroup_id tcp_sock "
     "get_listener_sock tcp_check_syncookie skb_ecn_set_ce tcp_gen_syncookie sk_assign "
     "skb_set_tstamp tcp_raw_gen_syncookie_ipv4 tcp_raw_gen_syncookie_ipv6 "
-    "tcp_raw_check_syncookie_ipv4 tcp_raw_check_syncookie_ipv6"
+    "tcp_raw_check_syncookie_ipv4 tcp_raw_check_syncookie_ipv6 get_netns_cookie"
 )
 _XDP_HELPERS = _SK_BASE | _SOCK_REFS | _names(
     "perf_event_output csum_diff xdp_adjust_head xdp_adjust_meta redirect redirect_map "
@@ -548,19 +558,18 @@ _XDP_HELPERS = _SK_BASE | _SOCK_REFS | _names(
     "tcp_check_syncookie tcp_gen_syncookie tcp_raw_gen_syncookie_ipv4 "
     "tcp_raw_gen_syncookie_ipv6 tcp_raw_check_syncookie_ipv4 tcp_raw_check_syncookie_ipv6"
 )
-_CGROUP_CURRENT = _names(
-    "get_current_uid_gid get_current_pid_tgid get_current_comm get_current_cgroup_id "
-    "get_current_ancestor_cgroup_id get_cgroup_classid"
-)
-_CGROUP_COMMON = _BASE | _CGROUP_CURRENT | _names("get_local_storage get_retval set_retval")
+# cgroup_common_func_proto(): get_retval/set_retval, except for the hooks whose return
+# value is fixed (cgroup_skb; sock_addr's recvmsg, getpeername, getsockname).
+_CGROUP_COMMON = _BASE | _names("get_local_storage perf_event_output")
+_RETVAL = _names("get_retval set_retval")
 _CG_SKB = _SK_FILTER | _SOCK_REFS | _names(
     "get_local_storage sk_fullsock sk_storage_get sk_storage_delete skb_cgroup_id "
     "skb_ancestor_cgroup_id sk_cgroup_id sk_ancestor_cgroup_id tcp_sock get_listener_sock "
     "skb_ecn_set_ce"
 )
 _LWT_OUT = _SK_BASE | _names(
-    "skb_load_bytes skb_pull_data csum_diff get_cgroup_classid get_route_realm "
-    "get_hash_recalc perf_event_output skb_under_cgroup"
+    "skb_load_bytes skb_pull_data csum_diff get_route_realm get_hash_recalc perf_event_output "
+    "skb_under_cgroup"
 )
 _LWT_XMIT = _LWT_OUT | _names(
     "skb_get_tunnel_key skb_set_tunnel_key skb_get_tunnel_opt skb_set_tunnel_opt redirect "
@@ -574,42 +583,50 @@ _SK_SKB = _SK_BASE | _SOCK_REFS | _names(
 )
 _SK_MSG = _SK_BASE | _names(
     "msg_redirect_map msg_redirect_hash msg_apply_bytes msg_cork_bytes msg_pull_data "
-    "msg_push_data msg_pop_data perf_event_output get_current_uid_gid get_current_pid_tgid "
-    "sk_storage_get sk_storage_delete get_netns_cookie get_current_cgroup_id "
-    "get_current_ancestor_cgroup_id get_cgroup_classid"
+    "msg_push_data msg_pop_data perf_event_output sk_storage_get sk_storage_delete "
+    "get_netns_cookie"
 )
 _SOCK_OPS_HELPERS = _SK_BASE | _names(
     "setsockopt getsockopt sock_ops_cb_flags_set sock_map_update sock_hash_update "
     "get_socket_cookie get_local_storage perf_event_output sk_storage_get sk_storage_delete "
     "get_netns_cookie tcp_sock load_hdr_opt store_hdr_opt reserve_hdr_opt"
 )
-_CG_SOCK = _CGROUP_COMMON | _SK_BASE | _names(
-    "get_socket_cookie get_netns_cookie perf_event_output sk_storage_get"
+_CG_SOCK = _CGROUP_COMMON | _RETVAL | _COARSE | _names(
+    "get_socket_cookie get_netns_cookie sk_storage_get"
 )
-_CG_SOCK_ADDR = _CGROUP_COMMON | _SK_BASE | _SOCK_REFS | _names(
-    "bind get_socket_cookie get_netns_cookie perf_event_output sk_storage_get "
-    "sk_storage_delete setsockopt getsockopt"
+# bind: connect4/connect6 only; get_retval/set_retval: not recvmsg, getpeername, getsockname.
+_CG_SOCK_ADDR = _CGROUP_COMMON | _RETVAL | _COARSE | _SKC_CASTS | _SOCK_REFS | _names(
+    "bind get_socket_cookie get_netns_cookie sk_storage_get sk_storage_delete setsockopt "
+    "getsockopt"
 )
-_TRACING_BASE = _BASE | _CGROUP_CURRENT | _names(
-    "get_current_task perf_event_read current_task_under_cgroup probe_write_user probe_read "
-    "probe_read_str send_signal send_signal_thread perf_event_read_value get_task_stack "
-    "copy_from_user copy_from_user_task task_storage_get task_storage_delete get_func_ip "
-    "get_branch_snapshot find_vma"
-)  # bpf_tracing_func_proto()
+_CG_SYSCTL = _CGROUP_COMMON | _RETVAL | _COARSE | _names(
+    "sysctl_get_name sysctl_get_current_value sysctl_get_new_value sysctl_set_new_value"
+)
+# setsockopt/getsockopt: the setsockopt hook only.
+_CG_SOCKOPT = _CGROUP_COMMON | _RETVAL | _names(
+    "get_netns_cookie sk_storage_get sk_storage_delete setsockopt getsockopt tcp_sock"
+)
+# bpf_tracing_func_proto(): probe_write_user only without lockdown (this kernel is locked
+# down), override_return only with CONFIG_BPF_KPROBE_OVERRIDE (this kernel has none).
+_TRACING_BASE = _BASE | _names("probe_read probe_read_str get_func_ip")
 _TRACE_EVENT = _TRACING_BASE | _names("perf_event_output get_stackid get_stack get_attach_cookie")
-_KPROBE = _TRACE_EVENT | _names("override_return")
 _PERF = _TRACE_EVENT | _names("perf_prog_read_value read_branch_records")
-_RAW_TP_HELPERS = _TRACING_BASE | _names("perf_event_output get_stackid get_stack")
-_TRACING_HELPERS = _RAW_TP_HELPERS | _names(
-    "skb_output xdp_output skc_to_tcp6_sock skc_to_tcp_sock skc_to_tcp_timewait_sock "
-    "skc_to_tcp_request_sock skc_to_udp6_sock skc_to_unix_sock skc_to_mptcp_sock "
-    "sk_storage_get sk_storage_delete sock_from_file get_socket_cookie seq_printf seq_write "
-    "seq_printf_btf d_path get_func_arg get_func_ret get_func_arg_cnt get_attach_cookie "
-    "tcp_send_ack"
+# tracing_prog_func_proto(): get_func_arg/get_func_ret/get_func_arg_cnt for programs with a
+# trampoline (fentry, fexit, fmod_ret), seq_* and d_path for iterators (d_path also for an
+# allow-list of fentry targets).
+_TRACING_HELPERS = _TRACE_EVENT | _SKC_CASTS | _names(
+    "skb_output xdp_output sk_storage_get sk_storage_delete sock_from_file get_socket_cookie "
+    "seq_printf seq_write seq_printf_btf d_path get_func_arg get_func_ret get_func_arg_cnt "
+    "xdp_get_buff_len"
 )
-_LSM_HELPERS = _TRACING_HELPERS | _names(
-    "inode_storage_get inode_storage_delete bprm_opts_set ima_inode_hash ima_file_hash "
-    "get_retval set_retval"
+_LSM_HELPERS = _TRACING_HELPERS | _RETVAL | _names(
+    "inode_storage_get inode_storage_delete bprm_opts_set ima_inode_hash ima_file_hash"
+)
+# bpf_syscall_prog_func_proto() over bpf_tracing_func_proto(); syscall programs are sleepable.
+_SYSCALL_HELPERS = _TRACING_BASE | _SKC_CASTS | _names(
+    "perf_event_output get_stackid get_stack skb_output xdp_output get_socket_cookie "
+    "sock_from_file xdp_get_buff_len sys_bpf btf_find_by_name_kind sys_close "
+    "kallsyms_lookup_name"
 )
 
 HELPERS_BY_TYPE: dict[ProgType, frozenset[str]] = {
@@ -627,36 +644,37 @@ HELPERS_BY_TYPE: dict[ProgType, frozenset[str]] = {
     _T.SK_MSG: _SK_MSG,
     _T.SOCK_OPS: _SOCK_OPS_HELPERS,
     _T.FLOW_DISSECTOR: _SK_BASE | _names("skb_load_bytes"),
-    _T.SK_REUSEPORT: _SK_BASE
+    _T.SK_REUSEPORT: _BASE
+    | _COARSE
     | _names("sk_select_reuseport skb_load_bytes skb_load_bytes_relative get_socket_cookie"),
     _T.SK_LOOKUP: _SK_BASE | _names("perf_event_output sk_assign sk_release"),
     _T.CGROUP_SOCK: _CG_SOCK,
     _T.CGROUP_SOCK_ADDR: _CG_SOCK_ADDR,
-    _T.CGROUP_DEVICE: _CGROUP_COMMON | _names("perf_event_output"),
-    _T.CGROUP_SYSCTL: _CGROUP_COMMON
-    | _names(
-        "sysctl_get_name sysctl_get_current_value sysctl_get_new_value sysctl_set_new_value "
-        "perf_event_output"
-    ),
-    _T.CGROUP_SOCKOPT: _CGROUP_COMMON
-    | _names(
-        "get_netns_cookie sk_storage_get sk_storage_delete setsockopt getsockopt tcp_sock "
-        "perf_event_output"
-    ),
-    _T.KPROBE: _KPROBE,
+    _T.CGROUP_DEVICE: _CGROUP_COMMON,
+    _T.CGROUP_SYSCTL: _CG_SYSCTL,
+    _T.CGROUP_SOCKOPT: _CG_SOCKOPT,
+    _T.KPROBE: _TRACE_EVENT,
     _T.TRACEPOINT: _TRACE_EVENT,
     _T.PERF_EVENT: _PERF,
-    _T.RAW_TRACEPOINT: _RAW_TP_HELPERS,
-    _T.RAW_TRACEPOINT_WRITABLE: _RAW_TP_HELPERS,
+    _T.RAW_TRACEPOINT: _TRACE_EVENT,
+    _T.RAW_TRACEPOINT_WRITABLE: _TRACE_EVENT,
     _T.TRACING: _TRACING_HELPERS,
     _T.LSM: _LSM_HELPERS,
-    _T.SYSCALL: _TRACING_BASE
-    | _names("sys_bpf btf_find_by_name_kind sys_close kallsyms_lookup_name"),
+    _T.SYSCALL: _SYSCALL_HELPERS,
     _T.LIRC_MODE2: _BASE | _names("rc_repeat rc_keydown rc_pointer_rel"),
     _T.NETFILTER: _BASE,
 }
-"""Every helper a program type may call (Linux's ``<type>_func_proto`` for a root loader).
+"""Every helper a program type may call: Linux 6.18's ``<type>_func_proto`` for a root loader
+on a kernel locked down for integrity without ``CONFIG_BPF_KPROBE_OVERRIDE`` (so no
+``probe_write_user`` and no ``override_return``), as the running kernel answers.
 
+A type whose helpers depend on the expected attach type lists the union over its attach
+types (pybpf's verifier does not know the attach type): ``bind`` is only for
+``cgroup_sock_addr``'s connect hooks, ``get_retval``/``set_retval`` not for its recvmsg,
+getpeername and getsockname hooks, ``setsockopt``/``getsockopt`` only for
+``cgroup_sockopt``'s setsockopt hook, ``get_func_arg``/``get_func_ret``/``get_func_arg_cnt``
+only for tracing programs with a trampoline, ``seq_*`` and ``d_path`` for iterators.
+A helper whose prototype pybpf lacks is refused as unsupported before this table is read.
 ``struct_ops`` and ``ext`` programs take the helpers of what they attach to, and eBPF for
 Windows' types its own list: they are not restricted here."""
 
