@@ -104,6 +104,52 @@ def _bswap(value: int, bits: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # ALU
 # ---------------------------------------------------------------------------------------------
+_ADD_SUB_MUL = (AluOp.ADD, AluOp.SUB, AluOp.MUL)
+
+
+def _add_sub_mul(
+    op: AluOp, x: bool, d: int, s: int, k: int, mask: int, R: list[int], nxt: int
+) -> Op:
+    """``add``/``sub``/``mul`` of either width: ``rd op rs`` (``x``) or ``rd op k``, wrapped
+    by ``mask`` (:data:`M64` for ALU64, :data:`M32` for ALU32, whose ``k`` is the u32 imm)."""
+    if op == AluOp.ADD:
+        if x:
+
+            def f():
+                R[d] = (R[d] + R[s]) & mask
+                return nxt
+        else:
+
+            def f():
+                R[d] = (R[d] + k) & mask
+                return nxt
+
+    elif op == AluOp.SUB:
+        if x:
+
+            def f():
+                R[d] = (R[d] - R[s]) & mask
+                return nxt
+        else:
+
+            def f():
+                R[d] = (R[d] - k) & mask
+                return nxt
+
+    elif x:
+
+        def f():
+            R[d] = (R[d] * R[s]) & mask
+            return nxt
+    else:
+
+        def f():
+            R[d] = (R[d] * k) & mask
+            return nxt
+
+    return f
+
+
 def _alu64(insn: Instruction, R: list[int], nxt: int) -> Op:  # noqa: C901 - one case per op
     d, s, op = insn.dst, insn.src, insn.alu_op
     x = insn.source == Source.X
@@ -131,45 +177,8 @@ def _alu64(insn: Instruction, R: list[int], nxt: int) -> Op:  # noqa: C901 - one
                 return nxt
 
         return f
-    if op == AluOp.ADD:
-        if x:
-
-            def f():
-                R[d] = (R[d] + R[s]) & M64
-                return nxt
-        else:
-
-            def f():
-                R[d] = (R[d] + k) & M64
-                return nxt
-
-        return f
-    if op == AluOp.SUB:
-        if x:
-
-            def f():
-                R[d] = (R[d] - R[s]) & M64
-                return nxt
-        else:
-
-            def f():
-                R[d] = (R[d] - k) & M64
-                return nxt
-
-        return f
-    if op == AluOp.MUL:
-        if x:
-
-            def f():
-                R[d] = (R[d] * R[s]) & M64
-                return nxt
-        else:
-
-            def f():
-                R[d] = (R[d] * k) & M64
-                return nxt
-
-        return f
+    if op in _ADD_SUB_MUL:
+        return _add_sub_mul(op, x, d, s, k, M64, R, nxt)
     if op in (AluOp.OR, AluOp.AND, AluOp.XOR):
         if op == AluOp.OR:
             if x:
@@ -341,45 +350,8 @@ def _alu32(insn: Instruction, R: list[int], nxt: int) -> Op:  # noqa: C901 - one
                 return nxt
 
         return f
-    if op == AluOp.ADD:
-        if x:
-
-            def f():
-                R[d] = (R[d] + R[s]) & M32
-                return nxt
-        else:
-
-            def f():
-                R[d] = (R[d] + k) & M32
-                return nxt
-
-        return f
-    if op == AluOp.SUB:
-        if x:
-
-            def f():
-                R[d] = (R[d] - R[s]) & M32
-                return nxt
-        else:
-
-            def f():
-                R[d] = (R[d] - k) & M32
-                return nxt
-
-        return f
-    if op == AluOp.MUL:
-        if x:
-
-            def f():
-                R[d] = (R[d] * R[s]) & M32
-                return nxt
-        else:
-
-            def f():
-                R[d] = (R[d] * k) & M32
-                return nxt
-
-        return f
+    if op in _ADD_SUB_MUL:
+        return _add_sub_mul(op, x, d, s, k, M32, R, nxt)
     if op == AluOp.OR:
         if x:
 
