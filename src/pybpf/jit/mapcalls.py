@@ -11,10 +11,13 @@ native code that does what :mod:`pybpf.runtime.maps` does:
   ``map_update_elem`` checks the flags and the index and copies the value
   (``-EINVAL``, ``-E2BIG``, ``-EEXIST`` as Linux); ``map_delete_elem`` is ``-EINVAL``
   (``-EPERM`` for ``BPF_F_RDONLY_PROG`` maps, also for updates);
-- ``HASH``, ``PERCPU_HASH``, ``LRU_HASH``, ``LRU_PERCPU_HASH``: ``map_lookup_elem`` calls
-  the maps layer's native lookup (:mod:`pybpf.maps.native`, the map's descriptor and
-  lock token; LRU lookups set the reference bit); updates and deletes still go through
-  Python (the maps layer has no native entry points for them yet).
+- ``HASH``, ``PERCPU_HASH``, ``LRU_HASH``, ``LRU_PERCPU_HASH``: the three helpers call the
+  maps layer's native operations (:mod:`pybpf.maps.native`, with the map's descriptor
+  and lock token): ``map_lookup_elem`` the lookup (LRU lookups set the reference bit),
+  ``map_update_elem`` the update (flags, ``-EEXIST``/``-ENOENT``/``-E2BIG``, LRU
+  eviction, the running CPU's copy of a per-CPU value: all decided there) and
+  ``map_delete_elem`` the delete. ``HASH_OF_MAPS`` and the other hash-based families
+  (LPM trie, DEVMAP_HASH) are not sites: their helpers stay the interpreter's.
 
 Prog arrays are sites too (``"progarray"``): their ``bpf_tail_call`` is native
 (:mod:`pybpf.jit.tailcalls`).
@@ -25,8 +28,9 @@ exposes the sites' maps in the run's address space before the run, so the values
 native code finds are in the checked regions (the Python lookup adds them the same way).
 
 Whatever the native path cannot decide exactly takes the ordinary helper call, so results
-and errors stay the interpreter's: a busy lock or a suspect chain (the native lookup's 1
-and 2), a CPU outside a per-CPU map's CPUs, a closed map (its table entries are zeroed).
+and errors stay the interpreter's: a busy lock or a suspect index (the native operations'
+``BUSY`` and ``PYTHON`` answers, given before they write anything), a CPU outside a
+per-CPU map's CPUs, a closed map (its table entries are zeroed).
 
 What the code needs at run time lives in the module's :data:`SITE_TABLE` global (one
 ``u64`` row per entry, :meth:`MapSite.row`), filled by the program after loading and

@@ -35,6 +35,12 @@ in place (as Linux does for per-CPU hashes and ``BPF_F_LOCK``), so pointers a pr
 holds stay valid. LRU maps evict with a CLOCK sweep over the ref bits when full (Linux's
 LRU is approximate too): an element used since the sweep last passed it survives.
 Iteration (``get_next_key``) follows slot order; Linux's order differs (bucket order).
+
+Lookups run natively when :mod:`pybpf.maps.native` is compiled and the native atomics
+backend is in use, and so do updates and deletes (program-side and user-space) of
+:class:`HashMap` itself, not of the families built on it: the same lock, the same steps
+in the same order (the JIT calls the same functions). What the native code cannot decide (a busy lock, an index
+to rebuild, fault injection in tests) falls back to the Python code here.
 """
 
 from __future__ import annotations

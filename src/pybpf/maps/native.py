@@ -1,4 +1,4 @@
-"""Native map operations: hash lookups compiled once with llvmlite, for Python and the JIT.
+"""Native map operations: hash lookups, updates and deletes compiled once with llvmlite.
 
 design.md: "Native map operations (lookup, update, ...) belong to ``maps`` and are compiled
 once; the JIT calls them or inlines array lookups." :func:`native_map_ops` compiles one
@@ -11,14 +11,36 @@ small LLVM module per process on first use (``None`` without llvmlite) with:
   ``token`` the caller's lock token (:class:`pybpf.memory.lock.SharedLock`), ``mark``
   nonzero sets the LRU reference bit; when ``out`` is nonzero, ``out_len`` bytes of the
   value are copied there before the lock is released. Returns the value's address (CPU 0's
-  copy), 0 when the key is missing, 1 when the lock stayed busy (the caller takes the
-  Python path, which waits and recovers dead holders) or 2 when a chain looks corrupt: a
-  cycle, or a slot past ``max_entries`` (the Python path rebuilds the index).
+  copy) or 0 when the key is missing;
+- ``pybpf_hash_update(desc, key, value, flags, token, cpu) -> u64``: what
+  :meth:`pybpf.maps.hash.HashMap.elem_update` does, in the same order under the same lock:
+  ``-EINVAL`` for flags above ``BPF_EXIST`` (``BPF_F_LOCK`` included), ``-EEXIST``
+  (``BPF_NOEXIST``, key present) or ``-ENOENT`` (``BPF_EXIST``, key missing); an existing
+  value is overwritten in place (LRU: reference bit set); a new element takes the free
+  list's head, or on a full LRU map the slot the CLOCK sweep picks (the same sweep over the
+  reference bits from the hand, so the same element goes), else ``-E2BIG``; key, hash and
+  value are written before the state byte (a release store), then the slot is linked and
+  the count raised. Per-CPU maps: ``cpu`` names the copy written (a new element's other
+  copies are zeroed), or :data:`ALL_CPUS` writes the whole slot from ``value`` (user space,
+  ``ncpus * round8(value_size)`` bytes);
+- ``pybpf_hash_delete(desc, key, token) -> u64``: unlink, clear the state byte, push the
+  slot on the free list, lower the count (:meth:`~pybpf.maps.hash.HashMap.elem_delete`);
+  ``-ENOENT`` when missing.
 
-Descriptor: 13 u64 words, absolute addresses into the map's buffer: lock, buckets, next,
-hashes, keys, ref, values, then key stride, key length, bucket mask, max_entries, value
-slot size, seed. A map builds its own (:meth:`pybpf.maps.hash.HashMap.descriptor`); it
-stays valid while the map is open.
+Results are 0 or ``-errno`` as u64 (:func:`signed`), or one of two codes that mean "take
+the Python path", returned before anything was written: :data:`BUSY` (1), the lock stayed
+busy (the Python path waits and recovers dead holders), and :data:`PYTHON` (2), something
+only the Python path decides: a corrupt index (a chain cycle, a slot past
+``max_entries``, a free list naming a slot in use, a sweep victim not in its chain; the
+Python path rebuilds it) or an update's CPU outside a per-CPU map. No value ever
+returned is 1 or 2: lookups return addresses inside the map's buffer.
+
+Descriptor: u64 words named by :data:`DESCRIPTOR_FIELDS`, absolute addresses into the
+map's buffer (lock, buckets, next, hashes, keys, ref, values, state, the family header with
+count, free list head and hand) and numbers (key stride, key length, bucket mask,
+max_entries, value slot size, seed, value size, per-CPU stride, CPUs, options:
+:data:`OPTION_LRU`, :data:`OPTION_PERCPU`). A map builds its own
+(:meth:`pybpf.maps.hash.HashMap.descriptor`); it stays valid while the map is open.
 """
 
 from __future__ import annotations
