@@ -223,18 +223,22 @@ class PcapngReader:
                             "block trailer length differs from its header (corrupted capture)",
                             base + pos,
                         )
-                    if btype == EPB:
+                    if btype == EPB or btype == PB:  # PB: the obsolete Packet Block
+                        self.count = count
                         if blen < 32:
-                            self.count = count
-                            raise self._error("enhanced packet block too short", base + pos)
-                        ifid, hi, lo, caplen, orig = epb(buf, pos + 8)
+                            what = "enhanced packet block" if btype == EPB else "packet block"
+                            raise self._error(f"{what} too short", base + pos)
+                        if btype == EPB:
+                            ifid, hi, lo, caplen, orig = epb(buf, pos + 8)
+                        else:  # a 16-bit interface id and a drops count where EPB's id is
+                            ifid, _drops, hi, lo, caplen, orig = struct.unpack_from(
+                                order + "HHIIII", buf, pos + 8
+                            )
                         if caplen > blen - 32 or caplen > limit:
-                            self.count = count
                             raise self._error(
                                 f"packet length {caplen} exceeds its block", base + pos
                             )
                         if ifid >= len(section):
-                            self.count = count
                             raise self._error(f"packet names unknown interface {ifid}", base + pos)
                         index, linktype, _snap, mul, div, add = section[ifid]
                         count += 1
@@ -278,31 +282,6 @@ class PcapngReader:
                         section = []
                         self.sections += 1
                         self.byteorder = order
-                    elif btype == PB:
-                        self.count = count
-                        if blen < 32:
-                            raise self._error("packet block too short", base + pos)
-                        ifid, _drops, hi, lo, caplen, orig = struct.unpack_from(
-                            order + "HHIIII", buf, pos + 8
-                        )
-                        if caplen > blen - 32 or caplen > limit:
-                            raise self._error(
-                                f"packet length {caplen} exceeds its block", base + pos
-                            )
-                        if ifid >= len(section):
-                            raise self._error(f"packet names unknown interface {ifid}", base + pos)
-                        index, linktype, _snap, mul, div, add = section[ifid]
-                        count += 1
-                        yield new(
-                            frame,
-                            (
-                                ((hi << 32) | lo) * mul // div + add,
-                                buf[pos + 28 : pos + 28 + caplen],
-                                orig,
-                                index,
-                                linktype,
-                            ),
-                        )
                     pos = end
                 more = read(max(CHUNK, need - (n - pos)))
                 if not more:
