@@ -29,6 +29,7 @@ from pybpf.state import StateDirectory
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "c"
 ENGINES = ("interpreter", "jit")
+IOS = ("ring", "socket")  # PACKET_MMAP rings, one recvmsg/send per frame
 CLIENT_IP, SERVER_IP, PORT = "10.231.0.1", "10.231.0.2", 5353
 _SEQ = itertools.count()
 
@@ -174,8 +175,11 @@ def _u32(value: int) -> bytes:
     return struct.pack("<I", value)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_drop_empty_udp_over_a_live_veth_link(wire: Wire, engine: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("engine", "io"), [("interpreter", "ring"), ("jit", "ring"),
+                                          ("jit", "socket")])  # fmt: skip
+def test_drop_empty_udp_over_a_live_veth_link(
+    wire: Wire, engine: str, io: str, tmp_path: Path
+) -> None:
     from pybpf.hooks.live import LiveLink
 
     obj = pybpf.load(EXAMPLES / "drop_empty_udp.o", engine=engine)
@@ -184,8 +188,10 @@ def test_drop_empty_udp_over_a_live_veth_link(wire: Wire, engine: str, tmp_path:
     dropped.update_raw(_u32(0), struct.pack("<Q", 1000))
     for ns in (wire.client, wire.server):  # ARP has to go through the link again
         sh("ip", "-n", ns, "neigh", "flush", "all")
-    link = LiveLink(prog, wire.b, to=wire.c, state=StateDirectory(tmp_path / "state"))
+    link = LiveLink(prog, wire.b, to=wire.c, ring=io == "ring",
+                    state=StateDirectory(tmp_path / "state"))  # fmt: skip
     assert link.runner.batched == (engine == "jit")
+    assert link.io == link.record.to_json()["io"] == io
     with serving(link):
         # empty datagrams are dropped (never arrive) and counted; the others pass
         assert udp_exchange(wire, [0, 10, 0, 5]) == [10, 5]
@@ -234,15 +240,17 @@ def _raw_frame(verdict: int, marker: bytes, label: bytes) -> bytes:
     return (head + body).ljust(60, b"\0")
 
 
-def test_tx_pass_and_drop_with_raw_frames(wire: Wire, tmp_path: Path) -> None:
+@pytest.mark.parametrize("io", IOS)
+def test_tx_pass_and_drop_with_raw_frames(wire: Wire, io: str, tmp_path: Path) -> None:
     from pybpf.hooks.live import LiveLink
 
     obj = pybpf.load(EXAMPLES / "xdp_ctx.o", engine="jit")
     marker = b"PYBPF-LIVE"
     frames = [_raw_frame(3, marker, b"tx"), _raw_frame(2, marker, b"pass"),
               _raw_frame(1, marker, b"drop")]  # fmt: skip
-    link = LiveLink(obj.programs["xdp_ctx"], wire.b, to=wire.c,
+    link = LiveLink(obj.programs["xdp_ctx"], wire.b, to=wire.c, ring=io == "ring",
                     state=StateDirectory(tmp_path / "state"))  # fmt: skip
+    assert link.io == io
     with serving(link):
         server = in_ns(wire.server, RAW_PEER, wire.d, marker.decode(), "[]", "1.0")
         client = in_ns(wire.client, RAW_PEER, wire.a, marker.decode(),
@@ -284,7 +292,8 @@ def test_link_refuses_bad_arguments(wire: Wire, tmp_path: Path) -> None:
         LiveLink(xdp, wire.b, to=wire.b, state=state)
 
 
-def test_tc_program_on_a_live_link(wire: Wire, tmp_path: Path) -> None:
+@pytest.mark.parametrize("io", IOS)
+def test_tc_program_on_a_live_link(wire: Wire, io: str, tmp_path: Path) -> None:
     from pybpf.hooks.live import LiveLink
 
     # tc_ctx writes 25 words of __sk_buff from byte 14 on and returns byte 13 & 7:
@@ -294,8 +303,9 @@ def test_tc_program_on_a_live_link(wire: Wire, tmp_path: Path) -> None:
     frames = [(head + proto + bytes(106) + marker + label).ljust(160, b"\0")
               for proto, label in ((b"\x88\xb0", b"ok"), (b"\x88\xb2", b"shot"))]  # fmt: skip
     obj = pybpf.load(EXAMPLES / "tc_ctx.o", engine="jit")
-    link = LiveLink(obj.programs["tc_ctx"], wire.b, to=wire.c,
+    link = LiveLink(obj.programs["tc_ctx"], wire.b, to=wire.c, ring=io == "ring",
                     state=StateDirectory(tmp_path / "state"))  # fmt: skip
+    assert link.io == io
     assert link.record.to_json()["attach_type"] == "tc_ingress"
     with serving(link):
         server = in_ns(wire.server, RAW_PEER, wire.d, marker.decode(), "[]", "1.0")

@@ -113,7 +113,8 @@ def wire():
 
 
 @live
-def test_redirect_to_an_ifindex_on_a_live_link(wire: Wire, tmp_path):
+@pytest.mark.parametrize("io", ("ring", "socket"))
+def test_redirect_to_an_ifindex_on_a_live_link(wire: Wire, io: str, tmp_path):
     import pybpf
     from pybpf.hooks.live import LiveLink
 
@@ -127,7 +128,9 @@ def test_redirect_to_an_ifindex_on_a_live_link(wire: Wire, tmp_path):
               for label in (b"one", b"two")]  # fmt: skip
     frames.append((bytes([250, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1]) + b"\x88\xb5" + marker
                    + b"nowhere").ljust(60, b"\0"))  # fmt: skip
-    link = LiveLink(obj.programs["xdp_redir"], wire.b, state=StateDirectory(tmp_path / "s"))
+    link = LiveLink(obj.programs["xdp_redir"], wire.b, ring=io == "ring",
+                    state=StateDirectory(tmp_path / "s"))  # fmt: skip
+    assert link.io == io
     assert not link.runner.batched  # bpf_redirect needs the per-frame packet state
     with serving(link):
         server = in_ns(wire.server, RAW_PEER, wire.d, marker.decode(), "[]", "1.0")

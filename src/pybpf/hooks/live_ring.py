@@ -21,8 +21,9 @@ and ``netsniff-ng``'s do:
   hands every queued slot to the kernel with one ``send(MSG_DONTWAIT)``. A frame the kernel
   could not take yet (``ENOBUFS``, ``EAGAIN``) stays queued and goes at the next flush; a
   frame longer than a slot or than the MTU allows (or shorter than an Ethernet header)
-  skips the ring: the queue is flushed and the frame sent with ``send()``, which refuses
-  it exactly as the per-frame path does. When the interface goes away or down, the frames
+  skips the ring: the queue is flushed and the frame sent with ``send()`` on a plain socket
+  (a ring's socket sends only its ring), which refuses it exactly as the per-frame path
+  does. When the interface goes away or down, the frames
   still queued are given back to the caller as refused and the ring is rebuilt.
 
 Opening raises :class:`~pybpf.errors.SyscallError` when the kernel refuses the rings
@@ -110,9 +111,11 @@ class RingPort(Port):
 
     ``receive=False`` opens the transmit ring only (a redirect target). ``block_size``
     (a power of two, at least a page), ``blocks`` and ``retire_ms`` shape the receive
-    ring; ``tx_frames`` and ``tx_frame_size`` (default: the MTU's frame, rounded up to a
-    power of two) the transmit ring. Attributes: ``tx_room`` (the longest frame a slot
-    takes), ``ignored`` (outgoing frames seen and ignored, before Linux 4.20).
+    ring (defaults: :data:`RX_BLOCK_SIZE`, :data:`RX_BLOCKS`, 1 ms, read when the port
+    opens); ``tx_frames`` (:data:`TX_FRAMES`) and ``tx_frame_size`` (default: the MTU's
+    frame, rounded up to a power of two) the transmit ring. Attributes: ``tx_room`` (the
+    longest frame a slot takes), ``ignored`` (outgoing frames seen and ignored, before
+    Linux 4.20).
     """
 
     def __init__(
@@ -121,10 +124,10 @@ class RingPort(Port):
         *,
         promiscuous: bool = False,
         receive: bool = True,
-        block_size: int = RX_BLOCK_SIZE,
-        blocks: int = RX_BLOCKS,
-        retire_ms: int = RETIRE_MS,
-        tx_frames: int = TX_FRAMES,
+        block_size: int | None = None,
+        blocks: int | None = None,
+        retire_ms: int | None = None,
+        tx_frames: int | None = None,
         tx_frame_size: int | None = None,
     ) -> None:
         self.name = name
@@ -140,13 +143,15 @@ class RingPort(Port):
         self._at = 0  # the next frame's offset in the map
         self._check_outgoing = False
         self._tx_size = tx_frame_size
-        self._tx_count = max(int(tx_frames), 1)
+        self._tx_count = max(int(tx_frames or TX_FRAMES), 1)
         self._tags: list[Hashable] = []
         self._slot = 0
         self._dirty = False
+        self._direct: socket.socket | None = None
         try:
             if receive:
-                self._open_rx(promiscuous, block_size, blocks, retire_ms)
+                self._open_rx(promiscuous, block_size or RX_BLOCK_SIZE, blocks or RX_BLOCKS,
+                              RETIRE_MS if retire_ms is None else retire_ms)  # fmt: skip
             self._open_tx()
         except OSError as exc:
             self.close()
@@ -332,13 +337,20 @@ class RingPort(Port):
         return []
 
     def _send_now(self, frame: bytes) -> bool:
-        """Send ``frame`` with ``send()`` after what is queued (order kept)."""
-        if self.tx is None:
-            return False
+        """Send ``frame`` with ``send()`` after what is queued (order kept) on a socket of
+        its own (a ring's socket only ever sends its ring)."""
         if self._dirty:
             self.flush()
         try:
-            self.tx.send(frame)
+            if self._direct is None:
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                try:
+                    sock.bind((self.name, 0))
+                except OSError:
+                    sock.close()
+                    raise
+                self._direct = sock
+            self._direct.send(frame)
             return True
         except OSError as exc:
             if isinstance(exc, (BlockingIOError, InterruptedError)) or exc.errno in (
@@ -383,6 +395,9 @@ class RingPort(Port):
         """Unmap the rings and close both sockets (idempotent; the promiscuous membership
         goes with the receive socket)."""
         self._close_tx()
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
         if self._rx_map is not None:
             self._rx_map.close()
             self._rx_map = None
