@@ -40,7 +40,7 @@ from pybpf.maps.inner import INNER_MAP_CODEC, check_template, inner_error
 from pybpf.maptypes import MapFlag, MapType
 from pybpf.memory import Region
 
-__all__ = ["ArrayMap", "ProgArray", "ArrayOfMaps", "check_array"]
+__all__ = ["ArrayMap", "IdSlotArray", "ProgArray", "ArrayOfMaps", "check_array"]
 
 _CREATE_MASK = (
     MapFlag.NUMA_NODE | MapFlag.MMAPABLE | ACCESS_FLAGS | MapFlag.PRESERVE_ELEMS | MapFlag.INNER_MAP
@@ -221,7 +221,39 @@ class ArrayMap(Map):
         return 0, self._values_address + i * self._slot + cpu * self._stride
 
 
-class _FdArray(ArrayMap):
+class IdSlotArray(ArrayMap):
+    """An array whose slot ``i`` holds an entry while its first ``u32`` (an id: an fd
+    array's object id, a redirect map's ifindex or queue id) is non-zero: keys, length and
+    ``in`` count those slots. Programs never change these maps (EOPNOTSUPP)."""
+
+    def _id(self, i: int) -> int:
+        """The first ``u32`` of slot ``i`` (``0 <= i < max_entries``; 0: empty)."""
+        o = i * self._slot
+        return int.from_bytes(self._values[o : o + 4], "little")
+
+    def _present(self) -> list[int]:
+        """The indices of the slots that hold an entry."""
+        return [i for i in range(self.max_entries) if self._id(i)]
+
+    def keys_raw(self) -> list[bytes]:
+        self._alive("get_next_key")
+        return [i.to_bytes(4, "little") for i in self._present()]
+
+    def __len__(self) -> int:
+        return len(self.keys_raw())
+
+    def __contains__(self, key: Any) -> bool:
+        i = self._index(self._key(key))
+        return i < self.max_entries and bool(self._id(i))
+
+    def elem_update(self, key: bytes, value: bytes, flags: int, cpu: int = 0) -> int:
+        return -errno.EOPNOTSUPP
+
+    def elem_delete(self, key: bytes) -> int:
+        return -errno.EOPNOTSUPP
+
+
+class _FdArray(IdSlotArray):
     """Arrays whose slots hold object ids (0: empty) with Linux's fd-array rules."""
 
     @classmethod
@@ -233,10 +265,6 @@ class _FdArray(ArrayMap):
 
     def _valid(self, object_id: int) -> int:
         return 0 if object_id else -errno.EINVAL
-
-    def _id(self, i: int) -> int:
-        o = i * self._slot
-        return int.from_bytes(self._values[o : o + 4], "little")
 
     def lookup_raw(self, key: bytes) -> bytes | None:
         self._alive("lookup")
@@ -272,17 +300,6 @@ class _FdArray(ArrayMap):
         o = i * self._slot
         self._values[o : o + 4] = bytes(4)
 
-    def keys_raw(self) -> list[bytes]:
-        self._alive("get_next_key")
-        return [i.to_bytes(4, "little") for i in range(self.max_entries) if self._id(i)]
-
-    def __len__(self) -> int:
-        return len(self.keys_raw())
-
-    def __contains__(self, key: Any) -> bool:
-        i = self._index(self._key(key))
-        return i < self.max_entries and bool(self._id(i))
-
     def clear(self) -> None:
         """Empty every slot."""
         self._alive("delete")
@@ -290,12 +307,6 @@ class _FdArray(ArrayMap):
 
     def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
         return 0  # programs cannot look up prog arrays (the verifier refuses it)
-
-    def elem_update(self, key: bytes, value: bytes, flags: int, cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
-
-    def elem_delete(self, key: bytes) -> int:
-        return -errno.EOPNOTSUPP
 
     def elem_slots(self) -> list[int] | None:
         return None

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import errno
 
-from pybpf.maps.array import ArrayMap
+from pybpf.maps.array import IdSlotArray
 from pybpf.maps.definition import BPF_ANY, BPF_EXIST, BPF_NOEXIST, MapDefinition, fail
 from pybpf.maps.hash import HashMap
 from pybpf.maptypes import MapFlag, MapType
@@ -68,17 +68,13 @@ def _read_only(regions: list[Region]) -> list[Region]:
     return regions
 
 
-class _TargetArray(ArrayMap):
+class _TargetArray(IdSlotArray):
     """DEVMAP and XSKMAP: an array whose slot ``i`` holds an entry while its first ``u32``
     (the ifindex, the queue id) is non-zero; programs read entries (read-only) and never
     change them."""
 
     def _make_regions(self) -> list[Region]:
         return _read_only(super()._make_regions())
-
-    def _word(self, i: int) -> int:
-        o = i * self._slot
-        return int.from_bytes(self._values[o : o + 4], "little")
 
     def delete_raw(self, key: bytes) -> None:
         self._alive("delete")
@@ -89,31 +85,14 @@ class _TargetArray(ArrayMap):
         o = i * self._slot  # an empty slot deletes fine, as on Linux
         self._values[o : o + self.value_size] = bytes(self.value_size)
 
-    def keys_raw(self) -> list[bytes]:
-        self._alive("get_next_key")
-        return [i.to_bytes(4, "little") for i in self.elem_slots()]
-
-    def __len__(self) -> int:
-        return len(self.keys_raw())
-
-    def __contains__(self, key: object) -> bool:
-        i = self._index(self._key(key))
-        return i < self.max_entries and bool(self._word(i))
-
     def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
         i = int.from_bytes(key, "little")
-        if i >= self.max_entries or not self._word(i):
+        if i >= self.max_entries or not self._id(i):
             return 0
         return self._values_address + i * self._slot
 
-    def elem_update(self, key: bytes, value: bytes, flags: int, cpu: int = 0) -> int:
-        return -errno.EOPNOTSUPP
-
-    def elem_delete(self, key: bytes) -> int:
-        return -errno.EOPNOTSUPP
-
     def elem_slots(self) -> list[int]:
-        return [i for i in range(self.max_entries) if self._word(i)]
+        return self._present()
 
 
 class DevMap(_TargetArray):
@@ -129,7 +108,7 @@ class DevMap(_TargetArray):
         self._alive("lookup")
         self._can_read("lookup")
         i = self._index(key)
-        if i >= self.max_entries or not self._word(i):
+        if i >= self.max_entries or not self._id(i):
             return None
         o = i * self._slot
         return bytes(self._values[o : o + self.value_size])
@@ -191,7 +170,7 @@ class XskMap(_TargetArray):
         """The queue id in slot ``index`` (0 when empty or out of range)."""
         if self.closed or not 0 <= index < self.max_entries:
             return 0
-        return self._word(index)
+        return self._id(index)
 
     def lookup_raw(self, key: bytes) -> bytes | None:
         self._alive("lookup")
@@ -209,7 +188,7 @@ class XskMap(_TargetArray):
             raise fail(errno.E2BIG, "index out of range", "update", self.name)
         if not int.from_bytes(value, "little"):
             raise fail(errno.EINVAL, "queue id 0 is not a socket", "update", self.name)
-        present = bool(self._word(i))
+        present = bool(self._id(i))
         if flags == BPF_NOEXIST and present:
             raise fail(errno.EEXIST, "slot is in use", "update", self.name)
         if flags == BPF_EXIST and not present:
