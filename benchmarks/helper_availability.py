@@ -16,7 +16,9 @@ GPL-only, compared with ``gpl_only`` of pybpf's helper table.
 
 It prints the disagreements with :data:`HELPERS_BY_TYPE` (``kernel_only``: the kernel
 allows, pybpf's table does not; ``pybpf_only``: the reverse), the attach-dependent helpers,
-the GPL-only disagreements, the number of loads and how long it took; ``--json`` prints
+the helpers a type's proto gives but only sleepable programs may call (``helper call
+might sleep in a non-sleepable prog``: counted as available), the GPL-only disagreements,
+the number of loads and how long it took; ``--json`` prints
 the same as one JSON object. Exit status 1 when the table disagrees with the kernel.
 ``tests/test_helpers_by_type_kernel.py`` runs a fixed sample of the same probes.
 """
@@ -335,6 +337,29 @@ def disagreements(matrix: Matrix, helper_names: Iterable[str]) -> list[dict[str,
     return out
 
 
+MIGHT_SLEEP = "helper call might sleep in a non-sleepable prog"
+
+
+def sleepable_only(matrix: Matrix) -> dict[str, list[str]]:
+    """Per type, the helpers it may name that every loaded configuration then refused as
+    sleeping in a non-sleepable program (counted as available: the type's proto gives them)."""
+    out: dict[str, list[str]] = {}
+    for prog_type, names in sorted(matrix.by_type().items()):
+        configs = [c for c in matrix.allowed if c.prog_type == prog_type]
+        only = [
+            name
+            for name in sorted(names, key=_ID.__getitem__)
+            if all(
+                MIGHT_SLEEP in matrix.verdicts[(c, name)]
+                for c in configs
+                if name in matrix.allowed[c]
+            )
+        ]
+        if only:
+            out[prog_type.type_name] = only
+    return out
+
+
 def attach_dependent(matrix: Matrix) -> list[dict[str, object]]:
     """The configurations that may call fewer helpers than their type's union: which."""
     union = matrix.by_type()
@@ -389,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 2),
         "disagreements": diffs,
         "attach_dependent": attach_dependent(matrix),
+        "sleepable_only": sleepable_only(matrix),
         "gpl_disagreements": gpl_disagreements(matrix),
         "skipped": {c.label: why for c, why in matrix.skipped.items()},
         "unverified": [
@@ -430,6 +456,10 @@ def _print(report: dict) -> None:
     print(f"attach-dependent configurations (fewer helpers than their type): {len(dependent)}")
     for d in dependent:
         print(f"  {d['config']}: {' '.join(d['missing'])}")
+    sleepy = report["sleepable_only"]
+    print(f"types whose programs may name a helper only when sleepable: {len(sleepy)}")
+    for prog_type, names in sleepy.items():
+        print(f"  {prog_type}: {' '.join(names)}")
     gpl = report["gpl_disagreements"]
     print(f"GPL-only disagreements with the helper table: {len(gpl)}")
     for d in gpl:
