@@ -131,4 +131,36 @@ SEC("xdp") int helpers(struct xdp_md *ctx)
 	return ticks;
 }
 
+/* ---- ring buffer: n rounds of reserve + submit, reserve + discard and output of 16 bytes,
+ * then the data available (benchmarks/run.py empties the ring before each timing) --------- */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} ring SEC(".maps");
+
+SEC("xdp") int ringbuf(struct xdp_md *ctx)
+{
+	__u32 n = arg16(DATA(ctx), DATA_END(ctx));
+	__u64 sent = 0;
+	for (__u32 i = 0; i < 256; i++) {
+		if (i >= n)
+			break;
+		__u64 *e = bpf_ringbuf_reserve(&ring, 16, 0);
+		if (e) {
+			e[0] = i;
+			e[1] = n;
+			bpf_ringbuf_submit(e, 0);
+			sent++;
+		}
+		e = bpf_ringbuf_reserve(&ring, 16, 0);
+		if (e) {
+			e[0] = i;
+			bpf_ringbuf_discard(e, 0);
+		}
+		__u64 v[2] = {i, n};
+		sent += bpf_ringbuf_output(&ring, v, sizeof(v), 0) == 0;
+	}
+	return sent * 1000 + bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA) / 8;
+}
+
 char LICENSE[] SEC("license") = "GPL";
