@@ -47,6 +47,7 @@ import select
 import time
 from collections import Counter
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from pybpf.errors import InputError, SyscallError
@@ -207,8 +208,8 @@ class LiveLink(Link):
         if from_back:
             frames = back.receive(self.batch)
             returned = len(frames)
-            for frame in frames:
-                self._queue(port, frame, "returned")
+            if frames:
+                self._queue_many(port, frames, "returned")
         if from_dev:
             frames = port.receive(self.batch)
             if frames:
@@ -254,23 +255,30 @@ class LiveLink(Link):
         self._flush()
 
     def _route_all(self, frames: list[bytes], results: list) -> None:
-        """Count each result's verdict and queue its frame where the verdict sends it."""
-        counters = self.counters
+        """Count each result's verdict and queue its frame where the verdict sends it
+        (in their order within each verdict: passed, transmitted, redirected)."""
         names, known = self._names, len(self._names)
         default = "aborted" if self.kind == "xdp" else "unspec"
-        out, port, queue = self.out, self.port, self._queue
-        seen: Counter = Counter()
-        for frame, (retval, data, target) in zip(frames, results, strict=False):
-            name = names[retval] if retval < known else default
-            seen[name] += 1
-            if name in PASS_VERDICTS:
-                if out is not None:
-                    queue(out, data, "forwarded")
-            elif name == "tx":
-                queue(port, data, "transmitted")
-            elif name == "redirect":
-                self._redirect(classify(self.kind, retval, frame, data, target))
-        counters.update(seen)
+        counters = self.counters
+        codes = Counter(map(itemgetter(0), results))  # a batch has a few distinct verdicts
+        verdicts = {code: names[code] if code < known else default for code in codes}
+        for code, count in codes.items():
+            counters[verdicts[code]] += count
+        passing = {c for c, name in verdicts.items() if name in PASS_VERDICTS}
+        if passing and self.out is not None:
+            if len(passing) == len(codes):
+                forward = list(map(itemgetter(1), results))
+            else:
+                forward = [data for code, data, _ in results if code in passing]
+            self._queue_many(self.out, forward, "forwarded")
+        back = {c for c, name in verdicts.items() if name == "tx"}
+        if back:
+            frames_back = [data for code, data, _ in results if code in back]
+            self._queue_many(self.port, frames_back, "transmitted")
+        if "redirect" in verdicts.values():
+            for frame, (code, data, target) in zip(frames, results, strict=False):
+                if verdicts[code] == "redirect":
+                    self._redirect(classify(self.kind, code, frame, data, target))
 
     def _redirect(self, verdict) -> None:
         counters = self.counters
@@ -289,6 +297,12 @@ class LiveLink(Link):
             self.counters[what] += 1
         else:
             self.counters["send_errors"] += 1
+
+    def _queue_many(self, port: Port, frames: list[bytes], what: str) -> None:
+        taken = port.queue_many(frames, what)
+        self.counters[what] += taken
+        if taken < len(frames):
+            self.counters["send_errors"] += len(frames) - taken
 
     def _flush(self) -> None:
         """Send what the ports queued; frames refused now no longer count as sent."""

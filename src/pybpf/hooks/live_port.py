@@ -147,6 +147,11 @@ class Port:
         ``tag`` comes back from :meth:`flush` for a queued frame refused later."""
         return self.send(frame)
 
+    def queue_many(self, frames: list[bytes], tag: Hashable = None) -> int:
+        """:meth:`queue` each of ``frames`` in order; how many were taken."""
+        queue = self.queue
+        return sum(1 for frame in frames if queue(frame, tag))
+
     def flush(self) -> list[Hashable]:
         """Send what :meth:`queue` queued; the tags of frames refused (none here)."""
         return []

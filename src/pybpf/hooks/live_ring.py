@@ -147,6 +147,7 @@ class RingPort(Port):
         self._tags: list[Hashable] = []
         self._slot = 0
         self._dirty = False
+        self._stalled = False  # the ring was full at a queue since the last flush
         self._direct: socket.socket | None = None
         try:
             if receive:
@@ -308,8 +309,11 @@ class RingPort(Port):
         if mm is None or size > self.tx_room or size < ETH_HLEN:
             return self._send_now(frame)
         at = self._slot * self._tx_frame
-        if mm[at]:  # still queued or in flight: try to move the ring on once
+        if mm[at]:  # still queued or in flight: try to move the ring on, once per flush
+            if self._stalled:
+                return False
             self.flush()
+            self._stalled = True
             mm = self._tx_map
             if mm is None or mm[at]:
                 return False
@@ -320,9 +324,32 @@ class RingPort(Port):
         self._dirty = True
         return True
 
+    def queue_many(self, frames: list[bytes], tag: Hashable = None) -> int:
+        """:meth:`queue` each of ``frames`` in order; how many were taken."""
+        mm = self._tx_map
+        if mm is None:
+            return super().queue_many(frames, tag)
+        room, frame_size, slots, tags = self.tx_room, self._tx_frame, self._tx_slots, self._tags
+        pack = _TX.pack_into
+        slot = self._slot
+        for i, frame in enumerate(frames):
+            size = len(frame)
+            at = slot * frame_size
+            if size > room or size < ETH_HLEN or mm[at]:  # the careful way from here on
+                self._slot = slot
+                return i + super().queue_many(frames[i:], tag)
+            mm[at + _TX_DATA : at + _TX_DATA + size] = frame
+            pack(mm, at, TP_STATUS_SEND_REQUEST, size, size)
+            tags[slot] = tag
+            slot = slot + 1 if slot + 1 < slots else 0
+            self._dirty = True
+        self._slot = slot
+        return len(frames)
+
     def flush(self) -> list[Hashable]:
         """Hand the queued frames to the kernel (one ``send``); the tags of queued frames
         the interface refused (it went down or away), usually none."""
+        self._stalled = False
         if not self._dirty or self.tx is None:
             return []
         try:
