@@ -66,7 +66,7 @@ def _frame(verdict: int, marker: bytes, label: bytes, size: int = 60) -> bytes:
     return (head + bytes([0, verdict]) + marker + label).ljust(size, b"\0")
 
 
-def _exchange(w: Wire, marker: bytes, frames: list[bytes], seconds: float = 1.0):
+def _exchange(w: Wire, marker: bytes, frames: list[bytes], seconds: float = 0.5):
     """Send ``frames`` from the client; the marked frames the client and the server saw."""
     server = in_ns(w.server, PEER, w.d, marker.decode(), str(seconds))
     client = in_ns(w.client, PEER, w.a, marker.decode(), str(seconds))
@@ -105,7 +105,7 @@ def test_a_burst_larger_than_a_ring_block(wire: Wire, tmp_path: Path) -> None:
     frames = [_frame(2, marker, b"%05d" % i) for i in range(count)]
     obj, link = _link(wire, tmp_path, ring=True)
     with serving(link):
-        _, across = _exchange(wire, marker, frames, seconds=2.0)
+        _, across = _exchange(wire, marker, frames, seconds=1.5)
     labels = [f[16 + len(marker) : 16 + len(marker) + 5] for f in across]
     assert labels == [b"%05d" % i for i in range(count)]  # every one, in order
     assert link.counters["pass"] >= count and link.counters["rx_overruns"] == 0
@@ -236,3 +236,24 @@ def test_ring_link_reports_its_io_and_skips_its_own_frames(wire: Wire, tmp_path:
     assert link.counters["tx"] == link.counters["transmitted"] == 5
     assert link.counters["aborted"] == 0
     obj.close()
+
+
+@pytest.mark.parametrize("io", ("ring", "socket"))
+def test_ports_give_frames_back_as_sent_vlan_tags_included(wire: Wire, io: str) -> None:
+    from pybpf.hooks.live_port import PacketPort
+    from pybpf.hooks.live_ring import RingPort
+
+    marker = b"PYBPF-VLAN"
+    plain = _frame(2, marker, b"plain")
+    # an 802.1Q tag (VLAN 5, priority 3): the receiving stack strips it before the taps
+    tagged = plain[:12] + bytes.fromhex("8100" "6005") + plain[12:]
+    opened = RingPort(wire.b) if io == "ring" else PacketPort(wire.b)
+    with opened as port:
+        _exchange(wire, marker, [plain, tagged], seconds=0.1)
+        got: list[bytes] = []
+        for _ in range(100):
+            got += [f for f in port.receive(64) if marker in f]
+            if len(got) >= 2:
+                break
+            time.sleep(0.01)
+    assert got == [plain, tagged]

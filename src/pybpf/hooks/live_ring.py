@@ -47,7 +47,6 @@ from .live_port import (
     PACKET_MR_PROMISC,
     PACKET_OUTGOING,
     PACKET_STATISTICS,
-    SO_RCVBUFFORCE,
     SOL_PACKET,
     TP_STATUS_CSUMNOTREADY,
     TP_STATUS_VLAN_TPID_VALID,
@@ -175,10 +174,6 @@ class RingPort(Port):
         self._rx_map = mmap.mmap(sock.fileno(), block_size * blocks, mmap.MAP_SHARED,
                                  mmap.PROT_READ | mmap.PROT_WRITE)  # fmt: skip
         self._block_size, self._blocks = block_size, blocks
-        try:  # the ring is the queue; the socket's own queue still takes a kernel's slow path
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 20)
-        except OSError:
-            pass
         sock.bind((self.name, ETH_P_ALL))
         if promiscuous:
             mreq = struct.pack("iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b"")
@@ -220,21 +215,21 @@ class RingPort(Port):
             nxt, snap, length, status, mac = unpack_pkt(mm, at)
             start = at + mac
             data = mm[start : start + snap]
-            here = at
+            keep = snap == length  # else longer than a block: never run a cut frame
+            if not keep:
+                self._truncated += 1
+            elif self._check_outgoing and mm[at + _PKTTYPE_AT] == PACKET_OUTGOING:
+                self.ignored += 1
+                keep = False
+            elif status & _NEEDS_FIX:  # before the block goes back: it reads the header
+                data = self._fix(data, status, at)
             left -= 1
             if left:
                 at += nxt
             else:
                 self._release()
-            if snap != length:  # longer than a block: never run a cut frame
-                self._truncated += 1
-                continue
-            if status & _NEEDS_FIX:
-                data = self._fix(data, status, here)
-            if self._check_outgoing and mm[here + _PKTTYPE_AT] == PACKET_OUTGOING:
-                self.ignored += 1
-                continue
-            append(data)
+            if keep:
+                append(data)
         self._left, self._at = left, at
         return out
 
