@@ -39,6 +39,12 @@ TEST_MAP = MapDescriptor(fd=0, type=int(MapType.ARRAY), key_size=4, value_size=4
 TEST_INFO = ProgramInfo(context=TEST_CONTEXT, privileged=False, default_map=TEST_MAP)
 
 
+# Cases whose own code says PREVAIL's diagnostic is wrong ("this should be safe to
+# dereference but the verifier fails it"); pybpf, which assumes a branch's condition on
+# each joined path apart (verifier.fixpoint), proves them, as Linux does.
+PREVAIL_FALSE_ALARMS = {("jump.yaml", "lost implications in correlated branches")}
+
+
 @dataclass
 class Case:
     """One test case of a PREVAIL YAML file."""
@@ -53,7 +59,10 @@ class Case:
 
     @property
     def expects_error(self) -> bool:
-        """PREVAIL reported a diagnostic other than the unreachable-code warning."""
+        """PREVAIL reported a diagnostic other than the unreachable-code warning (and the
+        case does not itself call that diagnostic PREVAIL's false alarm)."""
+        if (self.file, self.name) in PREVAIL_FALSE_ALARMS:
+            return False
         return any("Code becomes unreachable" not in m for m in self.messages)
 
     @property

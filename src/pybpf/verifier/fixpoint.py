@@ -7,6 +7,12 @@ head's state is stable (a post-fixpoint), a few descending steps recompute the l
 the smaller state the body produced, and each step is kept only if it is again a
 post-fixpoint, so the final states always form an inductive invariant. With termination
 checking or loop counters on, each loop head increments its own counter ``pc[head]``.
+
+A branch edge fed by a short straight line after a join (outside loop heads) may take
+its incoming paths apart: when a register the condition tests is a different constant on
+each path (a flag recording whether a bounds check passed), each path's state is carried
+through the line and the condition assumed on it before the join, so the flag's test
+keeps what the check proved, as Linux's path-by-path exploration does.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from pybpf.verifier.assertions import Assertion
 from pybpf.verifier.cfg import Cfg, Label
 from pybpf.verifier.checker import check
 from pybpf.verifier.domains.state import State
+from pybpf.verifier.domains.types import T
 from pybpf.verifier.domains.zone import THRESHOLDS
-from pybpf.verifier.ir import Assume, CallLocal, Imm
+from pybpf.verifier.ir import Assume, Bin, BinOp, CallLocal, Imm, Jmp, Mem, Un
 from pybpf.verifier.preconditions import assertions_for
 from pybpf.verifier.program import ProgramInfo
 from pybpf.verifier.transformer import transform
@@ -25,6 +32,10 @@ from pybpf.verifier.wto import Cycle, cycle_heads, weak_topological_order
 __all__ = ["Analysis", "counter_name", "frame_key"]
 
 _SOFT_WIDENINGS = 24  # then widen straight to infinity, which always terminates
+_CHAIN = 8  # at most this many instructions between a join and the jump it feeds
+# What a chain may hold: plain instructions (no calls, whose frames and helpers are kept
+# apart) besides the jump itself.
+_CHAINABLE = (Bin, Un, Mem, Jmp)
 
 
 def counter_name(head: Label) -> str:
@@ -36,6 +47,47 @@ def frame_key(label: Label, callee: bool = False) -> str:
     """The saved-register prefix of a node's frame (``callee``: of the frame it calls)."""
     frame = label.frame + ((label.pc,) if callee else ())
     return "/".join(str(f) for f in frame)
+
+
+def _tested(chain: list[Label], instructions: dict) -> frozenset[int]:
+    """The registers at a chain's start whose values the edge's condition depends on
+    (followed back through moves and arithmetic; a load ends the trail)."""
+    cond = instructions[chain[-1]].cond
+    regs = {cond.left}
+    if not isinstance(cond.right, Imm):
+        regs.add(cond.right)
+    for label in reversed(chain[:-1]):
+        ins = instructions[label]
+        if isinstance(ins, Bin) and ins.dst in regs:
+            if ins.op == BinOp.MOV:
+                regs.discard(ins.dst)
+            if not isinstance(ins.src, Imm):
+                regs.add(ins.src)
+        elif isinstance(ins, Mem) and ins.is_load and ins.value in regs:
+            regs.discard(ins.value)
+    return frozenset(regs)
+
+
+def _flagged(states: list[State], regs: frozenset[int]) -> bool:
+    """Some tested register is a known number on every path, not the same on all (a flag
+    such as ``r3 = 0`` / ``r3 = -22``): only then are paths taken apart, which costs a
+    transform per path and instruction."""
+    if len(states) < 2:
+        return False
+    for r in regs:
+        loc = f"r{r}"
+        seen: set[int | float] = set()
+        for s in states:
+            if s.type_of(loc) != T.NUM:
+                break
+            lo, hi = s.zone.bounds(f"{loc}.svalue")
+            if lo != hi:
+                break
+            seen.add(lo)
+        else:
+            if len(seen) > 1:
+                return True
+    return False
 
 
 class Analysis:
@@ -59,6 +111,7 @@ class Analysis:
         for head in self.counters:
             self.entry.zone.set(counter_name(head), 0, 0)
         self._marks: dict[Label, list[int]] = {}
+        self._chains: dict[Label, tuple[list[Label], frozenset[int]] | None] = {}
         self.pre: dict[Label, State] = {}
         self.post: dict[Label, State] = {}
 
@@ -90,7 +143,75 @@ class Analysis:
 
     def _visit(self, label: Label, pre: State) -> None:
         self.pre[label] = pre
-        self.post[label] = self.step(label, pre)
+        post = self.step(label, pre)
+        if label.is_edge and not post.bottom:
+            post = self._per_path(label, post)
+        self.post[label] = post
+
+    def _per_path(self, edge: Label, post: State) -> State:
+        """A branch edge's post-state taken path by path: where a few straight-line
+        instructions before the jump join several paths (``r3 = 0`` after a bounds check,
+        ``r3 = -22`` after its failure, then ``if w3 != 0``), each incoming path's state is
+        carried through them and the edge's condition assumed on it before joining, so a
+        path the condition rules out brings nothing (Linux explores paths apart). Sound:
+        each concrete state on the edge came through one predecessor, and the chain's
+        checks hold on the join, hence on each path. Not from loop heads, whose back
+        edges' states are not final when the edge is visited.
+        """
+        found = self._chains.get(edge, False)
+        if found is False:
+            found = self._chains[edge] = self._chain(edge)
+        if found is None:
+            return post
+        chain, tested = found
+        posts = [self.post.get(p) for p in self.cfg.pred[chain[0]]]
+        live = [s for s in posts if s is not None and not s.bottom]
+        if not _flagged(live, tested):
+            return post
+        info = self.info
+        out: State | None = None
+        for state in live:
+            for label in chain:
+                state = transform(
+                    self.cfg.instructions[label],
+                    state,
+                    info,
+                    self.frames[label],
+                    self.sites[label],
+                )
+                if state.bottom:
+                    break
+            if state.bottom:
+                continue
+            out = state if out is None else out.join(state)
+        return out if out is not None else State.make_bottom()
+
+    def _chain(self, edge: Label) -> tuple[list[Label], frozenset[int]] | None:
+        """The nodes from the last join before ``edge``'s jump to ``edge`` itself, when
+        they are a short straight line of plain instructions, and the registers at the
+        join whose values the condition tests; else ``None``."""
+        cfg = self.cfg
+        chain = [edge]
+        node = edge
+        while True:
+            preds = cfg.pred[node]
+            if len(preds) != 1:
+                return None
+            node = preds[0]
+            if node in self.heads or node in self.counters or node.pc < 0:
+                return None
+            if not isinstance(cfg.instructions[node], _CHAINABLE):
+                return None
+            chain.append(node)
+            if len(cfg.pred[node]) > 1:
+                break
+            if len(chain) > _CHAIN:
+                return None
+        if any(len(cfg.succ[n]) != 1 for n in chain[2:]):
+            return None
+        chain.reverse()
+        tested = _tested(chain, cfg.instructions)
+        return (chain, tested) if tested else None
 
     # ---- components ----------------------------------------------------------------------
     def _component(self, item: Label | Cycle) -> None:

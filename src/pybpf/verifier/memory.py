@@ -74,9 +74,25 @@ def recompute_all_numeric_sizes(s: State) -> None:
             recompute_numeric_size(s, loc)
 
 
-def _forget_numeric_sizes(s: State) -> None:
-    for var in [v for v in s.zone.variables() if v.endswith(".stack_numeric_size")]:
-        s.zone.forget(var)
+_SIZE = ".stack_numeric_size"
+
+
+def _forget_numeric_sizes(s: State, start: int = 0, end: int = TOTAL_STACK) -> None:
+    """Bytes ``[start, end)`` may no longer hold numbers: cut each stack pointer's
+    ``stack_numeric_size`` to the bytes that surely still do (a pointer whose numeric run
+    cannot reach the range keeps its fact and relations)."""
+    z = s.zone
+    for var in [v for v in z.variables() if v.endswith(_SIZE)]:
+        lo, hi = z.bounds(var[: -len(_SIZE)] + ".stack_offset")
+        size = z.bounds(var)[0]
+        if size <= 0:
+            z.forget(var)
+        elif lo != -INF and hi != INF and (end <= lo or hi + size <= start):
+            continue
+        else:
+            z.forget(var)
+            if hi != INF and start > hi:
+                z.set(var, min(size, start - hi), INF)
 
 
 # ---- stack -------------------------------------------------------------------------------------
@@ -121,7 +137,7 @@ def _store_stack(s: State, lo: int | float, hi: int | float, width: int, value: 
     if lo != hi:
         if not is_number:
             s.stack.clear_numeric(start, end)
-            _forget_numeric_sizes(s)
+            _forget_numeric_sizes(s, start, end)
         return
     a = int(lo)
     cell = cell_name(a, width)
@@ -143,7 +159,7 @@ def _store_stack(s: State, lo: int | float, hi: int | float, width: int, value: 
             s.set_values(cell, *pair)
         return
     s.stack.clear_numeric(a, a + width)
-    _forget_numeric_sizes(s)
+    _forget_numeric_sizes(s, a, a + width)
     if width == 8 and s.type_of(f"r{value}") != T.UNINIT:
         s.stack.cells[a] = width
         s.copy_loc(cell, f"r{value}")
@@ -241,7 +257,7 @@ def _atomic(s: State, ins: ir.Atomic) -> State:
                 part.stack.set_numeric(start, end)  # a number is written back
             elif not numeric:
                 part.stack.clear_numeric(start, end)  # arithmetic on a non-number
-                _forget_numeric_sizes(part)
+                _forget_numeric_sizes(part, start, end)
         else:
             _number(part, old, ins.width, False)
         if ins.op == ir.AtomicOp.CMPXCHG:

@@ -144,7 +144,7 @@ def _add_sub(s: State, ins: ir.Bin) -> State:
             if t == T.NUM:
                 _add_const_num(part, dst, c, ins.is64)
             elif not ins.is64:
-                part.havoc(dst)
+                _pointer_low32(part, dst, sign)
             else:
                 _add_const_ptr(part, dst, t, c, c)
             parts.append(part)
@@ -158,7 +158,7 @@ def _add_sub(s: State, ins: ir.Bin) -> State:
                 pair = arith.compute(_ARITH[ins.op], width, part.values(dst), part.values(src))
                 _set_number(part, dst, pair)
             elif not ins.is64:
-                part.havoc(dst)
+                _pointer_low32(part, dst, sign if td != T.NUM else 1)
             elif td != T.NUM and ts == T.NUM:
                 sv = part.values(src)[0]
                 lo, hi = (sv.lo, sv.hi) if sign > 0 else (-sv.hi, -sv.lo)
@@ -183,6 +183,16 @@ def _add_sub(s: State, ins: ir.Bin) -> State:
                 part.set_bottom()
             parts.append(part)
     return _join(parts)
+
+
+def _pointer_low32(s: State, dst: str, sign: int) -> None:
+    """A 32-bit ``add``/``sub`` with a pointer: Linux makes a pointer minus anything an
+    unknown scalar (the low half of a difference, zero-extended) and refuses the rest
+    (a value no check accepts here)."""
+    if sign < 0:
+        _set_number(s, dst, (Interval(0, 0xFFFFFFFF), Interval(0, 0xFFFFFFFF)))
+    else:
+        s.havoc(dst)
 
 
 def _pointer_difference(s: State, dst: str, src: str, kind: str) -> None:

@@ -301,8 +301,10 @@ class Zone:
         value of ``x`` for every valuation of the other variables (``w_j - x <= b`` and
         ``x - w_i <= a`` need ``w_j - w_i <= a + b`` here), so the states this zone
         describes are unchanged; a later join then keeps, e.g., ``packet_size - x >= 14``
-        from the side where ``x`` means something. ``only``: take relations only to
-        the variables it accepts (bounds are always taken).
+        from the side where ``x`` means something. Bounds are tried first (a relation to a
+        variable not extended yet would shut out ``x``'s own bound, which the other side's
+        relation brings back anyway). ``only``: take relations only to the variables it
+        accepts (bounds are always taken).
         """
         self.forget(x)
         ups = list(source.succ.get(x, {}).items())  # x - w <= k
@@ -311,17 +313,17 @@ class Zone:
             ups = [(w, k) for w, k in ups if only(w)]
             lows = [(w, k) for w, k in lows if only(w)]
         lo, hi = source.iv.get(x, _TOP)
-        if hi != INF:
-            ups.append((None, hi))
+        candidates = [(True, w, k) for w, k in ups] + [(False, w, k) for w, k in lows]
         if lo != -INF:
-            lows.append((None, -lo))
+            candidates.insert(0, (False, None, -lo))
+        if hi != INF:
+            candidates.insert(0, (True, None, hi))
         taken_up: list[tuple] = []
         taken_low: list[tuple] = []
-        for w, k in ups:
-            if all(self.diff(wj, w) <= k + kj for wj, kj in taken_low):
+        for up, w, k in candidates:
+            if up and all(self.diff(wj, w) <= k + kj for wj, kj in taken_low):
                 taken_up.append((w, k))
-        for w, k in lows:
-            if all(self.diff(w, wi) <= ki + k for wi, ki in taken_up):
+            elif not up and all(self.diff(w, wi) <= ki + k for wi, ki in taken_up):
                 taken_low.append((w, k))
         for w, k in taken_up:
             self.add_le(x, w, k)
