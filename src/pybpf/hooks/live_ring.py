@@ -16,15 +16,16 @@ and ``netsniff-ng``'s do:
   :class:`~pybpf.hooks.live_port.PacketPort` does. Frames the kernel could not place because
   every block was still ours count in :meth:`RingPort.overruns` (``tp_drops``).
 - **transmit**: a second socket (bound with protocol 0, so it receives nothing) with a
-  ``TPACKET_V2`` ring of ``tx_frames`` slots, each sized for the interface's MTU.
-  :meth:`RingPort.queue` copies a frame into the next free slot; :meth:`RingPort.flush`
-  hands every queued slot to the kernel with one ``send(MSG_DONTWAIT)``. A frame the kernel
-  could not take yet (``ENOBUFS``, ``EAGAIN``) stays queued and goes at the next flush; a
-  frame longer than a slot or than the MTU allows (or shorter than an Ethernet header)
-  skips the ring: the queue is flushed and the frame sent with ``send()`` on a plain socket
-  (a ring's socket sends only its ring), which refuses it exactly as the per-frame path
-  does. When the interface goes away or down, the frames
-  still queued are given back to the caller as refused and the ring is rebuilt.
+  ``TPACKET_V2`` ring of ``tx_frames`` slots, each sized for the interface's MTU (read
+  when the port opens). :meth:`RingPort.queue` (:meth:`RingPort.queue_many` for a list)
+  copies a frame into the next free slot; :meth:`RingPort.flush` hands every queued slot
+  to the kernel with one ``send(MSG_DONTWAIT)``. A frame the kernel could not take yet
+  (``ENOBUFS``, ``EAGAIN``) stays queued and goes at the next flush; a frame longer than a
+  slot or than the MTU allows (or shorter than an Ethernet header) skips the ring: the
+  queue is flushed and the frame sent with ``send()`` on a plain socket (a ring's socket
+  sends only its ring), which refuses it exactly as the per-frame path does. When the
+  interface goes away or down, the frames still queued are given back to the caller as
+  refused and the ring is rebuilt.
 
 Opening raises :class:`~pybpf.errors.SyscallError` when the kernel refuses the rings
 (before Linux 3.2, no ``CAP_NET_RAW``, no memory): callers fall back to
@@ -79,7 +80,10 @@ RETIRE_MS = 1  # a block that is not full is handed over this long after its fir
 TX_FRAMES = 512
 TX_RING_MAX = 8 << 20  # transmit ring bytes at most (fewer slots for jumbo MTUs)
 _TX_DATA = 32  # TPACKET2_HDRLEN - sizeof(sockaddr_ll): where a V2 transmit frame's data sits
-_TX_SLACK = 22  # hard_header_len + 2 VLAN tags: the kernel's size limit past the MTU
+_TX_SLACK = 22  # slot room past the MTU: hard_header_len + 2 VLAN tags (the kernel's limit)
+# the ring takes frames up to MTU + an Ethernet header; longer ones (VLAN-tagged, past the
+# MTU) go by send(), which judges them as the per-frame path does
+_TX_PLAIN = ETH_HLEN
 _SNDBUF = 4 << 20
 
 _REQ3 = struct.Struct("=7I")  # struct tpacket_req3
@@ -290,7 +294,7 @@ class RingPort(Port):
         sock.bind((self.name, 0))
         sock.setblocking(False)
         self._tx_frame, self._tx_slots = size, count
-        self.tx_room = min(size - _TX_DATA, mtu + _TX_SLACK)
+        self.tx_room = min(size - _TX_DATA, mtu + _TX_PLAIN)
         self._tags = [None] * count
         self._slot = 0
         self._dirty = False
