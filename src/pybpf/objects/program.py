@@ -159,51 +159,14 @@ class _TailTarget:
         return native() if native is not None and not self.program.closed else None
 
 
-class _Kept:
-    """A kept test-run context (:class:`~pybpf.objects.context.ReusedContext`), the address
-    space its regions and the program's maps are in, and what a run on it needs."""
-
-    __slots__ = ("reused", "space", "args", "size", "ctx_in", "legacy", "reset", "data_out",
-                 "result_ctx", "runner", "run")  # fmt: skip
-
-    def __init__(self, reused: Any, reachable: Sequence[Map], runner: Any) -> None:
-        self.reused = reused
-        self.size, self.ctx_in = reused.key  # what the kept regions fit
-        self.space = AddressSpace()
-        expose_maps(self.space, reachable)
-        prepared = reused.prepared
-        for region in prepared.regions:
-            self.space.add(region)
-        self.args = (prepared.ctx.address,)
-        self.legacy = reused.legacy
-        self.reset = reused.reset
-        self.data_out = reused.data_out
-        self.result_ctx = prepared.result_ctx
-        # run(cpu) -> r0: one run on these regions (the JIT binds its fast path to them)
-        self.runner = runner
-        bind = getattr(runner, "bind", None)
-        if bind is not None:
-            self.run = bind(self.args, memory=self.space, packet=self.legacy)
-        else:
-            args, space, legacy, run = self.args, self.space, self.legacy, runner.run
-            self.run = lambda cpu: run(args, memory=space, packet=legacy, cpu=cpu)
-
-    def close(self) -> None:
-        """Free the regions."""
-        for region in self.reused.prepared.regions:
-            if self.space.find(region.address) is region:
-                self.space.remove(region)
-        self.reused.close()
-
-
-class _KeptSock:
-    """A kept socket-program test run
-    (:class:`~pybpf.objects.sock_context.ReusedSockContext`) and the address space its
-    regions and the program's maps are in."""
+class _KeptRegions:
+    """A kept test-run context (:class:`~pybpf.objects.context.ReusedContext`,
+    :class:`~pybpf.objects.sock_context.ReusedSockContext`) and the address space its
+    regions and the program's maps are in (a socket program's kept run is just this)."""
 
     __slots__ = ("reused", "space", "args")
 
-    def __init__(self, reused: ReusedSockContext, reachable: Sequence[Map]) -> None:
+    def __init__(self, reused: ReusedContext | ReusedSockContext, reachable: Sequence[Map]) -> None:
         self.reused = reused
         self.space = AddressSpace()
         expose_maps(self.space, reachable)
@@ -217,6 +180,28 @@ class _KeptSock:
             if self.space.find(region.address) is region:
                 self.space.remove(region)
         self.reused.close()
+
+
+class _Kept(_KeptRegions):
+    """A kept ``xdp``/skb test-run context and what a run on it needs."""
+
+    __slots__ = ("size", "ctx_in", "legacy", "reset", "data_out", "result_ctx", "runner", "run")
+
+    def __init__(self, reused: ReusedContext, reachable: Sequence[Map], runner: Any) -> None:
+        super().__init__(reused, reachable)
+        self.size, self.ctx_in = reused.key  # what the kept regions fit
+        self.legacy = reused.legacy
+        self.reset = reused.reset
+        self.data_out = reused.data_out
+        self.result_ctx = reused.prepared.result_ctx
+        # run(cpu) -> r0: one run on these regions (the JIT binds its fast path to them)
+        self.runner = runner
+        bind = getattr(runner, "bind", None)
+        if bind is not None:
+            self.run = bind(self.args, memory=self.space, packet=self.legacy)
+        else:
+            args, space, legacy, run = self.args, self.space, self.legacy, runner.run
+            self.run = lambda cpu: run(args, memory=space, packet=legacy, cpu=cpu)
 
 
 class _KeptMemory:
@@ -325,7 +310,7 @@ class Program:
         self._kept_memory: list[_KeptMemory] = []  # plain-memory contexts' regions, likewise
         # socket programs' test runs (the socket hooks' runs) likewise (ReusedSockContext)
         self._sock_reusable = ReusedSockContext.reusable(runtime_context)
-        self._kept_sock: list[_KeptSock] = []
+        self._kept_sock: list[_KeptRegions] = []
         self._tail: _TailTarget | None = None  # this program as a tail call's target
         self.id = allocate_id("prog")  # unique in the state directory, like Linux's ids
         with _LOCK:
@@ -545,7 +530,7 @@ class Program:
     def _kept_result(
         self,
         pool: list,
-        kept: _Kept | _KeptMemory | _KeptSock,
+        kept: _Kept | _KeptMemory | _KeptRegions,
         repeat: int,
         r0: int,
         elapsed: float,
@@ -622,7 +607,7 @@ class Program:
             if kept is not None:
                 kept.close()
             reused = ReusedSockContext(builder, prepared, data_in, ctx_in, program=self.name)
-            kept = _KeptSock(reused, self._reachable)
+            kept = _KeptRegions(reused, self._reachable)
         else:
             try:
                 kept.reused.reset(data_in, ctx_in)
