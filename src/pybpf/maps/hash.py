@@ -39,8 +39,9 @@ Iteration (``get_next_key``) follows slot order; Linux's order differs (bucket o
 Lookups run natively when :mod:`pybpf.maps.native` is compiled and the native atomics
 backend is in use, and so do updates and deletes (program-side and user-space) of
 :class:`HashMap` itself, not of the families built on it: the same lock, the same steps
-in the same order (the JIT calls the same functions). What the native code cannot decide (a busy lock, an index
-to rebuild, fault injection in tests) falls back to the Python code here.
+in the same order (the JIT calls the same functions). What the native code cannot decide
+(a busy lock, an index to rebuild, fault injection in tests) falls back to the Python code
+here.
 """
 
 from __future__ import annotations
