@@ -461,3 +461,13 @@ def test_processes_sharing_a_pinned_map_stay_consistent():
         with m.lock:
             m._rebuild()  # nothing to fix
         assert dict(m.items()) == data and len(m) == len(data)
+
+
+def test_other_buffer_types_take_the_python_path():
+    with make_map(T.HASH) as m:
+        assert m._native_update(bytearray(4), bytes(8), 0, 0) is None
+        assert m._native_delete(memoryview(bytes(4))) is None
+        assert m._native_update(bytes(4), bytes(7), 0, 0) is None  # a short value
+        assert m.elem_update(bytearray(4), bytearray(b"\7" * 8), 0) == 0
+        assert m.lookup_raw(bytes(4)) == b"\7" * 8
+        assert m.elem_delete(memoryview(bytes(4))) == 0 and len(m) == 0

@@ -251,6 +251,8 @@ class HashMap(Map):
             return None
         if len(value) != (self.user_value_size if cpu == ALL_CPUS else self.value_size):
             return None
+        if type(key) is not bytes or type(value) is not bytes:  # (what ctypes passes)
+            return None
         token = self.lock.current_token()
         r = self._nops.hash_update(self._desc_addr, key, value, flags, token, cpu)
         return None if r in (BUSY, PYTHON) else signed(r)
@@ -258,6 +260,8 @@ class HashMap(Map):
     def _native_delete(self, key: bytes) -> int | None:
         """The native delete: 0, -ENOENT, or ``None`` (take the Python path)."""
         if self._fault or atomics.backend() != "native" or len(key) != self.key_size:
+            return None
+        if type(key) is not bytes:
             return None
         r = self._nops.hash_delete(self._desc_addr, key, self.lock.current_token())
         return None if r in (BUSY, PYTHON) else signed(r)
