@@ -24,8 +24,10 @@ spinlock; a commit is a lock-free exchange of the header word. The consumer
 it may run in another process that opened the pinned map.
 
 The same producer operations exist as native code (:mod:`pybpf.maps.ringnative`,
-:meth:`RingBuf.descriptor`): the JIT calls them (:mod:`pybpf.jit.ringcalls`), on the same
-lock and the same words, and takes these methods whenever the native code cannot decide.
+:meth:`RingBuf.descriptor`), on the same lock and the same words: the JIT calls them
+(:mod:`pybpf.jit.ringcalls`) and so do :meth:`RingBuf.reserve` and :meth:`RingBuf.commit`
+(one ctypes call instead of a dozen atomics) where the atomics are native; whenever the
+native code cannot decide, the Python code below runs.
 
 A producer process killed between reserve and commit leaves its record BUSY, and the
 consumer stops there (Linux programs cannot die holding a reservation; processes can):
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from pybpf.maps.base import Map
 from pybpf.maps.buffer import LOCK_OFFSET, PAGE_SIZE
 from pybpf.maps.definition import MapDefinition, fail, round8
+from pybpf.maps.ringnative import PYTHON_PATH, native_ring_ops
 from pybpf.maptypes import MapFlag, MapType
 from pybpf.memory import Region, atomics
 
@@ -120,6 +123,7 @@ class RingBuf(Map):
         self._data_addr = base + _DATA
         self._mask = self.max_entries - 1
         self._data = self._buf.view[_DATA : _DATA + 2 * self.max_entries]
+        self._nat: tuple | bool | None = None  # the native producers: None until first asked
         _LIVE.add(self)
 
     def descriptor(self) -> ctypes.Array:
@@ -189,9 +193,28 @@ class RingBuf(Map):
         return self.max_entries
 
     # ---- producers (programs) ----------------------------------------------------------------
+    def _native(self) -> tuple | None:
+        """(ops, descriptor address, address of a one-descriptor table, ...) of the native
+        producers, or ``None`` (no llvmlite, atomics not native, or ``_nat`` set False)."""
+        nat = self._nat
+        if nat is None:
+            ops = native_ring_ops() if atomics.backend() == "native" else None
+            nat = False
+            if ops is not None:
+                desc = self.descriptor()
+                table = (ctypes.c_uint64 * 1)(ctypes.addressof(desc))
+                nat = (ops, ctypes.addressof(desc), ctypes.addressof(table), desc, table)
+            self._nat = nat
+        return nat or None
+
     def reserve(self, size: int) -> int:
         """``bpf_ringbuf_reserve``: the address of ``size`` writable bytes, or 0 (no room)."""
         self._alive("reserve")
+        nat = self._native() if 0 <= size <= MAX_RECORD else None
+        if nat is not None:
+            address = nat[0].reserve(nat[1], size, 0, self.lock.current_token())
+            if address != PYTHON_PATH:
+                return address
         if size > MAX_RECORD:
             return 0
         length = round8(size + HEADER_SIZE)
@@ -225,6 +248,9 @@ class RingBuf(Map):
         offset = header - self._data_addr
         if self.closed or not 0 <= offset <= self._mask or offset % 8:
             return False
+        nat = self._native()
+        if nat is not None and nat[0].commit(nat[2], 1, address, 1 if discard else 0) == 0:
+            return True
         hdr_len = atomics.load_at(header, 4)
         if not hdr_len & BUSY_BIT:
             return False
