@@ -127,7 +127,7 @@ def _add_const_ptr(s: State, loc: str, t: int, lo: int | float, hi: int | float)
         memory.recompute_numeric_size(s, loc)
 
 
-def _add_sub(s: State, ins: ir.Bin) -> State:
+def _add_sub(s: State, ins: ir.Bin, privileged: bool) -> State:
     dst = f"r{ins.dst}"
     sign = 1 if ins.op == ir.BinOp.ADD else -1
     src_single: int | None = None
@@ -144,7 +144,7 @@ def _add_sub(s: State, ins: ir.Bin) -> State:
             if t == T.NUM:
                 _add_const_num(part, dst, c, ins.is64)
             elif not ins.is64:
-                _pointer_low32(part, dst, sign)
+                _pointer_low32(part, dst, sign < 0 and privileged)
             else:
                 _add_const_ptr(part, dst, t, c, c)
             parts.append(part)
@@ -158,7 +158,10 @@ def _add_sub(s: State, ins: ir.Bin) -> State:
                 pair = arith.compute(_ARITH[ins.op], width, part.values(dst), part.values(src))
                 _set_number(part, dst, pair)
             elif not ins.is64:
-                _pointer_low32(part, dst, sign if td != T.NUM else 1)
+                # a distance within one region, or (privileged) an address's low half
+                same = td == ts and td in OFFSET_KIND
+                number = sign < 0 and td != T.NUM and (same or privileged and ts == T.NUM)
+                _pointer_low32(part, dst, number)
             elif td != T.NUM and ts == T.NUM:
                 sv = part.values(src)[0]
                 lo, hi = (sv.lo, sv.hi) if sign > 0 else (-sv.hi, -sv.lo)
@@ -185,11 +188,12 @@ def _add_sub(s: State, ins: ir.Bin) -> State:
     return _join(parts)
 
 
-def _pointer_low32(s: State, dst: str, sign: int) -> None:
-    """A 32-bit ``add``/``sub`` with a pointer: Linux makes a pointer minus anything an
-    unknown scalar (the low half of a difference, zero-extended) and refuses the rest
-    (a value no check accepts here)."""
-    if sign < 0:
+def _pointer_low32(s: State, dst: str, number: bool) -> None:
+    """A 32-bit ``add``/``sub`` with a pointer: Linux makes a pointer minus a pointer, and
+    for privileged programs a pointer minus a number, an unknown scalar (the low half of a
+    difference, zero-extended; ``number``) and refuses the rest (a value no check accepts
+    here)."""
+    if number:
         _set_number(s, dst, (Interval(0, 0xFFFFFFFF), Interval(0, 0xFFFFFFFF)))
     else:
         s.havoc(dst)
@@ -213,7 +217,7 @@ def _pointer_difference(s: State, dst: str, src: str, kind: str) -> None:
     s.set_values(dst, diff, arith.from_signed(diff))
 
 
-def _alu(s: State, ins: ir.Bin) -> State:
+def _alu(s: State, ins: ir.Bin, privileged: bool = False) -> State:
     if ins.op == ir.BinOp.MOV:
         _mov(s, ins)
         return s
@@ -221,7 +225,7 @@ def _alu(s: State, ins: ir.Bin) -> State:
         _movsx(s, ins)
         return s
     if ins.op in (ir.BinOp.ADD, ir.BinOp.SUB):
-        return _add_sub(s, ins)
+        return _add_sub(s, ins, privileged)
     dst = f"r{ins.dst}"
     width = 64 if ins.is64 else 32
     a = s.values(dst)
@@ -343,7 +347,7 @@ def transform(
         return state
     s = state.copy()
     if isinstance(ins, ir.Bin):
-        return _alu(s, ins)
+        return _alu(s, ins, info.privileged)
     if isinstance(ins, ir.Un):
         _unary(s, ins)
     elif isinstance(ins, ir.Assume):
