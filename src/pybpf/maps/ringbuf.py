@@ -82,14 +82,23 @@ def ringbuf_of_record(address: int) -> RingBuf | None:
     """The live ring buffer of this process whose data area holds a record starting at
     ``address`` (what ``bpf_ringbuf_submit`` receives), or ``None``. Only addresses are
     compared: nothing is read at a wild pointer."""
-    for rb in list(_LIVE):
+    for ref in list(_LIVE.values()):
+        rb = ref()
+        if rb is None:
+            continue
         offset = address - HEADER_SIZE - rb._data_addr
         if not rb.closed and 0 <= offset <= rb._mask:
             return rb
     return None
 
 
-_LIVE: weakref.WeakSet = weakref.WeakSet()
+# every ring buffer of this process, by id (a dict of weak references: iterating a WeakSet
+# cost several microseconds per bpf_ringbuf_submit)
+_LIVE: dict[int, weakref.ref] = {}
+
+
+def _forget(key: int) -> Callable[[weakref.ref], None]:
+    return lambda _ref: _LIVE.pop(key, None)
 
 
 class RingBuf(Map):
@@ -124,7 +133,7 @@ class RingBuf(Map):
         self._mask = self.max_entries - 1
         self._data = self._buf.view[_DATA : _DATA + 2 * self.max_entries]
         self._nat: tuple | bool | None = None  # the native producers: None until first asked
-        _LIVE.add(self)
+        _LIVE[id(self)] = weakref.ref(self, _forget(id(self)))
 
     def descriptor(self) -> ctypes.Array:
         """The map's descriptor for the native producers (:mod:`pybpf.maps.ringnative`'s
