@@ -24,7 +24,10 @@ program's registry maps to the runtime's own functions (:mod:`pybpf.runtime.maps
 lowered; a registry that replaces them (tests, tracing) keeps the Python call, and so does
 code compiled with debug checks (a reserved record would have to become a checked region
 of the run: the Python helper adds the ring's data area to the run's address space), and
-any process whose atomics are not native (the lock would not exclude Python's holders).
+any process whose atomics are not native (the lock would not exclude Python's holders),
+and ``JitProgram(inline_maps=False)``. The program's ring buffers join the run's address
+space before any Python helper runs (the dispatcher's ``expose``, as the Python reserve
+adds them), so a helper may write into a record reserved natively.
 
 What the code needs at run time lives in the module's :data:`RING_TABLE` global (the four
 native entry points, then one descriptor address per ring buffer, then one lock token

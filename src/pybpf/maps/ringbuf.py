@@ -92,8 +92,8 @@ def ringbuf_of_record(address: int) -> RingBuf | None:
     return None
 
 
-# every ring buffer of this process, by id (a dict of weak references: iterating a WeakSet
-# cost several microseconds per bpf_ringbuf_submit)
+# every ring buffer of this process, by id (a dict of weak references: listing a WeakSet
+# cost about 3 us per bpf_ringbuf_submit, this 0.6)
 _LIVE: dict[int, weakref.ref] = {}
 
 
