@@ -495,3 +495,43 @@ def test_ringbuf_methods_use_the_native_producers_and_agree_with_python():
                 assert fast.consume(got_fast.append) == slow.consume(got_slow.append)
                 assert got_fast == got_slow
         assert fast._nat and fast.producer_pos == slow.producer_pos > 4 * fast.size
+
+
+# a Python helper (bpf_get_current_comm) writes into a record reserved natively
+COMM = """
+r1 = map[fd:1] ll
+r2 = 16
+r3 = 0
+call 131
+if r0 == 0 goto out
+r6 = r0
+r1 = r0
+r2 = 16
+call 16
+r7 = r0
+r1 = r6
+r2 = 0
+call 132
+r0 = r7
+r0 += 1
+out:
+exit
+"""
+
+
+@needs_native
+def test_python_helpers_reach_a_natively_reserved_record(monkeypatch):
+    outcome = []
+    for engine in ("vm", "jit"):
+        spy = Spy(monkeypatch)
+        with ring() as rb:
+            prog = build(engine, COMM, {1: rb})
+            r0 = prog.run(())
+            got: list[bytes] = []
+            rb.consume(got.append)
+            outcome.append((r0, got))
+            if engine == "jit":
+                assert spy.calls == ["dispatch 16"]
+                prog.close()
+        monkeypatch.undo()
+    assert outcome[0] == outcome[1] and outcome[0][0] == 1 and outcome[0][1][0].strip(b"\0")
