@@ -535,3 +535,61 @@ def test_python_helpers_reach_a_natively_reserved_record(monkeypatch):
                 prog.close()
         monkeypatch.undo()
     assert outcome[0] == outcome[1] and outcome[0][0] == 1 and outcome[0][1][0].strip(b"\0")
+
+
+# r1 = sequence number, r2 = producer: one 24-byte record (i, producer, i), r0 = 1; 0 if full
+PRODUCE = """
+r6 = r1
+r7 = r2
+r1 = map[fd:1] ll
+r2 = 24
+r3 = 0
+call 131
+if r0 == 0 goto full
+*(u64 *)(r0 + 0) = r6
+*(u64 *)(r0 + 8) = r7
+*(u64 *)(r0 + 16) = r6
+r1 = r0
+r2 = 0
+call 132
+r0 = 1
+exit
+full:
+r0 = 0
+exit
+"""
+
+
+@needs_native
+def test_concurrent_native_and_python_producers_lose_nothing():
+    n = 3000
+    with create_map(type=T.RINGBUF, key_size=0, value_size=0, max_entries=1 << 14) as rb:
+        progs = [build("jit", PRODUCE, {1: rb}) for _ in range(2)]
+
+        def native(k: int) -> None:  # JIT runs release the GIL: truly parallel
+            for i in range(n):
+                while not progs[k].run((i, k)):
+                    time.sleep(0)
+
+        def python() -> None:  # RingBuf.output on the same lock
+            for i in range(n):
+                while rb.output(struct.pack("<QQQ", i, 2, i)):
+                    time.sleep(0)
+
+        got: dict[int, list[int]] = {0: [], 1: [], 2: []}
+
+        def take(data: bytes) -> None:
+            i, k, again = struct.unpack("<QQQ", data)
+            assert i == again
+            got[k].append(i)
+
+        threads = [threading.Thread(target=native, args=(k,)) for k in range(2)]
+        threads.append(threading.Thread(target=python))
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            rb.consume(take)
+        rb.consume(take)
+        assert got == {k: list(range(n)) for k in range(3)}
+        for prog in progs:
+            prog.close()
