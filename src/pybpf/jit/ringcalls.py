@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pybpf.errors import InternalError
 from pybpf.isa import Instruction
 from pybpf.isa.opcodes import Pseudo
 from pybpf.jit.layout import Slot
@@ -119,7 +120,10 @@ class RingCalls:
         return entries + descs + tokens
 
     def fill(self, address: int) -> None:
-        """Write :meth:`rows` into the table global at ``address``."""
+        """Write :meth:`rows` into the table global at ``address`` (code without the
+        table, such as a stale cache entry, is refused: nothing is written at 0)."""
+        if not address:
+            raise InternalError(f"the compiled code has no {RING_TABLE} table")
         rows = self.rows()
         (ctypes.c_uint64 * len(rows)).from_address(address)[:] = rows
 
