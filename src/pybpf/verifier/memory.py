@@ -79,20 +79,20 @@ _SIZE = ".stack_numeric_size"
 
 def _forget_numeric_sizes(s: State, start: int = 0, end: int = TOTAL_STACK) -> None:
     """Bytes ``[start, end)`` may no longer hold numbers: cut each stack pointer's
-    ``stack_numeric_size`` to the bytes that surely still do (a pointer whose numeric run
-    cannot reach the range keeps its fact and relations)."""
+    ``stack_numeric_size`` to the bytes that surely still do (a pointer whose known numeric
+    run cannot reach the range keeps it). Only the bound is kept: a relation between two
+    sizes may have stood for bytes past the bound."""
     z = s.zone
     for var in [v for v in z.variables() if v.endswith(_SIZE)]:
         lo, hi = z.bounds(var[: -len(_SIZE)] + ".stack_offset")
         size = z.bounds(var)[0]
-        if size <= 0:
-            z.forget(var)
-        elif lo != -INF and hi != INF and (end <= lo or hi + size <= start):
+        z.forget(var)
+        if size <= 0 or hi == INF:
             continue
-        else:
-            z.forget(var)
-            if hi != INF and start > hi:
-                z.set(var, min(size, start - hi), INF)
+        if lo != -INF and (end <= lo or hi + size <= start):
+            z.set(var, size, INF)
+        elif start > hi:
+            z.set(var, min(size, start - hi), INF)
 
 
 # ---- stack -------------------------------------------------------------------------------------
