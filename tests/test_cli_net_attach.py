@@ -64,6 +64,7 @@ def test_attach_show_traffic_and_net_detach(wire: Wire, state: Path, capsys) -> 
         assert row["devname"] == wire.b and row["name"] == "drop_empty_udp"
         assert row["ifindex"] == int(Path(f"/sys/class/net/{wire.b}/ifindex").read_text())
         assert row["pid"] == proc.pid and row["to"] == wire.c and row["mode"] == "user"
+        assert row["io"] == "ring"  # PACKET_MMAP rings work here (root, Linux)
         code, out, _ = _main(["-j", "link", "show"], capsys)
         assert [r["id"] for r in json.loads(out)] == [row["link_id"]]
         assert udp_exchange(wire, [0, 7, 0]) == [7]

@@ -295,6 +295,10 @@ def net_records(dev: str | None = None) -> list[dict[str, Any]]:
         row.update(tag=rec.prog_tag, link_id=rec.id, pid=rec.pid)
         if t.get("to"):
             row["to"] = t["to"]
+        if t.get("io"):  # "ring" (PACKET_MMAP) or "socket", and why rings were refused
+            row["io"] = t["io"]
+            if t.get("io_fallback"):
+                row["io_fallback"] = t["io_fallback"]
     return [{"xdp": xdp, "tc": tc}]
 
 
