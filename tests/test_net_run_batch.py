@@ -108,3 +108,97 @@ def test_capture_run_counts_batches_of_many_chunks():
     assert summary.written["drop"] == 334
     value = obj.maps["dropped_packet_map"].lookup_raw(struct.pack("<I", 0))
     assert struct.unpack("<Q", value)[0] == 334
+
+
+# ---- reuse across batches -------------------------------------------------------------------
+def _maps(obj) -> dict:
+    return {
+        name: sorted((k, m.lookup_raw(k)) for k in m.keys_raw())
+        for name, m in obj.maps.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("file", "name", "size"), [("xdp_ctx.o", "xdp_ctx", 4000), ("tc_ctx.o", "tc_ctx", 1400)]
+)
+def test_one_runner_reused_across_batch_and_frame_sizes(file, name, size):
+    # batches of many sizes (one frame, past the first buffer's 64 KiB, back to small)
+    # and frames of many sizes: each gives what test_run gives, with nothing left over
+    obj = pybpf.load(EXAMPLES / "c" / file, engine="jit")
+    prog = obj.programs[name]
+    rounds = [
+        [udp4(payload=b"a")],
+        [udp4(payload=b"y" * (i % size)) for i in range(120)],
+        [udp4(payload=b"")] * 3,
+        [udp4(payload=b"z" * (i % 300)) for i in range(300)],
+        [udp4(payload=b"b" * 7)] * 9,
+    ]
+    with PacketRunner(prog) as runner:
+        assert runner.batched
+        for frames in rounds:
+            expected = [prog.test_run(f) for f in frames]
+            got = runner.run_many(frames)
+            assert [(r, d) for r, d, _ in got] == [(e.retval, e.data_out) for e in expected]
+    obj.close()
+
+
+def test_a_runner_closed_and_reopened_gives_the_same_results():
+    obj = pybpf.load(EXAMPLES / "c" / "xdp_counter.o", engine="jit")
+    prog = obj.programs["xdp_count"]
+    first = PacketRunner(prog)
+    want = first.run_many(FRAMES)
+    first.close()
+    first.close()  # idempotent
+    with pytest.raises(InputError):
+        first.run_many(FRAMES)
+    with PacketRunner(prog) as again:
+        assert again.run_many(FRAMES) == want
+    obj.close()
+
+
+def _failing_on_tcp(obj) -> None:
+    """``bpf_printk`` of xdp_count raises for TCP frames (a helper failing mid-batch)."""
+
+    def trace(text: str) -> None:
+        if text.endswith("proto 6"):
+            raise ValueError("no TCP today")
+
+    obj.programs["xdp_count"].runner.trace = trace
+
+
+def test_an_error_mid_batch_matches_frame_by_frame_and_leaves_the_runner_usable():
+    frames = [udp4(payload=b"x" * n) for n in range(20)] + [tcp4()] + [udp4()] * 20
+    outcome = {}
+    for batch in (True, False):
+        obj = pybpf.load(EXAMPLES / "c" / "xdp_counter.o", engine="jit")
+        _failing_on_tcp(obj)
+        prog = obj.programs["xdp_count"]
+        with PacketRunner(prog, batch=batch) as runner:
+            assert runner.batched == batch
+            with pytest.raises(Exception) as info:
+                runner.run_many(frames)
+            err = info.value
+            counted = prog.run_cnt
+            again = runner.run_many(frames[:20] + frames[21:])  # usable: no TCP this time
+            outcome[batch] = (type(err), err.packet_index, err.partial, counted, again,
+                              _maps(obj))  # fmt: skip
+        obj.close()
+    assert outcome[True][1] == 20 and len(outcome[True][2]) == 20
+    assert outcome[True] == outcome[False]
+
+
+@pytest.mark.parametrize(("file", "name"), [("xdp_ctx.o", "xdp_ctx"), ("tc_ctx.o", "tc_ctx")])
+def test_a_refused_frame_mid_batch_runs_the_frames_before_it(file, name):
+    frames = [udp4(payload=b"")] * 10 + [udp6(payload=b"v6")] * 9 + [b"\x01" * 10, udp4()]
+    outcome = {}
+    for batch in (True, False):
+        obj = pybpf.load(EXAMPLES / "c" / file, engine="jit")
+        prog = obj.programs[name]
+        with PacketRunner(prog, batch=batch) as runner:
+            with pytest.raises(InputError) as info:
+                runner.run_many(frames)
+            outcome[batch] = (info.value.packet_index, info.value.partial, prog.run_cnt)
+            assert runner.run_many(frames[:19]) == info.value.partial  # still usable
+        obj.close()
+    assert outcome[True] == outcome[False] and outcome[True][0] == 19
+    assert len(outcome[True][1]) == 19

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import struct
 import time
+from array import array
 from collections.abc import Sequence
 from itertools import accumulate, repeat
+from operator import ne
 from typing import Any
 
 from pybpf.errors import InputError, NotSupportedError
@@ -54,6 +56,7 @@ _PER_FRAME_HELPERS = {9: "skb_store_bytes", 12: "tail_call", 23: "redirect", 26:
                       44: "xdp_adjust_head", 46: "get_socket_cookie", 51: "redirect_map",
                       54: "xdp_adjust_meta", 65: "xdp_adjust_tail"}  # fmt: skip
 _MIN_SKB_RUN = 8  # skb frames sharing a context template: fewer than this run one by one
+_MAX_PLANS = 64  # batch plans (one per context template) a runner keeps
 _ZERO_MAC = bytes(6)
 
 Result = tuple[int, bytes, Any]  # (retval u32, the frame as left, redirect target or None)
@@ -208,6 +211,33 @@ class _SkbSlot:
             self.templates[key] = found
         return found
 
+    def classify(self, frames: Sequence[bytes]) -> list[bytes]:
+        """Each frame's :meth:`template`, after :meth:`check` (one loop, no call per
+        frame where the template is cached)."""
+        low, high = ETH_HLEN, self.builder.max_size
+        cache, template = self.templates, self.template
+        found: list[bytes] = []
+        append = found.append
+        for index, frame in enumerate(frames):
+            size = len(frame)
+            if size < low or size > high:
+                self.check(frame, index)  # raises
+            proto = frame[12:16]
+            ip = proto[:2]
+            if ip == b"\x08\x00":
+                if size < 34:
+                    self.check(frame, index)
+                addrs = frame[26:34]
+            elif ip == b"\x86\xdd":
+                if size < 54:
+                    self.check(frame, index)
+                addrs = frame[22:54]
+            else:
+                addrs = b""
+            known = cache.get((frame[0] & 1, frame[:6] == _ZERO_MAC, proto, addrs))
+            append(known if known is not None else template(frame))
+        return found
+
     def load(self, frame: bytes, index: int) -> None:
         self.check(frame, index)
         size = len(frame)
@@ -245,32 +275,59 @@ class _SkbSlot:
 
 
 class _BatchBuffer:
-    """A native buffer that frames are copied into, back to back, for the batch loop."""
+    """A native buffer that frames are copied into, back to back, for the batch loop: kept
+    across batches and grown (never shrunk) when a batch needs more room."""
 
     def __init__(self) -> None:
         self.region: Region | None = None
 
-    def fill(self, frames: Sequence[bytes], skip: int, limit: int) -> tuple[list, list]:
-        """Copy ``frames`` in; returns the offsets and lengths the programs see (``skip``
-        bytes in, at most ``limit`` bytes)."""
+    def fill(self, frames: Sequence[bytes], sizes: list[int], skip: int, limit: int):
+        """Copy ``frames`` (of ``sizes`` bytes) in; returns ``(blob, offsets, lengths)``:
+        the frames joined, and the offsets and lengths the programs see (``skip`` bytes in,
+        at most ``limit`` bytes) as ``array('Q')``."""
         blob = b"".join(frames)
-        if self.region is None or self.region.size < len(blob) + 8:
-            if self.region is not None:
-                self.region.close()
-            self.region = Region(max(len(blob) * 2, 1 << 16), kind="packet", name="frames")
-        self.region.view[: len(blob)] = blob
-        sizes = list(map(len, frames))
-        offsets = [0, *accumulate(sizes)]
+        region = self.region
+        if region is None or region.size < len(blob):
+            if region is not None:
+                region.close()
+            self.region = region = Region(
+                max(len(blob) * 2, 1 << 16), kind="packet", name="frames"
+            )
+        region.view[: len(blob)] = blob
+        offsets = array("Q", accumulate(sizes, initial=0))
         offsets.pop()
         if skip or max(sizes) > limit:
-            offsets = [o + skip for o in offsets]
-            sizes = [(n if n <= limit else limit) - skip for n in sizes]
-        return offsets, sizes
+            offsets = array("Q", [o + skip for o in offsets])
+            lengths = array("Q", [(n if n <= limit else limit) - skip for n in sizes])
+        else:
+            lengths = array("Q", sizes)
+        return blob, offsets, lengths
 
     def close(self) -> None:
         if self.region is not None:
             self.region.close()
             self.region = None
+
+
+def _outputs(view, frames, n: int, blob: bytes, offsets, lengths, sizes) -> Sequence[bytes]:
+    """The first ``n`` of ``frames`` as the batch loop left them in ``view`` (where they
+    were copied as ``blob``; each seen at ``offsets``/``lengths``, ``sizes`` long when that
+    is more than the program saw): the frames themselves when no byte changed (one compare,
+    no copy per frame)."""
+    if n < len(frames):  # the frames that ran before a failing one
+        frames, offsets, lengths = frames[:n], offsets[:n], lengths[:n]
+        sizes = sizes[:n] if sizes is not None else None
+        blob = blob[: offsets[-1] + len(frames[-1])] if n else b""
+    end = len(blob)
+    after = bytes(view[:end])
+    if after == blob:
+        return frames if set(map(type, frames)) == {bytes} else [bytes(f) for f in frames]
+    if sizes is None:  # the programs saw whole frames
+        return [after[o : o + len(f)] for o, f in zip(offsets, frames, strict=False)]
+    datas = [after[o : o + k] for o, k in zip(offsets, lengths, strict=False)]
+    if any(map(ne, lengths, sizes)):  # the bytes past the linear room come back unchanged
+        datas = [d + bytes(f[len(d) :]) for d, f in zip(datas, frames, strict=False)]
+    return datas
 
 
 # ---- the runner ---------------------------------------------------------------------------
@@ -307,7 +364,10 @@ class PacketRunner:
         self.blockers = batch_blockers(program)
         self.slot: _XdpSlot | _SkbSlot | None = None
         self.batched = False
+        self._closed = False
         self._buffer = _BatchBuffer()
+        self._plans: dict[bytes, Any] = {}  # context template -> its BatchPlan
+        self._fields: dict[int, Any] = {}
         if builder is None or engine is None:
             if ingress_ifindex is not None or rx_queue:
                 raise NotSupportedError(
@@ -330,10 +390,20 @@ class PacketRunner:
         self.batched = (
             batch and self.engine == "jit" and not self.blockers and hasattr(engine, "run_batch")
         )
+        if self.batched:  # the context fields the batch loop sets from each frame
+            from pybpf.jit.batch import PacketArg
+
+            at = self.slot.pointers if isinstance(self.slot, _XdpSlot) else self.slot.offsets
+            self._fields = {at["data"]: PacketArg.DATA, at["data_end"]: PacketArg.DATA_END,
+                            at["data_meta"]: PacketArg.DATA}  # fmt: skip
+            if isinstance(self.slot, _SkbSlot):
+                self._fields[at["len"]] = (PacketArg.LENGTH, 4)
 
     # ---- one frame ----------------------------------------------------------------------
     def run(self, frame: bytes, index: int = 0) -> Result:
         """Run the program on one frame (see the class docstring)."""
+        if self._closed:
+            raise InputError("the packet runner is closed")
         slot = self.slot
         if slot is None:
             result = self.program.test_run(data_in=frame)
@@ -352,7 +422,12 @@ class PacketRunner:
 
     # ---- many frames --------------------------------------------------------------------
     def run_many(self, frames: Sequence[bytes]) -> list[Result]:
-        """Run the program on each of ``frames`` in order (batched where it can be)."""
+        """Run the program on each of ``frames`` in order (batched where it can be).
+
+        On an error, ``exc.partial`` holds the results of the frames that ran before the
+        failing one (``exc.packet_index``), on every path."""
+        if self._closed:
+            raise InputError("the packet runner is closed")
         out: list[Result] = []
         try:
             if not self.batched or not frames:
@@ -360,7 +435,7 @@ class PacketRunner:
                 for i, frame in enumerate(frames):
                     out.append(run(frame, i))
             elif self.kind == "xdp":
-                out = self._batch_xdp(frames)
+                self._batch_xdp(frames, out)
             else:
                 self._batch_skb(frames, out)
         except Exception as exc:
@@ -368,57 +443,72 @@ class PacketRunner:
             raise
         return out
 
-    def _batch(self, frames, skip: int, limit: int, template: bytes, fields: dict, first: int):
+    def _plan(self, template: bytes):
+        """The batch plan of frames sharing ``template``, built once per runner (it keeps
+        its native context copy between batches)."""
+        plan = self._plans.get(template)
+        if plan is None:
+            from pybpf.jit.batch import BatchPlan, PacketArg
+
+            if len(self._plans) >= _MAX_PLANS:
+                for old in self._plans.values():
+                    old.close()
+                self._plans.clear()
+            plan = BatchPlan((PacketArg.CONTEXT,), template, self._fields)
+            self._plans[template] = plan
+        return plan
+
+    def _batch(self, frames, sizes, skip: int, limit: int, template: bytes, first: int, emit):
+        """Run ``frames`` (one context template) through the batch loop and hand ``emit``
+        ``(retvals, blob, offsets, lengths)``; on an error, ``emit`` gets the frames that
+        ran before the failing one first."""
+        from pybpf.jit.batch import PacketBatch
+
         buffer = self._buffer
-        offsets, lengths = buffer.fill(frames, skip, limit)
-        from pybpf.jit.batch import PacketArg, PacketBatch
-
+        blob, offsets, lengths = buffer.fill(frames, sizes, skip, limit)
         packets = PacketBatch(buffer.region, offsets, lengths)
+        program = self.program
         try:
-            result = self._engine.run_batch(
-                packets, args=(PacketArg.CONTEXT,), context=template,
-                context_fields=fields, memory=self.space,
-            )  # fmt: skip
+            result = self._engine.run_batch(packets, plan=self._plan(template), memory=self.space)
         except Exception as exc:
-            exc.packet_index = first + (getattr(exc, "packet_index", None) or 0)
+            done = getattr(exc, "packet_index", None) or 0
+            retvals = getattr(exc, "retvals", None)
+            exc.packet_index = first + done
+            if retvals is not None and len(retvals) == done and done:
+                program.run_cnt += done
+                emit(retvals, blob, offsets, lengths)
             raise
-        self.program.run_cnt += len(frames)
-        self.program.run_time_ns += int(result.ns_per_packet * len(frames))
-        view = buffer.region.view
-        return result.retvals, view, offsets, lengths
+        count = len(frames)
+        program.run_cnt += count
+        program.run_time_ns += int(result.ns_per_packet * count)
+        emit(result.retvals, blob, offsets, lengths)
 
-    def _batch_xdp(self, frames: Sequence[bytes]) -> list[Result]:
-        from pybpf.jit.batch import PacketArg
-
+    def _batch_xdp(self, frames: Sequence[bytes], out: list[Result]) -> None:
         sizes = list(map(len, frames))
-        if sizes and min(sizes) < ETH_HLEN:
+        if min(sizes) < ETH_HLEN:  # the frames before it run, as frame by frame
             index = next(i for i, n in enumerate(sizes) if n < ETH_HLEN)
+            if index:
+                self._batch_xdp(frames[:index], out)
             raise _short("a frame shorter than an Ethernet header", index)
-        slot = self.slot
-        ptr = slot.pointers
-        fields = {ptr["data"]: PacketArg.DATA, ptr["data_end"]: PacketArg.DATA_END,
-                  ptr["data_meta"]: PacketArg.DATA}  # fmt: skip
-        retvals, view, offsets, lengths = self._batch(
-            frames, 0, XDP_LINEAR_MAX, slot.template, fields, 0
-        )
-        blob = bytes(view[: offsets[-1] + lengths[-1]])  # the frames as the program left them
-        datas = [blob[o : o + n] for o, n in zip(offsets, lengths, strict=True)]
-        if lengths != sizes:  # the parts past the linear room come back unchanged
-            datas = [d + bytes(f[len(d) :]) for d, f in zip(datas, frames, strict=True)]
-        return list(zip([r & _M32 for r in retvals], datas, repeat(None)))
+
+        def emit(retvals: list[int], blob: bytes, offsets, lengths) -> None:
+            n = len(retvals)
+            if max(retvals) > _M32:
+                retvals = [r & _M32 for r in retvals]
+            datas = _outputs(self._buffer.region.view, frames, n, blob, offsets, lengths, sizes)
+            out.extend(zip(retvals, datas, repeat(None)))
+
+        self._batch(frames, sizes, 0, XDP_LINEAR_MAX, self.slot.template, 0, emit)
 
     def _batch_skb(self, frames: Sequence[bytes], out: list[Result]) -> None:
-        from pybpf.jit.batch import PacketArg
-
         slot = self.slot
-        fields = {slot.offsets["data"]: PacketArg.DATA,
-                  slot.offsets["data_end"]: PacketArg.DATA_END,
-                  slot.offsets["data_meta"]: PacketArg.DATA,
-                  slot.offsets["len"]: (PacketArg.LENGTH, 4)}  # fmt: skip
-        templates = []
-        for i, frame in enumerate(frames):
-            slot.check(frame, i)
-            templates.append(slot.template(frame))
+        try:
+            templates = slot.classify(frames)
+        except InputError as exc:  # the frames before it run, as frame by frame
+            if exc.packet_index:
+                self._batch_skb(frames[: exc.packet_index], out)
+            raise
+        skip, limit = slot.skip, slot.builder.max_size
         start, count = 0, len(frames)
         while start < count:
             end = start + 1
@@ -429,23 +519,34 @@ class PacketRunner:
             if len(group) < _MIN_SKB_RUN:
                 out.extend(self.run(frame, start + i) for i, frame in enumerate(group))
             else:
-                retvals, view, offsets, lengths = self._batch(
-                    group, slot.skip, slot.builder.max_size, template, fields, start
-                )
-                skip = slot.skip
-                for r0, o, frame in zip(retvals, offsets, group, strict=True):
-                    data = frame if skip else bytes(view[o : o + len(frame)])
-                    out.append((r0 & _M32, data, None))
+
+                def emit(retvals, blob, offsets, lengths, group=group) -> None:
+                    n = len(retvals)
+                    if max(retvals) > _M32:
+                        retvals = [r & _M32 for r in retvals]
+                    if skip:  # the programs see from L3 on and cannot change the frame
+                        datas = group[:n] if n < len(group) else group
+                    else:
+                        view = self._buffer.region.view
+                        datas = _outputs(view, group, n, blob, offsets, lengths, None)
+                    out.extend(zip(retvals, datas, repeat(None)))
+
+                sizes = list(map(len, group))
+                self._batch(group, sizes, skip, limit, template, start, emit)
             start = end
 
     def close(self) -> None:
-        """Free the reused regions (idempotent)."""
+        """Free the reused regions (idempotent); the runner runs nothing after."""
+        self._closed = True
         if self.slot is not None:
             for region in self.slot.regions:
                 if self.space.find(region.address) is region:
                     self.space.remove(region)
             self.slot.close()
             self.slot = None
+        for plan in self._plans.values():
+            plan.close()
+        self._plans.clear()
         self._buffer.close()
 
     def __enter__(self) -> PacketRunner:

@@ -14,6 +14,7 @@ import ctypes
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import add
 
 from pybpf.errors import InputError
 from pybpf.jit.layout import BATCH_FIELDS, BatchField, PacketArg
@@ -27,6 +28,8 @@ _Descriptor = ctypes.c_uint64 * BATCH_FIELDS
 
 def _u64s(values: Iterable[int], what: str) -> array:
     try:
+        if isinstance(values, array) and values.typecode == "Q":
+            return values[:]  # a copy (memcpy, no Python loop)
         return array("Q", values)
     except (OverflowError, TypeError) as exc:
         raise InputError(f"{what} must be integers in 0..2**64-1") from exc
@@ -65,13 +68,17 @@ class PacketBatch:
                 f"{len(self.offsets)} offsets but {len(self.lengths)} lengths for a packet batch"
             )
         size = self.region.size
-        for index, (offset, length) in enumerate(zip(self.offsets, self.lengths, strict=True)):
-            if offset + length > size:
-                self.close()
-                raise InputError(
-                    f"packet {index} ({offset}+{length}) is outside a buffer of {size} bytes",
-                    offset=offset,
-                )
+        # one C-level pass (no Python loop per packet); the loop below runs only to name
+        # the first packet that lies outside
+        if self.offsets and max(map(add, self.offsets, self.lengths)) > size:
+            self.close()
+            for index, (offset, length) in enumerate(zip(self.offsets, self.lengths, strict=True)):
+                if offset + length > size:
+                    raise InputError(
+                        f"packet {index} ({offset}+{length}) is outside a buffer of {size} "
+                        "bytes",
+                        offset=offset,
+                    )
 
     @classmethod
     def from_packets(
@@ -132,6 +139,12 @@ class BatchPlan:
     maps a byte offset in it to a :class:`PacketArg` (stored as 8 bytes) or a pair
     ``(PacketArg, size)`` with size 4 or 8, written after the copy (a context's packet
     pointers, for example).
+
+    A plan may be built once and handed to every batch run that shares it
+    (``run_batch(..., plan=plan)``): it keeps the native context copy the runs use
+    (:meth:`context_region`, mapped on first use) for its lifetime, so repeated batches
+    map and unmap nothing. One thread at a time may run with a plan; close it with
+    :meth:`close` (or use as a context manager).
     """
 
     def __init__(
@@ -176,6 +189,28 @@ class BatchPlan:
                 )
             rows += [offset, int(kind), size]
         self.patches = array("Q", rows)
+        self._ctx: Region | None = None
+
+    def context_region(self) -> Region | None:
+        """The native region each run's context copy lives in (``None`` without a
+        context template): mapped on first use, kept until :meth:`close`."""
+        if not self.has_context:
+            return None
+        if self._ctx is None or self._ctx.closed:
+            self._ctx = Region(len(self.template), kind="ctx", name="ctx")
+        return self._ctx
+
+    def close(self) -> None:
+        """Unmap the context copy (idempotent; a later run maps a new one)."""
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+
+    def __enter__(self) -> BatchPlan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def descriptor(self, batch: PacketBatch, results: array, ctx: Region | None):
         """The batch loop's descriptor for ``batch`` (kept alive by the caller)."""

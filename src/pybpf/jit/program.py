@@ -564,6 +564,7 @@ class JitProgram:
         context_fields: Mapping[int, object] | None = None,
         memory: AddressSpace | None = None,
         cpu: int = 0,
+        plan: BatchPlan | None = None,
     ) -> BatchResult:
         """Run once per packet, all in one native loop (one Python-to-native transition).
 
@@ -575,20 +576,27 @@ class JitProgram:
         and, with ``context``, its own copy of that template with ``context_fields`` set
         from the packet. The packet buffer (and the context copy) join ``memory`` for the
         batch; debug checks let each run reach its own packet only, as separate runs would.
+        ``plan``: a :class:`~pybpf.jit.batch.BatchPlan` built once for many batches (it
+        replaces ``args``, ``context`` and ``context_fields``, and keeps its context copy
+        mapped between them).
 
         Returns every packet's r0. Stops at the first failing run and raises what
-        :meth:`run` raises, with ``packet_index`` set on the error; earlier packets keep
-        the changes their runs made.
+        :meth:`run` raises, with ``packet_index`` set on the error (and ``retvals``: the
+        r0 of the packets before it); earlier packets keep the changes their runs made.
         """
-        plan = BatchPlan(args, context, context_fields)
+        own_plan = plan is None
+        if own_plan:
+            plan = BatchPlan(args, context, context_fields)
         owned = None
-        if not isinstance(packets, PacketBatch):
-            packets = owned = PacketBatch.from_packets(packets)
         try:
+            if not isinstance(packets, PacketBatch):
+                packets = owned = PacketBatch.from_packets(packets)
             return self._call_batch(plan, packets, memory, cpu, owned is not None)
         finally:
             if owned is not None:
                 owned.close()
+            if own_plan:
+                plan.close()
 
     def _call_batch(
         self, plan: BatchPlan, batch: PacketBatch, memory, cpu: int, copy_out: bool
@@ -606,8 +614,8 @@ class JitProgram:
         try:
             if batch.region not in space:
                 added.append(space.add(batch.region))
-            if plan.has_context:
-                ctx_region = Region(len(plan.template), kind="ctx", name="ctx")
+            ctx_region = plan.context_region()  # kept by the plan between batches
+            if ctx_region is not None and ctx_region not in space:
                 added.append(space.add(ctx_region))
             desc = plan.descriptor(batch, results, ctx_region)
             desc[BatchField.ENTRY] = self._entry_address
@@ -634,6 +642,7 @@ class JitProgram:
                 if state.words[0]:
                     error = state.failure(self.budget, self.cfg.block_pcs)
                     error.packet_index = done
+                    error.retvals = results[:done].tolist()  # the packets that ran before
                     raise error
             finally:
                 state.end()
@@ -646,8 +655,6 @@ class JitProgram:
         finally:
             for region in added:
                 space.remove(region)
-            if ctx_region is not None:
-                ctx_region.close()
 
     def _call(
         self,
