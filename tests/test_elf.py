@@ -267,3 +267,22 @@ def _pcs(insns) -> dict[int, int]:
 
 def _index(prog, pc: int) -> int:
     return _pcs(prog.instructions)[pc]
+
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def test_iproute2_map_of_maps_finds_its_inner_template_by_id():
+    # cilium's maglev maps: bpf_elf_map records, inner_id 3/4 naming the records whose
+    # id is 3/4 (inner_idx, word 8, is an outer slot, not a record index)
+    path = CORPUS / "cilium" / "bpf_xdp_dsr_linux.o"
+    if not path.exists():
+        pytest.skip(f"the corpus is not beside the clone ({path} is missing)")
+    spec = pybpf.Object.open(path).spec
+    for family, inner_id in (("lb4", 3), ("lb6", 4)):
+        outer = spec.maps[f"cilium_{family}_maglev"]
+        assert outer.record[7] == inner_id and outer.inner is not None
+        template = spec.maps[outer.inner.name]
+        assert template.record[5] == inner_id and template is not outer
+        assert outer.inner.name == f"cilium_{family}_maglev_inner"
+        assert (outer.inner.type, outer.inner.value_size) == (template.type, template.value_size)

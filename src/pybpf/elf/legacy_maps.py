@@ -8,7 +8,10 @@ the section size divided by the number of map symbols. The layouts seen in the w
 - 28 bytes: samples/bpf's ``bpf_load_map_def`` (+ inner_map_idx, numa_node), which old
   iproute2's ``bpf_elf_map`` (+ id, pinning) shares in size: the two extra words are read
   as inner_map_idx (map-in-map types only) and numa_node (with ``BPF_F_NUMA_NODE`` only);
-- 36 bytes: iproute2's ``bpf_elf_map`` (+ id, pinning, inner_id, inner_idx);
+- 36 bytes: iproute2's ``bpf_elf_map`` (+ id, pinning, inner_id, inner_idx): a
+  map-in-map's inner template is the record whose ``id`` is its ``inner_id`` (as
+  iproute2's loader finds it; ``inner_idx`` is the outer slot an inner map record asks
+  to be placed in, not a record index);
 - 32 bytes: eBPF for Windows' ``ebpf_map_definition_in_file_t`` (type, key_size,
   value_size, max_entries, inner_map_idx, pinning, id, inner_id), with its map type ids.
 
@@ -99,9 +102,29 @@ def _linux_map(name: str, words: tuple[int, ...], sec: str, offset: int) -> MapS
             spec.numa_node = w[6]
     elif len(words) == 9:  # iproute2 bpf_elf_map: id, pinning, inner_id, inner_idx
         spec.pinning = _PINNING.get(w[6], Pinning.NONE)
-        if map_type.is_map_in_map:
-            spec.inner_index = w[8]
+        # a map-in-map's template is found by id (read_legacy_maps), not by index
     return spec
+
+
+def _iproute2_inner(spec: MapSpec, specs: list[MapSpec]) -> int | None:
+    """The index of the record an iproute2 map-in-map names by ``inner_id`` (or None)."""
+    words = spec.record
+    if len(words) != 9 or not spec.type.is_map_in_map:
+        return None
+    wanted = words[7]
+    if not wanted:
+        raise ElfError(
+            f"map {spec.name!r} is a map of maps with no inner map id (inner_id 0)",
+            section=spec.section,
+        )
+    for index, other in enumerate(specs):
+        record = other.record
+        if other is not spec and len(record) == 9 and record[5] == wanted:
+            return index
+    raise ElfError(
+        f"map {spec.name!r} names inner map id {wanted}, which no map record has",
+        section=spec.section,
+    )
 
 
 def _windows_map(name: str, words: tuple[int, ...], sec: str, offset: int) -> MapSpec:
@@ -138,7 +161,8 @@ def read_legacy_maps(
 
     ``windows`` reads 32-byte records as eBPF for Windows' layout. Map-in-map records get
     their ``inner`` template from ``inner_index`` (an index into all records, in section
-    then offset order).
+    then offset order; for iproute2's records, the record whose ``id`` is the map's
+    ``inner_id``).
     """
     out: list[tuple[MapSpec, int, int]] = []
     for ms in sections:
@@ -153,6 +177,9 @@ def read_legacy_maps(
             out.append((spec, sec.index, sym.value))
     specs = [m for m, _, _ in out]
     for m in specs:
+        by_id = _iproute2_inner(m, specs)
+        if by_id is not None:
+            m.inner_index = by_id
         if m.inner_index is None:
             continue
         if not 0 <= m.inner_index < len(specs) or specs[m.inner_index] is m:
