@@ -17,6 +17,14 @@ are batched in runs sharing one template, short runs go frame by frame). Otherwi
 the interpreter, frames run one by one on the reused regions. Programs of the kernel
 backend run through ``test_run``.
 
+A runner keeps what its batches share: one :class:`~pybpf.jit.batch.BatchPlan` per context
+template (with the native context copy the batch loop refreshes per frame), and one frame
+buffer, grown when a batch needs more room; a batch joins its frames into that buffer once,
+and hands back the frames themselves as the output when the programs changed no byte. On
+every path an error carries ``packet_index`` and ``partial`` (the results of the frames
+that ran before it: a batch runs the frames before a refused one, and keeps those before a
+failing run), and leaves the runner usable.
+
 This module is the one place in ``hooks`` that runs a loaded :class:`~pybpf.objects.Program`
 without ``test_run``, through its hook accessors (``runtime_context``, ``runner``,
 ``reachable_maps``).

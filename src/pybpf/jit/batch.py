@@ -4,8 +4,10 @@
 list of byte strings, or one buffer plus offsets and lengths); programs modify them in
 place. :class:`BatchPlan` checks what each run's registers and context fields hold
 (:class:`~pybpf.jit.layout.PacketArg`) and writes the descriptor
-(:class:`~pybpf.jit.layout.BatchField`) of one batch run;
-:class:`BatchResult` is what :meth:`pybpf.jit.JitProgram.run_batch` returns.
+(:class:`~pybpf.jit.layout.BatchField`) of one batch run (a plan may serve many runs: it
+keeps its native context copy mapped until closed); :class:`BatchResult` is what
+:meth:`pybpf.jit.JitProgram.run_batch` returns. A batch's bounds are checked in one
+C-level pass over its offsets and lengths (``array('Q')``), not a Python loop per packet.
 """
 
 from __future__ import annotations
