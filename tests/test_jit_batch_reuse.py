@@ -102,3 +102,22 @@ def test_packet_bounds_are_checked_in_one_pass_and_name_the_first_outside():
         with pytest.raises(InputError):
             PacketBatch(region, [1 << 64], [0])
         assert len(PacketBatch(region, [], [])) == 0
+
+
+def test_packets_back_to_back_get_their_offsets_from_their_sizes():
+    packets = [b"abcdef", b"ghijklmnop", b"qrs"]
+    with Region(32, kind="packet") as region:
+        region.view[:19] = b"".join(packets)
+        batch = PacketBatch.back_to_back(region, map(len, packets))
+        assert list(batch.offsets) == [0, 6, 16] and list(batch.lengths) == [6, 10, 3]
+        assert batch.packets() == packets
+        seen = PacketBatch.back_to_back(region, [6, 10, 3], skip=2, limit=8)
+        assert seen.packets() == [b"cdef", b"ijklmn", b"s"]  # 2 in, at most 8 - 2 bytes
+        with JitProgram([I.mov(0, "r2"), EXIT], entry_registers=(1, 2, 10)) as jit:
+            assert jit.run_batch(seen, args=(0, PacketArg.LENGTH)).retvals == [4, 6, 1]
+        assert len(PacketBatch.back_to_back(region, [])) == 0
+        for sizes, options in (([30, 3], {}), ([6, 1], {"skip": 2}), ([-1], {})):
+            with pytest.raises(InputError):
+                PacketBatch.back_to_back(region, sizes, **options)
+    with pytest.raises(InputError):
+        PacketBatch.back_to_back(region, [1])  # closed

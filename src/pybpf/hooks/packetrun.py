@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import struct
 import time
-from array import array
 from collections.abc import Sequence
-from itertools import accumulate, repeat
+from itertools import repeat
 from operator import ne
 from typing import Any
 
@@ -290,9 +289,11 @@ class _BatchBuffer:
         self.region: Region | None = None
 
     def fill(self, frames: Sequence[bytes], sizes: list[int], skip: int, limit: int):
-        """Copy ``frames`` (of ``sizes`` bytes) in; returns ``(blob, offsets, lengths)``:
-        the frames joined, and the offsets and lengths the programs see (``skip`` bytes in,
-        at most ``limit`` bytes) as ``array('Q')``."""
+        """Copy ``frames`` (of ``sizes`` bytes) in; returns ``(blob, batch)``: the frames
+        joined, and the :class:`~pybpf.jit.batch.PacketBatch` the programs see (``skip``
+        bytes in, at most ``limit`` bytes of each)."""
+        from pybpf.jit.batch import PacketBatch
+
         blob = b"".join(frames)
         region = self.region
         if region is None or region.size < len(blob):
@@ -302,14 +303,7 @@ class _BatchBuffer:
                 max(len(blob) * 2, 1 << 16), kind="packet", name="frames"
             )
         region.view[: len(blob)] = blob
-        offsets = array("Q", accumulate(sizes, initial=0))
-        offsets.pop()
-        if skip or max(sizes) > limit:
-            offsets = array("Q", [o + skip for o in offsets])
-            lengths = array("Q", [(n if n <= limit else limit) - skip for n in sizes])
-        else:
-            lengths = array("Q", sizes)
-        return blob, offsets, lengths
+        return blob, PacketBatch.back_to_back(region, sizes, skip=skip, limit=limit)
 
     def close(self) -> None:
         if self.region is not None:
@@ -470,11 +464,8 @@ class PacketRunner:
         """Run ``frames`` (one context template) through the batch loop and hand ``emit``
         ``(retvals, blob, offsets, lengths)``; on an error, ``emit`` gets the frames that
         ran before the failing one first."""
-        from pybpf.jit.batch import PacketBatch
-
-        buffer = self._buffer
-        blob, offsets, lengths = buffer.fill(frames, sizes, skip, limit)
-        packets = PacketBatch(buffer.region, offsets, lengths)
+        blob, packets = self._buffer.fill(frames, sizes, skip, limit)
+        offsets, lengths = packets.offsets, packets.lengths
         program = self.program
         try:
             result = self._engine.run_batch(packets, plan=self._plan(template), memory=self.space)

@@ -16,6 +16,7 @@ import ctypes
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from operator import add
 
 from pybpf.errors import InputError
@@ -81,6 +82,34 @@ class PacketBatch:
                         "bytes",
                         offset=offset,
                     )
+
+    @classmethod
+    def back_to_back(
+        cls, region: Region, sizes: Iterable[int], *, skip: int = 0, limit: int | None = None
+    ) -> PacketBatch:
+        """Packets laid back to back in ``region`` (a caller's writable region, used in
+        place), packet ``i`` of ``sizes[i]`` bytes right after packet ``i - 1``: the runs see
+        each from ``skip`` bytes in, at most ``limit`` bytes of it. The offsets are built
+        once from the sizes and the bounds checked with their sum, in C-level passes."""
+        if region.closed:
+            raise InputError("the packet buffer is closed")
+        sizes = _u64s(sizes, "packet sizes")
+        offsets = array("Q", accumulate(sizes, initial=0))
+        total = offsets.pop()  # the end of the last packet
+        if total > region.size:
+            raise InputError(f"{total} bytes of packets in a buffer of {region.size} bytes")
+        lengths = sizes
+        if limit is not None and sizes and max(sizes) > limit:
+            lengths = _u64s((n if n <= limit else limit for n in sizes), "packet sizes")
+        if skip:
+            if skip < 0 or (sizes and min(lengths) < skip):
+                raise InputError(f"packets shorter than the {skip} bytes to skip")
+            offsets = array("Q", [o + skip for o in offsets])
+            lengths = array("Q", [n - skip for n in lengths])
+        batch = cls.__new__(cls)
+        batch.region, batch._owned = region, False
+        batch.offsets, batch.lengths = offsets, lengths
+        return batch
 
     @classmethod
     def from_packets(
