@@ -20,6 +20,10 @@ from pybpf.errors import InputError
 from pybpf.hooks import open_writer
 from pybpf.hooks.packetrun import PacketRunner, batch_blockers
 from pybpf.hooks.runner import run_capture
+from pybpf.isa.asm import assemble
+from pybpf.objects import Object
+from pybpf.progtypes import ProgType
+from pybpf.spec import ObjectSpec, ProgramSpec
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -202,3 +206,49 @@ def test_a_refused_frame_mid_batch_runs_the_frames_before_it(file, name):
         obj.close()
     assert outcome[True] == outcome[False] and outcome[True][0] == 19
     assert len(outcome[True][1]) == 19
+
+
+def _with_dst(frame: bytes, mac: bytes) -> bytes:
+    return mac + frame[6:]
+
+
+def _remote_ip4_low_bit():
+    """A cgroup_skb program returning the low bit of the frame's remote (source) address's
+    last byte, as its context holds it."""
+    insns = assemble("r0 = *(u32 *)(r1 + 92)\nr0 >>= 24\nr0 &= 1\nexit")
+    spec = ObjectSpec(
+        name="remote",
+        programs={"remote": ProgramSpec("remote", "cgroup_skb/ingress", tuple(insns),
+                                        license="GPL", type=ProgType.CGROUP_SKB)},
+        maps={},
+        license="GPL",
+    )  # fmt: skip
+    return Object(spec).load(engine="jit"), "remote"
+
+
+@pytest.mark.parametrize(("file", "name", "compare_data"), [
+    ("tc_ctx.o", "tc_ctx", True), ("sock_ctx.o", "sock_ctx", False),
+    ("cgskb_ctx.o", "cgskb_ctx", False), (None, "remote", False)])  # fmt: skip
+def test_skb_frames_differing_only_in_what_their_context_reads(file, name, compare_data):
+    # destination MACs (unicast, multicast, broadcast, zero: pkt_type), protocols and
+    # addresses: each shape in a run long enough for the batch loop, then all interleaved
+    macs = [bytes.fromhex(m) for m in ("020000000002", "01005e000001", "ff" * 6, "00" * 6)]
+    shapes = [
+        _with_dst(f, mac)
+        for mac in macs
+        for f in (udp4(), udp4(src="10.1.2.4", dst="10.0.0.5"), udp6(), udp6(dst="fd00::9"),
+                  arp(), udp4(payload=bytes(80)), udp6(payload=bytes(80)))  # tc_ctx: 114+
+    ]  # fmt: skip
+    frames = [s for s in shapes for _ in range(8)] + shapes * 3
+    obj = pybpf.load(EXAMPLES / "c" / file, engine="jit") if file else _remote_ip4_low_bit()[0]
+    prog = obj.programs[name]
+    expected = [prog.test_run(f) for f in frames]
+    if file is None:  # the addresses decide
+        assert {e.retval for e in expected} == {0, 1}
+    with PacketRunner(prog) as runner:
+        for _ in range(2):
+            got = runner.run_many(frames)
+            assert [r for r, _, _ in got] == [e.retval for e in expected]
+            if compare_data:
+                assert [d for _, d, _ in got] == [e.data_out for e in expected]
+    obj.close()

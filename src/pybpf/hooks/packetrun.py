@@ -36,7 +36,7 @@ import struct
 import time
 from collections.abc import Sequence
 from itertools import repeat
-from operator import ne
+from operator import itemgetter, ne
 from typing import Any
 
 from pybpf.errors import InputError, NotSupportedError
@@ -65,6 +65,12 @@ _PER_FRAME_HELPERS = {9: "skb_store_bytes", 12: "tail_call", 23: "redirect", 26:
 _MIN_SKB_RUN = 8  # skb frames sharing a context template: fewer than this run one by one
 _MAX_PLANS = 64  # batch plans (one per context template) a runner keeps
 _ZERO_MAC = bytes(6)
+_IPV4, _IPV6 = b"\x08\x00", b"\x86\xdd"
+_SKB_HEADER = ETH_HLEN + 40  # frames this long hold any IP header skb contexts read
+# what an skb context depends on (_SkbSlot.template): destination MAC, protocol, addresses
+_KEY_V4 = itemgetter(slice(0, 6), slice(12, 16), slice(26, 34))
+_KEY_V6 = itemgetter(slice(0, 6), slice(12, 16), slice(22, 54))
+_KEY_L2 = itemgetter(slice(0, 6), slice(12, 16))
 
 Result = tuple[int, bytes, Any]  # (retval u32, the frame as left, redirect target or None)
 
@@ -172,6 +178,7 @@ class _SkbSlot:
         if ingress is not None:
             self.base_values["ingress_ifindex"] = ingress
         self.templates: dict[tuple, bytes] = {}
+        self._fast: dict[tuple, bytes] = {}  # classify's keys -> the same templates
         self.headroom = builder.headroom
         self.packet = Region(builder.headroom + builder.max_size, kind="packet", name="skb")
         self.ctx = Region(layout.size, kind="context", name="skb_ctx", writable=True)
@@ -219,30 +226,28 @@ class _SkbSlot:
         return found
 
     def classify(self, frames: Sequence[bytes]) -> list[bytes]:
-        """Each frame's :meth:`template`, after :meth:`check` (one loop, no call per
-        frame where the template is cached)."""
-        low, high = ETH_HLEN, self.builder.max_size
-        cache, template = self.templates, self.template
+        """Each frame's :meth:`template`, after :meth:`check`: one loop, each frame keyed
+        by one C-level call on the bytes its template depends on (a superset: the whole
+        destination MAC)."""
+        high = self.builder.max_size
+        fast = self._fast
         found: list[bytes] = []
         append = found.append
         for index, frame in enumerate(frames):
             size = len(frame)
-            if size < low or size > high:
-                self.check(frame, index)  # raises
-            proto = frame[12:16]
-            ip = proto[:2]
-            if ip == b"\x08\x00":
-                if size < 34:
-                    self.check(frame, index)
-                addrs = frame[26:34]
-            elif ip == b"\x86\xdd":
-                if size < 54:
-                    self.check(frame, index)
-                addrs = frame[22:54]
-            else:
-                addrs = b""
-            known = cache.get((frame[0] & 1, frame[:6] == _ZERO_MAC, proto, addrs))
-            append(known if known is not None else template(frame))
+            if size < _SKB_HEADER or size > high:
+                self.check(frame, index)  # raises when the frame is refused
+            ip = frame[12:14]
+            key = _KEY_V4(frame) if ip == _IPV4 else _KEY_V6(frame) if ip == _IPV6 else (
+                _KEY_L2(frame)
+            )  # fmt: skip
+            known = fast.get(key)
+            if known is None:
+                known = self.template(frame)
+                if len(fast) > 4096:
+                    fast.clear()
+                fast[key] = known
+            append(known)
         return found
 
     def load(self, frame: bytes, index: int) -> None:
