@@ -35,7 +35,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import groupby, repeat
 from operator import itemgetter, ne
 from typing import Any
 
@@ -66,7 +66,7 @@ _MIN_SKB_RUN = 8  # skb frames sharing a context template: fewer than this run o
 _MAX_PLANS = 64  # batch plans (one per context template) a runner keeps
 _ZERO_MAC = bytes(6)
 _IPV4, _IPV6 = b"\x08\x00", b"\x86\xdd"
-_SKB_HEADER = ETH_HLEN + 40  # frames this long hold any IP header skb contexts read
+_V4_HEADER, _V6_HEADER = ETH_HLEN + 20, ETH_HLEN + 40  # the IP headers skb contexts read
 # what an skb context depends on (_SkbSlot.template): destination MAC, protocol, addresses
 _KEY_V4 = itemgetter(slice(0, 6), slice(12, 16), slice(26, 34))
 _KEY_V6 = itemgetter(slice(0, 6), slice(12, 16), slice(22, 54))
@@ -235,12 +235,19 @@ class _SkbSlot:
         append = found.append
         for index, frame in enumerate(frames):
             size = len(frame)
-            if size < _SKB_HEADER or size > high:
-                self.check(frame, index)  # raises when the frame is refused
+            if size < ETH_HLEN or size > high:
+                self.check(frame, index)  # raises
             ip = frame[12:14]
-            key = _KEY_V4(frame) if ip == _IPV4 else _KEY_V6(frame) if ip == _IPV6 else (
-                _KEY_L2(frame)
-            )  # fmt: skip
+            if ip == _IPV4:
+                if size < _V4_HEADER:
+                    self.check(frame, index)
+                key = _KEY_V4(frame)
+            elif ip == _IPV6:
+                if size < _V6_HEADER:
+                    self.check(frame, index)
+                key = _KEY_V6(frame)
+            else:
+                key = _KEY_L2(frame)
             known = fast.get(key)
             if known is None:
                 known = self.template(frame)
@@ -513,12 +520,9 @@ class PacketRunner:
                 self._batch_skb(frames[: exc.packet_index], out)
             raise
         skip, limit = slot.skip, slot.builder.max_size
-        start, count = 0, len(frames)
-        while start < count:
-            end = start + 1
-            template = templates[start]
-            while end < count and templates[end] is template:
-                end += 1
+        start = 0
+        for template, run in groupby(templates):  # runs of one context (C-level compares)
+            end = start + len(list(run))
             group = frames[start:end]
             if len(group) < _MIN_SKB_RUN:
                 out.extend(self.run(frame, start + i) for i, frame in enumerate(group))
