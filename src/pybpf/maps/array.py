@@ -11,6 +11,11 @@ creation; there is no index and no lock (Linux's arrays take none either: an upd
 plain copy). Program global data (``.data``, ``.bss``, ``.rodata``) are one-element ARRAYs
 whose value the program addresses directly.
 
+Values with special fields (a ``struct bpf_spin_lock``, ...: :mod:`pybpf.maps.definition`)
+are copied around them, and ``BPF_F_LOCK`` copies under the value's lock; such an ARRAY is
+a :class:`SpecialFieldArray`, whose program updates stay with the helper (the JIT inlines
+plain copies for :class:`ArrayMap` only).
+
 PROG_ARRAY slots hold program ids and ARRAY_OF_MAPS slots inner map ids
 (:mod:`pybpf.maps.inner`), 0 meaning empty; they follow Linux's fd-array rules
 (``BPF_ANY`` only, delete empties a slot, ENOENT when it was empty).
@@ -33,6 +38,8 @@ from pybpf.maps.definition import (
     BPF_NOEXIST,
     PCPU_MIN_UNIT_SIZE,
     MapDefinition,
+    clear_fields,
+    copy_into,
     fail,
     round8,
 )
@@ -40,7 +47,14 @@ from pybpf.maps.inner import INNER_MAP_CODEC, check_template, inner_error
 from pybpf.maptypes import MapFlag, MapType
 from pybpf.memory import Region
 
-__all__ = ["ArrayMap", "IdSlotArray", "ProgArray", "ArrayOfMaps", "check_array"]
+__all__ = [
+    "ArrayMap",
+    "SpecialFieldArray",
+    "IdSlotArray",
+    "ProgArray",
+    "ArrayOfMaps",
+    "check_array",
+]
 
 _CREATE_MASK = (
     MapFlag.NUMA_NODE | MapFlag.MMAPABLE | ACCESS_FLAGS | MapFlag.PRESERVE_ELEMS | MapFlag.INNER_MAP
@@ -86,6 +100,8 @@ class ArrayMap(Map):
         return page_align(PAGE_SIZE + d.max_entries * slot)
 
     def _setup(self, params: dict) -> None:
+        if type(self) is ArrayMap and self._spans:
+            self.__class__ = SpecialFieldArray  # (see SpecialFieldArray)
         self._slot = round8(self.value_size) * self.ncpus
         self._values = self._buf.view[PAGE_SIZE : PAGE_SIZE + self.max_entries * self._slot]
         self._values_address = self._buf.address + PAGE_SIZE
@@ -123,22 +139,29 @@ class ArrayMap(Map):
         return (flags & ~BPF_F_LOCK) <= BPF_EXIST
 
     # ---- user space ----------------------------------------------------------------------
-    def lookup_raw(self, key: bytes) -> bytes | None:
+    def lookup_raw(self, key: bytes, flags: int = 0) -> bytes | None:
+        if flags & ~BPF_F_LOCK:
+            raise fail(errno.EINVAL, f"bad lookup flags {flags:#x}", "lookup", self.name)
         self._alive("lookup")
         self._can_read("lookup")
+        self._check_lock_flag(flags, "lookup")
         i = self._index(key)
         if i >= self.max_entries:
             return None
         o = i * self._slot
-        return bytes(self._values[o : o + self.user_value_size])
+        if flags & BPF_F_LOCK:
+            with self._value_lock(self._values_address + o):
+                raw = bytes(self._values[o : o + self.user_value_size])
+        else:
+            raw = bytes(self._values[o : o + self.user_value_size])
+        return clear_fields(raw, self._user_spans)
 
     def update_raw(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
         self._alive("update")
         self._can_write("update")
+        self._check_lock_flag(flags, "update")
         i = self._index(key)
         value = self._check_value(bytes(value))
-        if flags & BPF_F_LOCK:
-            raise fail(errno.EINVAL, "BPF_F_LOCK needs a bpf_spin_lock", "update", self.name)
         r = self._store(i, value, flags, None)
         if r:
             raise fail(-r, "update failed", "update", self.name)
@@ -150,12 +173,17 @@ class ArrayMap(Map):
             return -errno.E2BIG
         if flags & ~BPF_F_LOCK == BPF_NOEXIST:
             return -errno.EEXIST
+        if flags & BPF_F_LOCK and self.spin_lock_offset < 0:
+            return -errno.EINVAL
         o = i * self._slot
         if cpu is not None:
             o += cpu * self._stride
-            self._values[o : o + self.value_size] = value
+            copy_into(self._values, o, value[: self.value_size], self._spans)
+        elif flags & BPF_F_LOCK:
+            with self._value_lock(self._values_address + o):
+                copy_into(self._values, o, value, self._spans)
         else:
-            self._values[o : o + len(value)] = value
+            copy_into(self._values, o, value, self._user_spans)
         return 0
 
     def delete_raw(self, key: bytes) -> None:
@@ -185,10 +213,15 @@ class ArrayMap(Map):
         return self._index(self._key(key)) < self.max_entries
 
     def clear(self) -> None:
-        """Zero every element (array elements always exist)."""
+        """Zero every element (array elements always exist; special fields stay)."""
         self._alive("update")
         self._can_write("update")
-        self._values[:] = bytes(len(self._values))
+        if not self._user_spans:
+            self._values[:] = bytes(len(self._values))
+            return
+        zero = bytes(self.user_value_size)
+        for i in range(self.max_entries):
+            copy_into(self._values, i * self._slot, zero, self._user_spans)
 
     # ---- programs ------------------------------------------------------------------------
     def elem_lookup(self, key: bytes, cpu: int = 0) -> int:
@@ -199,8 +232,6 @@ class ArrayMap(Map):
         return self._values_address + i * self._slot + cpu * self._stride
 
     def elem_update(self, key: bytes, value: bytes, flags: int, cpu: int = 0) -> int:
-        if flags & BPF_F_LOCK:
-            return -errno.EINVAL
         return self._store(
             int.from_bytes(key, "little"), value, flags, cpu if self.percpu else None
         )
@@ -219,6 +250,12 @@ class ArrayMap(Map):
         if not 0 <= i < self.max_entries:
             return None
         return 0, self._values_address + i * self._slot + cpu * self._stride
+
+
+class SpecialFieldArray(ArrayMap):
+    """An ARRAY whose value holds special fields (``definition.special_fields``): what
+    :func:`pybpf.maps.create_map` gives for such an ARRAY (its own class, so the JIT's
+    inlined plain copy, which would overwrite the fields, is not used for it)."""
 
 
 class IdSlotArray(ArrayMap):

@@ -20,16 +20,24 @@ Every map has three faces, all over the same buffer (:mod:`pybpf.maps.buffer`):
 
 ``handle`` is what a program's ``lddw`` of the map loads; ``regions`` are the parts of the
 buffer programs may touch (values read-write, keys read-only), to add to an execution's
-:class:`~pybpf.memory.AddressSpace`. Create maps with :func:`pybpf.maps.create_map`,
-open pins with :func:`pybpf.maps.open_pinned`.
+:class:`~pybpf.memory.AddressSpace`.
+
+Values with special fields (``definition.special_fields``: a ``struct bpf_spin_lock``,
+...): plain copies skip them and lookups return them zeroed; ``BPF_F_LOCK`` (hash and
+array maps whose value has a lock) copies under the value's lock, the same 32-bit word
+:mod:`pybpf.runtime.locks` takes for programs (:meth:`Map._value_lock`).
+
+Create maps with :func:`pybpf.maps.create_map`, open pins with :func:`pybpf.maps.open_pinned`.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,7 +45,7 @@ from pybpf.errors import InputError, NotSupportedError
 from pybpf.maps import registry
 from pybpf.maps.buffer import LOCK_OFFSET, MapBuffer
 from pybpf.maps.codec import BYTES, Codec, codec
-from pybpf.maps.definition import BPF_ANY, MapDefinition, fail, round8
+from pybpf.maps.definition import BPF_ANY, BPF_F_LOCK, MapDefinition, fail, round8
 from pybpf.maptypes import MapFlag, MapType
 from pybpf.memory import Region
 from pybpf.memory.lock import SharedLock
@@ -106,6 +114,14 @@ class Map:
         self._wronly = bool(definition.flags & MapFlag.WRONLY)
         self._rdonly = bool(definition.flags & MapFlag.RDONLY)
         self._header = buffer.view[: LOCK_OFFSET + 8 + 64].cast("I")  # frozen at u32 #26
+        self.spin_lock_offset = definition.spin_lock_offset
+        self._spans = definition.special_spans
+        stride = round8(definition.value_size)
+        self._user_spans = (
+            tuple((c * stride + o, n) for c in range(self.ncpus) for o, n in self._spans)
+            if self.percpu
+            else self._spans
+        )
         self.key_codec: Codec = BYTES
         self.value_codec: Codec = BYTES
         self._fault: Any = None  # tests: called with a step name inside mutations
@@ -173,6 +189,27 @@ class Map:
         if self._rdonly or self._header[26]:  # BPF_F_RDONLY, or frozen (header offset 104)
             raise fail(errno.EPERM, "map is read-only for user space", op, self.name)
 
+    def _check_lock_flag(self, flags: int, op: str) -> None:
+        """``BPF_F_LOCK`` on a map whose value has no ``bpf_spin_lock``: EINVAL."""
+        if flags & BPF_F_LOCK and self.spin_lock_offset < 0:
+            raise fail(errno.EINVAL, "BPF_F_LOCK needs a bpf_spin_lock", op, self.name)
+
+    @contextmanager
+    def _value_lock(self, value_address: int) -> Iterator[None]:
+        """Hold the ``bpf_spin_lock`` of the value at ``value_address`` (0 when free, 1
+        when held: :mod:`pybpf.runtime.locks`' protocol), as ``copy_map_value_locked``."""
+        from pybpf.memory import atomics
+
+        word = value_address + self.spin_lock_offset
+        attempts = 0
+        while atomics.cmpxchg_at(word, 4, 0, 1) != 0:
+            attempts += 1
+            time.sleep(0 if attempts < 64 else 0.0001)
+        try:
+            yield
+        finally:
+            atomics.store_at(word, 4, 0)
+
     def _check_key(self, key: bytes) -> bytes:
         if len(key) != self.key_size:
             raise InputError(f"key has {len(key)} bytes, the map wants {self.key_size}")
@@ -184,8 +221,11 @@ class Map:
         return value
 
     # ---- raw user-space operations (Linux's bpf() commands) --------------------------------
-    def lookup_raw(self, key: bytes) -> bytes | None:
-        """``BPF_MAP_LOOKUP_ELEM``: the value (user-space layout), or ``None`` (ENOENT)."""
+    def lookup_raw(self, key: bytes, flags: int = 0) -> bytes | None:
+        """``BPF_MAP_LOOKUP_ELEM``: the value (user-space layout), or ``None`` (ENOENT).
+
+        ``flags``: ``BPF_F_LOCK`` copies under the value's lock (hash and array maps
+        whose value has one; EINVAL otherwise), other bits are EINVAL."""
         raise fail(errno.EINVAL, "lookup is not supported by this map type", "lookup", self.name)
 
     def update_raw(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
@@ -293,15 +333,20 @@ class Map:
         raw = self.lookup_raw(self._key(key))
         return default if raw is None else self._decode_value(raw)
 
-    def lookup(self, key: Any) -> Any:
-        """The value of ``key``, or ``None``."""
-        return self.get(key)
+    def lookup(self, key: Any, flags: int = 0) -> Any:
+        """The value of ``key``, or ``None``; ``flags=BPF_F_LOCK`` reads it under its
+        ``bpf_spin_lock``."""
+        if not flags:
+            return self.get(key)
+        raw = self.lookup_raw(self._key(key), flags)
+        return None if raw is None else self._decode_value(raw)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.update_raw(self._key(key), self._value(value), BPF_ANY)
 
     def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
-        """Store ``value`` under ``key`` with ``BPF_ANY``/``BPF_NOEXIST``/``BPF_EXIST``."""
+        """Store ``value`` under ``key`` with ``BPF_ANY``/``BPF_NOEXIST``/``BPF_EXIST``
+        (``| BPF_F_LOCK``: under the value's ``bpf_spin_lock``)."""
         self.update_raw(self._key(key), self._value(value), flags)
 
     def __delitem__(self, key: Any) -> None:

@@ -25,7 +25,9 @@ Common header (256 bytes, native byte order, all families)::
     104 frozen       u32  1 after freeze(): user-space writes fail with EPERM
     108 inner_ncpus  u32
     112 id           u32  the map's id, unique in the state directory (pybpf.maps.registry)
-    116 (reserved)
+    116 spin_lock    u32  the value's bpf_spin_lock offset + 1 (0: none); the other
+                     special fields are not recorded (a reopened pin knows its lock only)
+    120 (reserved)
     128 family area  128 bytes; each family module documents its own fields
 
 Families place their data after the header at offsets they compute from the definition,
@@ -63,6 +65,7 @@ HEADER_SIZE = 256
 LOCK_OFFSET = 48
 FAMILY_OFFSET = 128
 FROZEN_OFFSET = 104
+SPIN_LOCK_OFFSET = 116
 PAGE_SIZE = mmap.PAGESIZE
 
 _HEAD = struct.Struct("=8sIIIIIIIIQQIIIIIi16sQII")  # up to offset 112
@@ -172,6 +175,7 @@ class MapBuffer:
         region = Region.from_mmap(mm, owned=True, kind="map", name=name)
         buf = cls(mm, region, path, temporary=path is not None)
         buf.view[: _HEAD.size] = _pack_header(d, size)
+        struct.pack_into("=I", buf.view, SPIN_LOCK_OFFSET, d.spin_lock_offset + 1)
         return buf
 
     def publish(self) -> None:
@@ -223,6 +227,7 @@ class MapBuffer:
             ncpus=h[8],
             inner=inner,
             map_extra=h[18],
+            spin_lock_offset=struct.unpack_from("=I", self.view, SPIN_LOCK_OFFSET)[0] - 1,
         )
 
     @property

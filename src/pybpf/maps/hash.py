@@ -42,6 +42,15 @@ backend is in use, and so do updates and deletes (program-side and user-space) o
 in the same order (the JIT calls the same functions). What the native code cannot decide
 (a busy lock, an index to rebuild, fault injection in tests) falls back to the Python code
 here.
+
+Values with special fields (a ``struct bpf_spin_lock``, ...: :mod:`pybpf.maps.definition`):
+updates are the Python path's (the native update answers ``PYTHON`` for them:
+:data:`~pybpf.maps.native.OPTION_FIELDS`), which copies around the fields (a new element's
+fields start zeroed); lookups return them zeroed. ``BPF_F_LOCK`` (user space or programs)
+copies an existing element's value in place under its ``bpf_spin_lock`` and inserts a
+missing one as a plain update would, as Linux's ``htab_map_update_elem`` does; as there,
+the element is found first and its value copied under its own lock only, not the map's
+(a value's slot stays mapped, so a concurrent delete leaves a copy into a free slot).
 """
 
 from __future__ import annotations
@@ -66,6 +75,8 @@ from pybpf.maps.definition import (
     KMALLOC_MAX_SIZE,
     PCPU_MIN_UNIT_SIZE,
     MapDefinition,
+    clear_fields,
+    copy_into,
     fail,
     round8,
 )
@@ -74,6 +85,7 @@ from pybpf.maps.native import (
     ALL_CPUS,
     BUSY,
     DESCRIPTOR_FIELDS,
+    OPTION_FIELDS,
     OPTION_LRU,
     OPTION_PERCPU,
     PYTHON,
@@ -193,7 +205,9 @@ class HashMap(Map):
         if self._nops is not None:
             self._desc = self.descriptor()
             self._desc_addr = ctypes.addressof(self._desc)
-            self._nwrite = type(self) is HashMap and self._nops.hash_update is not None
+            self._nwrite = (
+                type(self) is HashMap and self._nops.hash_update is not None and not self._spans
+            )
 
     def _init_fresh(self, params: dict) -> None:
         seed = 0 if self.flags & MapFlag.ZERO_SEED else int.from_bytes(os.urandom(4), "little")
@@ -213,6 +227,7 @@ class HashMap(Map):
         ctypes array of u64 (``DESCRIPTOR_FIELDS``), valid while the map is open."""
         L, base = self._layout, self._buf.address
         options = (OPTION_LRU if self._lru else 0) | (OPTION_PERCPU if self.percpu else 0)
+        options |= OPTION_FIELDS if self._spans else 0
         return (ctypes.c_uint64 * len(DESCRIPTOR_FIELDS))(
             base + LOCK_OFFSET,
             base + L.bucket_off,
@@ -440,22 +455,57 @@ class HashMap(Map):
         return pos
 
     # ---- value copies ------------------------------------------------------------------------
-    def _write_value(self, s: int, value: bytes, cpu: int | None, fresh: bool) -> None:
+    def _write_value(
+        self, s: int, value: bytes, cpu: int | None, fresh: bool, locked: bool = False
+    ) -> None:
+        """Copy ``value`` into slot ``s`` (``cpu``'s copy, or all for ``None``); special
+        fields are skipped (a ``fresh`` slot's are zeroed); ``locked``: under the value's
+        ``bpf_spin_lock``."""
         o = s * self._vslot
         values = self._values
         if not self.percpu:
-            values[o : o + self.value_size] = value
+            if fresh:
+                values[o : o + self.value_size] = clear_fields(value, self._spans)
+            elif locked:
+                with self._value_lock(self._values_address + o):
+                    copy_into(values, o, value, self._spans)
+            else:
+                copy_into(values, o, value, self._spans)
         elif cpu is None:
-            values[o : o + self._vslot] = value
+            if fresh:
+                values[o : o + self._vslot] = clear_fields(value, self._user_spans)
+            else:
+                copy_into(values, o, value, self._user_spans)
         else:
             if fresh:
                 values[o : o + self._vslot] = self._empty_slot
             o += cpu * round8(self.value_size)
-            values[o : o + self.value_size] = value
+            copy_into(values, o, value, self._spans)
 
-    def _read_value(self, s: int) -> bytes:
+    def _locked_update(self, key: bytes, value: bytes, flags: int, cpu: int | None) -> int | None:
+        """``BPF_F_LOCK`` on an existing element: 0 or -EEXIST, or ``None`` when the key is
+        missing (the caller inserts, rechecking under the map lock)."""
+        h = zlib.crc32(key, self._seed)
+        with self.lock:
+            s = self._find(key, h)
+        if s < 0:
+            return None
+        if flags & ~BPF_F_LOCK == BPF_NOEXIST:
+            return -errno.EEXIST
         o = s * self._vslot
-        return bytes(self._values[o : o + self.user_value_size])
+        with self._value_lock(self._values_address + o):
+            copy_into(self._values, o, value, self._spans)
+        return 0
+
+    def _read_value(self, s: int, locked: bool = False) -> bytes:
+        """Slot ``s``'s value, special fields zeroed (``locked``: copied under its lock)."""
+        o = s * self._vslot
+        if locked:
+            with self._value_lock(self._values_address + o):
+                raw = bytes(self._values[o : o + self.user_value_size])
+        else:
+            raw = bytes(self._values[o : o + self.user_value_size])
+        return clear_fields(raw, self._user_spans)
 
     # ---- the core operations (lock held by the callers) --------------------------------------
     def _upsert(
@@ -463,13 +513,14 @@ class HashMap(Map):
     ) -> int:
         """Insert or overwrite; ``ikey`` indexes, ``skey`` is stored. 0 or -errno."""
         s = self._find(ikey, h)
+        locked = bool(flags & BPF_F_LOCK)
         flags &= ~BPF_F_LOCK
         if s >= 0:
             if flags == BPF_NOEXIST:
                 return -errno.EEXIST
             if skey is not ikey:
                 self._store_key(s, skey)
-            self._write_value(s, value, cpu, fresh=False)
+            self._write_value(s, value, cpu, fresh=False, locked=locked)
             if self._lru:
                 self._ref[s] = 1
             return 0
@@ -512,34 +563,40 @@ class HashMap(Map):
             return flags <= BPF_EXIST
         return (flags & ~BPF_F_LOCK) <= BPF_EXIST
 
-    def lookup_raw(self, key: bytes) -> bytes | None:
+    def lookup_raw(self, key: bytes, flags: int = 0) -> bytes | None:
+        if flags & ~BPF_F_LOCK:
+            raise fail(errno.EINVAL, f"bad lookup flags {flags:#x}", "lookup", self.name)
         self._alive("lookup")
         self._can_read("lookup")
+        self._check_lock_flag(flags, "lookup")
         key = self._check_key(bytes(key))
-        if self._desc is not None:
+        if self._desc is not None and not flags:
             size = self.user_value_size
             buf = getattr(self._tls, "buf", None)
             if buf is None:
                 buf = self._tls.buf = ctypes.create_string_buffer(size)
             r = self._native_lookup(key, 0, ctypes.addressof(buf), size)
             if r >= 0:
-                return buf.raw if r else None
+                return clear_fields(buf.raw, self._user_spans) if r else None
         h = zlib.crc32(key, self._seed)
         with self.lock:
             s = self._find(key, h)
-            return None if s < 0 else self._read_value(s)
+            if s < 0 or not flags:
+                return None if s < 0 else self._read_value(s)
+        return self._read_value(s, locked=True)  # under the value's lock, not the map's
 
     def update_raw(self, key: bytes, value: bytes, flags: int = 0) -> None:
         self._alive("update")
         self._can_write("update")
+        self._check_lock_flag(flags, "update")
         key = self._check_key(bytes(key))
         value = self._check_value(bytes(value))
-        if flags & BPF_F_LOCK:
-            raise fail(errno.EINVAL, "BPF_F_LOCK needs a bpf_spin_lock", "update", self.name)
         if not self._update_flags_ok(flags):
             raise fail(errno.EINVAL, f"bad update flags {flags:#x}", "update", self.name)
         value = self._user_value(key, value)
         r = self._native_update(key, value, flags, ALL_CPUS) if self._nwrite else None
+        if r is None and flags & BPF_F_LOCK:
+            r = self._locked_update(key, value, flags, None)
         if r is None:
             h = zlib.crc32(key, self._seed)
             with self.lock:
@@ -653,8 +710,14 @@ class HashMap(Map):
         return self._values_address + s * self._vslot + cpu * round8(self.value_size)
 
     def elem_update(self, key: bytes, value: bytes, flags: int, cpu: int = 0) -> int:
-        if not self._update_flags_ok(flags) or flags & BPF_F_LOCK:
+        if not self._update_flags_ok(flags):
             return -errno.EINVAL
+        if flags & BPF_F_LOCK:
+            if self.spin_lock_offset < 0:
+                return -errno.EINVAL
+            r = self._locked_update(key, value, flags, None)
+            if r is not None:
+                return r
         if self._nwrite:
             r = self._native_update(key, value, flags, cpu if self.percpu else 0)
             if r is not None:

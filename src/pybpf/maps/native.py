@@ -32,14 +32,16 @@ the Python path", returned before anything was written: :data:`BUSY` (1), the lo
 busy (the Python path waits and recovers dead holders), and :data:`PYTHON` (2), something
 only the Python path decides: a corrupt index (a chain cycle, a slot past
 ``max_entries``, a free list naming a slot in use, a sweep victim not in its chain; the
-Python path rebuilds it) or an update's CPU outside a per-CPU map. No value ever
+Python path rebuilds it), an update's CPU outside a per-CPU map, or an update of a map
+whose values hold special fields (:data:`OPTION_FIELDS`: a ``bpf_spin_lock``, ...; the
+Python path copies around them). No value ever
 returned is 1 or 2: lookups return addresses inside the map's buffer.
 
 Descriptor: u64 words named by :data:`DESCRIPTOR_FIELDS`, absolute addresses into the
 map's buffer (lock, buckets, next, hashes, keys, ref, values, state, the family header with
 count, free list head and hand) and numbers (key stride, key length, bucket mask,
 max_entries, value slot size, seed, value size, per-CPU stride, CPUs, options:
-:data:`OPTION_LRU`, :data:`OPTION_PERCPU`). A map builds its own
+:data:`OPTION_LRU`, :data:`OPTION_PERCPU`, :data:`OPTION_FIELDS`). A map builds its own
 (:meth:`pybpf.maps.hash.HashMap.descriptor`); it stays valid while the map is open.
 """
 
@@ -61,6 +63,7 @@ __all__ = [
     "DESCRIPTOR_FIELDS",
     "OPTION_LRU",
     "OPTION_PERCPU",
+    "OPTION_FIELDS",
     "ALL_CPUS",
     "BUSY",
     "PYTHON",
@@ -89,6 +92,7 @@ DESCRIPTOR_FIELDS = (
 )
 OPTION_LRU = 1  # descriptor ``options`` bits
 OPTION_PERCPU = 2
+OPTION_FIELDS = 4  # the value has special fields: updates answer PYTHON (maps.definition)
 ALL_CPUS = (1 << 64) - 1  # pybpf_hash_update's cpu for "every CPU's copy" (user space)
 BUSY, PYTHON = 1, 2  # native codes meaning "take the Python path"
 _SPINS = 4096
@@ -124,6 +128,7 @@ def module_ir() -> str:
         .replace("@SPINS@", str(_SPINS))
         .replace("@LRU@", str(OPTION_LRU))
         .replace("@PERCPU@", str(OPTION_PERCPU))
+        .replace("@FIELDS_OPT@", str(OPTION_FIELDS))
     )
 
 
@@ -377,7 +382,10 @@ entry:
   %srcp = inttoptr i64 %value to ptr
   %fhp.a = add i64 %f.header, 4
   %fhp = inttoptr i64 %fhp.a to ptr
-  br i1 %cpubad, label %python, label %flagcheck
+  %spbit = and i64 %f.options, @FIELDS_OPT@
+  %special = icmp ne i64 %spbit, 0
+  %topython = or i1 %cpubad, %special
+  br i1 %topython, label %python, label %flagcheck
 python:
   ret i64 2
 flagcheck:

@@ -96,8 +96,10 @@ def _ringbuf_size(size: int) -> int:
     return n
 
 
-def map_definition(spec: MapSpec, object_name: str = "") -> MapDefinition:
-    """The maps layer's definition for ``spec`` (see the module docstring's fix-ups)."""
+def map_definition(spec: MapSpec, object_name: str = "", btf: Any = None) -> MapDefinition:
+    """The maps layer's definition for ``spec`` (see the module docstring's fix-ups); with
+    the object's ``btf``, the special fields of the value type (a ``bpf_spin_lock``, ...:
+    :meth:`~pybpf.maps.MapDefinition.with_value_type`)."""
     if spec.is_global_data:
         name = internal_map_name(object_name, spec.name)
     else:
@@ -111,8 +113,8 @@ def map_definition(spec: MapSpec, object_name: str = "") -> MapDefinition:
     elif spec.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
         key_size = value_size = 0
         max_entries = _ringbuf_size(max_entries)
-    inner = map_definition(spec.inner, object_name) if spec.inner is not None else None
-    return MapDefinition(
+    inner = map_definition(spec.inner, object_name, btf) if spec.inner is not None else None
+    d = MapDefinition(
         type=spec.type,
         key_size=key_size,
         value_size=value_size,
@@ -122,6 +124,9 @@ def map_definition(spec: MapSpec, object_name: str = "") -> MapDefinition:
         inner=inner,
         map_extra=spec.map_extra,
     )
+    if btf is not None and spec.value_type_id and not spec.is_global_data:
+        d = d.with_value_type(btf, spec.value_type_id)
+    return d
 
 
 # ---- maps ---------------------------------------------------------------------------------
@@ -164,7 +169,12 @@ def create_maps(
     reused: set[str] = set()
     try:
         for name, spec in obj.maps.items():
-            d = map_definition(spec, obj.name)
+            try:
+                d = map_definition(spec, obj.name, obj.btf)
+            except PybpfError as err:
+                if err.section is None:
+                    err.section = spec.section or None
+                raise
             pin = _pin_path(spec, pin_root)
             try:
                 if pin is None:
