@@ -248,6 +248,38 @@ def test_lock_flag_without_a_lock_is_einval(kind):
         assert m.elem_update(KEY, bytes(16), BPF_F_LOCK) == -errno.EINVAL
 
 
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [(T.PERCPU_HASH, ("kptr", 8, 8)), (T.PERCPU_ARRAY, ("kptr", 8, 8)),
+     (T.LRU_HASH, ("bpf_timer", 0, 16))],
+)  # fmt: skip
+def test_other_special_fields_are_skipped(kind, field):
+    """kptrs in per-CPU values (every CPU's copy) and a timer in an LRU hash: plain copies
+    from user space and programs leave them, lookups read them as zeros."""
+    with create_map(type=kind, key_size=4, value_size=24, max_entries=2, ncpus=2,
+                    special_fields=(field,)) as m:  # fmt: skip
+        assert m.spin_lock_offset == -1
+        _, offset, size = field
+        marker = bytes(range(1, size + 1))
+        stride = 24 if m.percpu else 0
+        m.update_raw(KEY, bytes(m.user_value_size))
+        copies = range(m.ncpus) if m.percpu else [0]
+        for cpu in copies:
+            address = m.value_address(KEY, cpu)
+            atomics.store_at(address + offset, 8, int.from_bytes(marker[:8], "little"))
+        ones = b"\xff" * m.user_value_size
+        m.update_raw(KEY, ones)
+        assert m.elem_update(KEY, b"\xee" * 24, BPF_EXIST, cpu=len(copies) - 1) == 0
+        raw = m.lookup_raw(KEY)
+        for cpu in copies:
+            address = m.value_address(KEY, cpu)
+            assert atomics.load_at(address + offset, 8) == int.from_bytes(marker[:8], "little")
+            start = cpu * stride
+            assert raw[start + offset : start + offset + size] == bytes(size)
+            fill = b"\xee" if cpu == len(copies) - 1 else b"\xff"
+            assert raw[start : start + offset] == fill * offset
+
+
 def test_a_pin_remembers_the_lock(tmp_path):
     d = MapDefinition(T.HASH, 4, 16, 4, name="locked", spin_lock_offset=4)
     with create_map(d, pin="locked", backing="file") as m:
