@@ -121,3 +121,32 @@ def test_packets_back_to_back_get_their_offsets_from_their_sizes():
                 PacketBatch.back_to_back(region, sizes, **options)
     with pytest.raises(InputError):
         PacketBatch.back_to_back(region, [1])  # closed
+
+
+def test_plans_sharing_one_context_region():
+    insns = assemble(CTX_READER)
+    fields = {0: (PacketArg.LENGTH, 4)}
+    with JitProgram(insns) as jit, Region(12, kind="ctx") as shared:
+        plans = [
+            BatchPlan((PacketArg.CONTEXT,), struct.pack("<III", 0, base, 0), fields,
+                      context_region=shared)
+            for base in (100, 200)
+        ]  # fmt: skip
+        for _ in range(2):
+            for plan, base in zip(plans, (100, 200), strict=True):
+                got = jit.run_batch([b"ab", b"cde"], plan=plan).retvals
+                assert got == [base + 2, base + 3] and plan.context_region() is shared
+        for plan in plans:
+            plan.close()
+        assert not shared.closed  # the caller's
+        for bad in (Region(8, kind="ctx"), Region(12, kind="ctx", writable=False)):
+            with bad, pytest.raises(InputError):
+                BatchPlan((PacketArg.CONTEXT,), bytes(12), context_region=bad)
+        with pytest.raises(InputError):
+            BatchPlan((0,), context_region=shared)  # no template
+    with pytest.raises(InputError):
+        jit2 = JitProgram(insns)
+        try:
+            jit2.run_batch([b"x"], plan=plans[0])  # the shared region is closed now
+        finally:
+            jit2.close()

@@ -381,6 +381,7 @@ class PacketRunner:
         self._closed = False
         self._buffer = _BatchBuffer()
         self._plans: dict[bytes, Any] = {}  # context template -> its BatchPlan
+        self._ctx: Region | None = None  # the context copy every plan shares
         self._fields: dict[int, Any] = {}
         if builder is None or engine is None:
             if ingress_ifindex is not None or rx_queue:
@@ -458,8 +459,8 @@ class PacketRunner:
         return out
 
     def _plan(self, template: bytes):
-        """The batch plan of frames sharing ``template``, built once per runner (it keeps
-        its native context copy between batches)."""
+        """The batch plan of frames sharing ``template``, built once per runner (every
+        plan shares the runner's one native context copy)."""
         plan = self._plans.get(template)
         if plan is None:
             from pybpf.jit.batch import BatchPlan, PacketArg
@@ -468,7 +469,12 @@ class PacketRunner:
                 for old in self._plans.values():
                     old.close()
                 self._plans.clear()
-            plan = BatchPlan((PacketArg.CONTEXT,), template, self._fields)
+            region = self._ctx
+            if region is None:
+                self._ctx = region = Region(len(template), kind="ctx", name="ctx")
+            plan = BatchPlan(
+                (PacketArg.CONTEXT,), template, self._fields, context_region=region
+            )
             self._plans[template] = plan
         return plan
 
@@ -555,6 +561,9 @@ class PacketRunner:
         for plan in self._plans.values():
             plan.close()
         self._plans.clear()
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
         self._buffer.close()
 
     def __enter__(self) -> PacketRunner:

@@ -174,8 +174,10 @@ class BatchPlan:
     A plan may be built once and handed to every batch run that shares it
     (``run_batch(..., plan=plan)``): it keeps the native context copy the runs use
     (:meth:`context_region`, mapped on first use) for its lifetime, so repeated batches
-    map and unmap nothing. One thread at a time may run with a plan; close it with
-    :meth:`close` (or use as a context manager).
+    map and unmap nothing; ``context_region`` (a caller's writable region of the template's
+    size) lets plans of one caller share one copy, which stays the caller's. One thread at a
+    time may run with a plan (or with plans sharing a region); close it with :meth:`close`
+    (or use as a context manager).
     """
 
     def __init__(
@@ -183,6 +185,8 @@ class BatchPlan:
         args: Sequence[object],
         context: bytes | bytearray | memoryview | None = None,
         context_fields: Mapping[int, object] | None = None,
+        *,
+        context_region: Region | None = None,
     ) -> None:
         if len(args) > 5:
             raise InputError(f"at most 5 arguments (r1-r5), got {len(args)}")
@@ -221,6 +225,14 @@ class BatchPlan:
             rows += [offset, int(kind), size]
         self.patches = array("Q", rows)
         self._ctx: Region | None = None
+        self._shared = context_region
+        if context_region is not None and (
+            context is None or context_region.closed or not context_region.writable
+            or context_region.size != len(self.template)
+        ):  # fmt: skip
+            raise InputError(
+                "a shared context region must be open, writable and of the template's size"
+            )
         self._fixed: tuple | None = None  # (context region, the descriptor's plan part)
 
     def context_region(self) -> Region | None:
@@ -228,12 +240,17 @@ class BatchPlan:
         context template): mapped on first use, kept until :meth:`close`."""
         if not self.has_context:
             return None
+        if self._shared is not None:
+            if self._shared.closed:
+                raise InputError("the shared context region is closed")
+            return self._shared
         if self._ctx is None or self._ctx.closed:
             self._ctx = Region(len(self.template), kind="ctx", name="ctx")
         return self._ctx
 
     def close(self) -> None:
-        """Unmap the context copy (idempotent; a later run maps a new one)."""
+        """Unmap the context copy (idempotent; a later run maps a new one; a shared
+        region stays open)."""
         if self._ctx is not None:
             self._ctx.close()
             self._ctx = None
