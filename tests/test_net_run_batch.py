@@ -252,3 +252,15 @@ def test_skb_frames_differing_only_in_what_their_context_reads(file, name, compa
             if compare_data:
                 assert [d for _, d, _ in got] == [e.data_out for e in expected]
     obj.close()
+
+
+def test_more_contexts_than_the_runner_keeps_plans_for():
+    obj = pybpf.load(EXAMPLES / "c" / "tc_ctx.o", engine="jit")
+    prog = obj.programs["tc_ctx"]
+    shapes = [udp4(src=f"10.0.{i}.1", payload=bytes(80)) for i in range(80)]  # 80 contexts
+    frames = [s for s in shapes for _ in range(8)]
+    expected = [(e.retval, e.data_out) for e in map(prog.test_run, frames)]
+    with PacketRunner(prog) as runner:
+        for _ in range(2):
+            assert [(r, d) for r, d, _ in runner.run_many(frames)] == expected
+    obj.close()
