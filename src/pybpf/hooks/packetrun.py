@@ -18,8 +18,9 @@ the interpreter, frames run one by one on the reused regions. Programs of the ke
 backend run through ``test_run``.
 
 A runner keeps what its batches share: one :class:`~pybpf.jit.batch.BatchPlan` per context
-template (with the native context copy the batch loop refreshes per frame), and one frame
-buffer, grown when a batch needs more room; a batch joins its frames into that buffer once,
+template (all sharing one native context copy, which the batch loop refreshes per frame),
+and one frame buffer, grown when a batch needs more room (frames laid back to back:
+:meth:`~pybpf.jit.batch.PacketBatch.back_to_back`); a batch joins its frames into it once,
 and hands back the frames themselves as the output when the programs changed no byte. On
 every path an error carries ``packet_index`` and ``partial`` (the results of the frames
 that ran before it: a batch runs the frames before a refused one, and keeps those before a
