@@ -347,6 +347,9 @@ def test_program_and_user_space_share_the_lock(engine):
             hits, lock, total = VALUE.unpack(m.lookup_raw(key, BPF_F_LOCK))
             assert (hits, lock, total) == (runs, 0, runs * len(packet))
             assert atomics.load_at(m.value_address(key) + 4, 4) == 0
+        bss = obj.maps[".bss"]  # a global lock: struct bpf_spin_lock packets_lock at 0
+        assert bss.spin_lock_offset == 0
+        assert bss.lookup_raw(key, BPF_F_LOCK) == VALUE.pack(0, 0, runs)
         assert all(total == hits * len(packet) and lock == 0 for hits, lock, total in seen)
 
 
@@ -465,6 +468,11 @@ def _example_steps(obj, update, lookup) -> list:
         prog.test_run(bytes(50))
         out.append(_outcome(lambda: lookup(m, 0)))  # noqa: B023
         out.append(_outcome(lambda: update(m, VALUE.pack(1, 1, 1), BPF_F_LOCK | 8)))  # noqa: B023
+    bss = obj.maps[".bss"]  # struct bpf_spin_lock packets_lock; __u64 packets;
+    out.append(_outcome(lambda: lookup(bss, BPF_F_LOCK)))
+    out.append(_outcome(lambda: update(bss, b"\xff" * 16, 0)))  # the lock word is skipped
+    prog.test_run(bytes(20))
+    out.append(_outcome(lambda: lookup(bss, 0)))
     return out
 
 
@@ -488,3 +496,5 @@ def test_kernel_differential_example_object():
         )
     assert linux == ours
     assert ("ok", VALUE.pack(8, 0, 58)) in linux
+    assert linux[-3:] == [("ok", VALUE.pack(0, 0, 6)), ("ok", None),
+                          ("ok", VALUE.pack(0, 0xFFFFFFFF, 0))]  # fmt: skip

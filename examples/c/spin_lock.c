@@ -2,7 +2,9 @@
 /* Spin-locked counters (XDP): every packet adds 1 to `hits` and its length to `bytes` of
  * element 0 of a HASH and of an ARRAY whose values hold a struct bpf_spin_lock, under that
  * lock, so user space may read and write the same values with BPF_F_LOCK meanwhile. The
- * hash element is created (plain update) when it is missing. Every packet passes. */
+ * hash element is created (plain update) when it is missing. A global lock in .bss guards
+ * `packets`, the count of every packet (user space may lock the .bss value too). Every packet
+ * passes. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -26,6 +28,9 @@ struct {
 	__type(value, struct counter);
 } locked_array SEC(".maps");
 
+struct bpf_spin_lock packets_lock;
+__u64 packets;
+
 static __always_inline void add(struct counter *c, __u64 len)
 {
 	bpf_spin_lock(&c->lock);
@@ -39,7 +44,12 @@ int count_locked(struct xdp_md *ctx)
 {
 	__u64 len = ctx->data_end - ctx->data;
 	__u32 key = 0;
-	struct counter *c = bpf_map_lookup_elem(&locked_hash, &key);
+	struct counter *c;
+
+	bpf_spin_lock(&packets_lock);
+	packets += 1;
+	bpf_spin_unlock(&packets_lock);
+	c = bpf_map_lookup_elem(&locked_hash, &key);
 
 	if (!c) {
 		struct counter fresh = { .hits = 0, .bytes = 0 };

@@ -12,8 +12,9 @@ alignment is ignored, as Linux ignores it.
 Linux's refusals come back as :class:`~pybpf.errors.MapError` (``operation="create"``):
 a second lock, timer, work queue, task work or refcount is ``E2BIG``; an array of fields
 that may not repeat (anything but kptrs, list and rb-tree nodes), or a member at a bit
-offset, is ``EINVAL``. Value types that are not structs (or datasecs of global data, whose
-fields pybpf does not look for) hold none.
+offset, is ``EINVAL``. A datasec (a global data map's value) is walked the same way over
+its variables (``btf_find_datasec_var``: ``struct bpf_spin_lock glock;`` in ``.bss``);
+other value types hold none.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import errno
 from typing import NamedTuple
 
 from pybpf.btf.spec import Spec
-from pybpf.btf.types import Array, Pointer, Struct, TypeTag
+from pybpf.btf.types import Array, Datasec, Member, Pointer, Struct, TypeTag, Var
 from pybpf.errors import MapError
 
 __all__ = ["SpecialField", "special_fields", "STRUCT_FIELDS", "KPTR_TAGS", "SINGLETONS"]
@@ -72,6 +73,13 @@ def special_fields(btf: Spec, type_id: int) -> tuple[SpecialField, ...]:
     """The special fields of value type ``type_id`` in ``btf``, by offset (see the module
     docstring; MapError with Linux's errno for what Linux refuses)."""
     root = btf.resolve(type_id)
+    if isinstance(root, Datasec):
+        members = []
+        for vsi in root.vars:
+            var = btf.types[vsi.type_id]
+            if isinstance(var, Var):
+                members.append(Member(var.name, var.type_id, vsi.offset * 8))
+        root = Struct(root.id, root.name, root.size, tuple(members))
     if not isinstance(root, Struct):
         return ()
     found: list[SpecialField] = []

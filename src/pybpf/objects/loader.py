@@ -124,7 +124,7 @@ def map_definition(spec: MapSpec, object_name: str = "", btf: Any = None) -> Map
         inner=inner,
         map_extra=spec.map_extra,
     )
-    if btf is not None and spec.value_type_id and not spec.is_global_data:
+    if btf is not None and spec.value_type_id:
         d = d.with_value_type(btf, spec.value_type_id)
     return d
 
