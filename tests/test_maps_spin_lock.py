@@ -234,13 +234,21 @@ def test_array_lock_flag_semantics():
         assert m.lookup_raw(KEY) == bytes(16)
 
 
-@pytest.mark.parametrize("kind", [T.HASH, T.ARRAY, T.PERCPU_HASH, T.LRU_HASH])
+@pytest.mark.parametrize("kind", [T.HASH, T.ARRAY, T.PERCPU_HASH, T.LRU_HASH, T.QUEUE])
 def test_lock_flag_without_a_lock_is_einval(kind):
-    with create_map(type=kind, key_size=4, value_size=16, max_entries=4) as m:
+    key_size = 0 if kind == T.QUEUE else 4
+    with create_map(type=kind, key_size=key_size, value_size=16, max_entries=4) as m:
+        if kind == T.QUEUE:  # (no key: only the Pythonic lookup takes the flag)
+            with pytest.raises(MapError) as err:
+                m.lookup(None, BPF_F_LOCK)
+            assert err.value.errno == errno.EINVAL
+            return
         m.update_raw(KEY, bytes(m.user_value_size))
         for call in (
             lambda: m.update_raw(KEY, bytes(m.user_value_size), BPF_F_LOCK),
             lambda: m.lookup_raw(KEY, BPF_F_LOCK),
+            lambda: m.lookup(1, BPF_F_LOCK),
+            lambda: m.lookup(1, 8),
         ):
             with pytest.raises(MapError) as err:
                 call()

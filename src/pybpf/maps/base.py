@@ -338,6 +338,9 @@ class Map:
         ``bpf_spin_lock``."""
         if not flags:
             return self.get(key)
+        if flags & ~BPF_F_LOCK:
+            raise fail(errno.EINVAL, f"bad lookup flags {flags:#x}", "lookup", self.name)
+        self._check_lock_flag(flags, "lookup")  # (only families with locks take flags)
         raw = self.lookup_raw(self._key(key), flags)
         return None if raw is None else self._decode_value(raw)
 

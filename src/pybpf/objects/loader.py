@@ -11,7 +11,10 @@ engines:
    different definition fails with :class:`~pybpf.errors.MapError`, ``field`` set) and
    pinned there otherwise. New global data maps get their initial value and ``.rodata``
    / ``.kconfig`` are frozen; map-in-maps get their initial inner maps. Keys and values
-   are decoded from BTF where the map has BTF types (:mod:`pybpf.objects.values`);
+   are decoded from BTF where the map has BTF types (:mod:`pybpf.objects.values`), and
+   the special fields of a value's BTF type (a ``struct bpf_spin_lock``, also a global
+   one in ``.bss``) go into its definition
+   (:meth:`~pybpf.maps.MapDefinition.with_value_type`);
 2. each entry program is linked with its subprograms (:func:`pybpf.spec.link`), checked
    for what the portable backend cannot run (CO-RE relocations, kernel symbols, helpers
    it does not provide, GPL-only helpers in a non-GPL program) and built by its engine
