@@ -126,7 +126,7 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
             out.append(TypeConstraint(reg, Group.NUMBER))
             out.append(ValidSize(reg, arg.or_null))
         elif kind == ArgKind.FIXED_MEM:
-            out.append(TypeConstraint(reg, Group.MEM))
+            out.append(TypeConstraint(reg, Group.HELPER_MEM))
             access = "write" if arg.writes and not arg.reads else "read"
             out.append(ValidAccess(reg, 0, arg.size, access))
             if arg.writes:
@@ -136,7 +136,8 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
             assert size_reg is not None
             out.append(TypeConstraint(size_reg, Group.NUMBER))
             out.append(ValidSize(size_reg, arg.size_can_be_zero))
-            out.append(TypeConstraint(reg, Group.MEM_OR_NUM if arg.or_null else Group.MEM))
+            mem = Group.HELPER_MEM_OR_NUM if arg.or_null else Group.HELPER_MEM
+            out.append(TypeConstraint(reg, mem))
             access = "write" if arg.writes and not arg.reads else "read"
             out.append(ValidAccess(reg, 0, 0, access, width_reg=size_reg, or_null=arg.or_null))
             if arg.writes:

@@ -134,8 +134,12 @@ class Group:
     STACK_OR_NUM = int(T.STACK | T.NUM)
     MEM = int(T.STACK | T.PACKET | T.SHARED)
     MEM_OR_NUM = MEM | int(T.NUM)
+    # Linux's mem_types for ARG_PTR_TO_MEM helper arguments: also PTR_TO_MEM (ring buffer
+    # records), bounded by the record's size
+    HELPER_MEM = MEM | int(T.ALLOC_MEM)
+    HELPER_MEM_OR_NUM = HELPER_MEM | int(T.NUM)
     POINTER = int(T.CTX | T.STACK | T.PACKET | T.SHARED | T.SOCKET | T.ALLOC_MEM)
-    PTR_OR_NUM = int(T.NUM | T.CTX | T.STACK | T.PACKET | T.SHARED)
+    PTR_OR_NUM = int(T.NUM | T.CTX | T.STACK | T.PACKET | T.SHARED | T.ALLOC_MEM)
     SINGLETON_PTR = int(T.CTX | T.STACK | T.PACKET)
     ANY_POINTER = INITIALIZED & ~int(T.NUM)
     ANY_INITIALIZED = INITIALIZED
