@@ -30,7 +30,6 @@ from pybpf.maps import (
     create_map,
     open_pinned,
 )
-from pybpf.maps.array import SpecialFieldArray
 from pybpf.maps.native import OPTION_FIELDS, PYTHON, native_map_ops
 from pybpf.maptypes import MapFlag
 from pybpf.maptypes import MapType as T
@@ -157,7 +156,6 @@ def test_plain_copies_skip_the_lock_word(locked):
     assert atomics.load_at(word, 4) == 1
     atomics.store_at(word, 4, 0)
     assert locked.lookup_raw(KEY, BPF_F_LOCK) == VALUE.pack(5, 0, 6)
-    assert isinstance(locked, SpecialFieldArray) == (locked.type == T.ARRAY)
 
 
 def test_lock_flag_waits_for_the_lock(locked):

@@ -10,7 +10,12 @@ native code that does what :mod:`pybpf.runtime.maps` does:
   ``map_lookup_elem`` is inlined (bounds check, address arithmetic);
   ``map_update_elem`` checks the flags and the index and copies the value
   (``-EINVAL``, ``-E2BIG``, ``-EEXIST`` as Linux); ``map_delete_elem`` is ``-EINVAL``
-  (``-EPERM`` for ``BPF_F_RDONLY_PROG`` maps, also for updates);
+  (``-EPERM`` for ``BPF_F_RDONLY_PROG`` maps, also for updates). Values with special
+  fields (a ``struct bpf_spin_lock``, ...: ``definition.special_fields``) are the same
+  sites: a lookup is still the value's address (the lock word in it is the real one), a
+  plain update copies the bytes between the fields, one ``memcpy`` per gap, never the
+  fields themselves (``copy_map_value``), and an update with ``BPF_F_LOCK`` on a value
+  with a lock takes the helper (which copies under the lock);
 - ``HASH``, ``PERCPU_HASH``, ``LRU_HASH``, ``LRU_PERCPU_HASH``: the three helpers call the
   maps layer's native operations (:mod:`pybpf.maps.native`, with the map's descriptor
   and lock token): ``map_lookup_elem`` the lookup (LRU lookups set the reference bit),
@@ -52,7 +57,7 @@ from pybpf.jit.layout import PERM_READ, Slot
 from pybpf.jit.tailcalls import shadow_of
 from pybpf.maps import registry
 from pybpf.maps.array import ArrayMap, ProgArray
-from pybpf.maps.definition import BPF_EXIST, BPF_NOEXIST, round8
+from pybpf.maps.definition import BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, round8
 from pybpf.maps.hash import HashMap
 from pybpf.maps.native import BUSY, PYTHON, native_map_ops
 from pybpf.maptypes import MapFlag, MapType
@@ -109,7 +114,8 @@ class MapSite:
         """What the generated code depends on (for the code cache key)."""
         m = self.map
         return (self.pc, self.kind, int(m.type), m.key_size, m.value_size, m.max_entries,
-                m.ncpus, bool(m.flags & MapFlag.RDONLY_PROG), self.index)  # fmt: skip
+                m.ncpus, bool(m.flags & MapFlag.RDONLY_PROG), self.index,
+                m.spin_lock_offset, m.definition.special_spans)  # fmt: skip
 
     def row(self) -> list[int]:
         """This site's table rows now (zeros for a closed map: the code then calls Python)."""
@@ -131,7 +137,7 @@ class MapSite:
 
 
 def _kind(m: Any) -> str | None:
-    if type(m) is ArrayMap and m.type in _ARRAYS:
+    if type(m) is ArrayMap and m.type in _ARRAYS:  # (special fields included)
         return "array"
     if (
         type(m) is HashMap
@@ -241,6 +247,19 @@ def _errno(code: int):
     return _c(-code)
 
 
+def _gaps(size: int, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(offset, size)`` of the bytes of a ``size``-byte value outside ``spans`` (its
+    special fields, by offset): what a plain copy copies (:func:`pybpf.maps.definition.copy_into`)."""
+    out, start = [], 0
+    for offset, n in spans:
+        if offset > start:
+            out.append((start, offset - start))
+        start = max(start, offset + n)
+    if start < size:
+        out.append((start, size - start))
+    return out
+
+
 def lower_map_call(fl: Any, helper: int, site: MapSite, pc: int) -> None:
     """Emit helper ``helper`` (1-3) on ``site``'s map at ``pc`` into the function being
     lowered (``fl``: a :class:`pybpf.jit.lower._FunctionLowering`); sets r0."""
@@ -340,6 +359,8 @@ class _Emitter:
             self.done(b.select(inside, address, _c(0)))
             return
         flags = self.args[3]  # map_update_elem(map, key, value, flags)
+        if m.spin_lock_offset >= 0:  # BPF_F_LOCK: the helper copies under the value's lock
+            self.slow_unless(b.icmp_unsigned("==", b.and_(flags, _c(BPF_F_LOCK)), _c(0)))
         bad_flags = b.icmp_unsigned(">", flags, _c(BPF_EXIST))  # BPF_F_LOCK included
         result = b.select(
             bad_flags,
@@ -356,11 +377,13 @@ class _Emitter:
         b.cbranch(b.icmp_unsigned("==", result, _c(0)), store, skip)
         b.position_at_end(store)
         i8p = ir.IntType(8).as_pointer()
-        b.call(
-            self.fl.mod.memcpy,
-            [b.inttoptr(address, i8p), b.inttoptr(self.args[2], i8p), _c(m.value_size),
-             ir.Constant(ir.IntType(1), 0)],
-        )  # fmt: skip
+        for start, size in _gaps(m.value_size, m.definition.special_spans):
+            b.call(
+                self.fl.mod.memcpy,
+                [b.inttoptr(b.add(address, _c(start)), i8p),
+                 b.inttoptr(b.add(self.args[2], _c(start)), i8p), _c(size),
+                 ir.Constant(ir.IntType(1), 0)],
+            )  # fmt: skip
         self.done(_c(0))
         b.position_at_end(skip)
         self.done(result)

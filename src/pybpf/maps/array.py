@@ -12,9 +12,9 @@ plain copy). Program global data (``.data``, ``.bss``, ``.rodata``) are one-elem
 whose value the program addresses directly.
 
 Values with special fields (a ``struct bpf_spin_lock``, ...: :mod:`pybpf.maps.definition`)
-are copied around them, and ``BPF_F_LOCK`` copies under the value's lock; such an ARRAY is
-a :class:`SpecialFieldArray`, whose program updates stay with the helper (the JIT inlines
-plain copies for :class:`ArrayMap` only).
+are copied around them, and ``BPF_F_LOCK`` copies under the value's lock; the JIT inlines
+programs' lookups of such values (their address) and plain updates (copies around the
+fields: :mod:`pybpf.jit.mapcalls`) as for any ARRAY.
 
 PROG_ARRAY slots hold program ids and ARRAY_OF_MAPS slots inner map ids
 (:mod:`pybpf.maps.inner`), 0 meaning empty; they follow Linux's fd-array rules
@@ -49,7 +49,6 @@ from pybpf.memory import Region
 
 __all__ = [
     "ArrayMap",
-    "SpecialFieldArray",
     "IdSlotArray",
     "ProgArray",
     "ArrayOfMaps",
@@ -100,8 +99,6 @@ class ArrayMap(Map):
         return page_align(PAGE_SIZE + d.max_entries * slot)
 
     def _setup(self, params: dict) -> None:
-        if type(self) is ArrayMap and self._spans:
-            self.__class__ = SpecialFieldArray  # (see SpecialFieldArray)
         self._slot = round8(self.value_size) * self.ncpus
         self._values = self._buf.view[PAGE_SIZE : PAGE_SIZE + self.max_entries * self._slot]
         self._values_address = self._buf.address + PAGE_SIZE
@@ -250,12 +247,6 @@ class ArrayMap(Map):
         if not 0 <= i < self.max_entries:
             return None
         return 0, self._values_address + i * self._slot + cpu * self._stride
-
-
-class SpecialFieldArray(ArrayMap):
-    """An ARRAY whose value holds special fields (``definition.special_fields``): what
-    :func:`pybpf.maps.create_map` gives for such an ARRAY (its own class, so the JIT's
-    inlined plain copy, which would overwrite the fields, is not used for it)."""
 
 
 class IdSlotArray(ArrayMap):
