@@ -63,8 +63,9 @@ def counting_helpers():
     helpers = default_helpers()
     calls = {1: 0, 2: 0}
     for hid in calls:
+        fn = helpers.get(hid)
 
-        def wrapped(ctx, *regs, _fn=helpers.get(hid), _hid=hid):
+        def wrapped(ctx, *regs, _fn=fn, _hid=hid):
             calls[_hid] += 1
             return _fn(ctx, *regs)
 

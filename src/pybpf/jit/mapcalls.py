@@ -249,7 +249,8 @@ def _errno(code: int):
 
 def _gaps(size: int, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """``(offset, size)`` of the bytes of a ``size``-byte value outside ``spans`` (its
-    special fields, by offset): what a plain copy copies (:func:`pybpf.maps.definition.copy_into`)."""
+    special fields, by offset): what a plain copy copies
+    (:func:`pybpf.maps.definition.copy_into`)."""
     out, start = [], 0
     for offset, n in spans:
         if offset > start:
