@@ -57,6 +57,25 @@ CASES: dict[str, tuple[ProgType, str, MapType, bool]] = {
         MapType.RINGBUF,
         False,
     ),
+    # check_cfg: an instruction no branch reaches is an error, whatever the conditions
+    "unreachable instruction after exit": (
+        ProgType.SOCKET_FILTER,
+        "r0 = 0\nexit\nr0 = 1\nexit",
+        MapType.HASH,
+        False,
+    ),
+    "branch never taken still reaches its target": (
+        ProgType.SOCKET_FILTER,
+        "r0 = 0\nif r0 == 0 goto +1\nexit\nr0 = 1 ll\nexit",
+        MapType.HASH,
+        True,
+    ),
+    "unreachable instruction after a 64-bit load": (
+        ProgType.SOCKET_FILTER,
+        "r0 = 1 ll\nexit\nr0 = 1 ll\nexit",
+        MapType.HASH,
+        False,
+    ),
 }
 
 _MAPS = {
@@ -112,6 +131,16 @@ def test_the_kernel_agrees(name):
         fd.close()
 
 
+def test_the_unreachable_instruction_is_named():
+    """The error names the first pc no path reaches (an ``ld_imm64`` takes two slots)."""
+    for name, pc in (
+        ("unreachable instruction after exit", 2),
+        ("unreachable instruction after a 64-bit load", 3),
+    ):
+        result = _pybpf(name)
+        assert [e.pc for e in result.errors] == [pc], (name, result.report())
+
+
 def _corpus(path: str, program: str):
     file = CORPUS / path
     if not file.exists():
@@ -123,3 +152,9 @@ def test_cilium_ringbuffer_example_is_accepted():
     """cilium/ebpf's ring buffer example writes the task's name into a reserved record."""
     result = _corpus("cilium-examples/ringbuffer_bpf_bpfel.o", "kprobe_execve")
     assert result.accepted, result.report()
+
+
+def test_unreachable_byteswap_is_refused():
+    """clang keeps the inline assembly after an ``exit``: Linux says "unreachable insn 6"."""
+    result = _corpus("build/byteswap.o", "func")
+    assert [e.pc for e in result.errors] == [6], result.report()

@@ -22,7 +22,7 @@ from pybpf.progtypes.contexts import rules_for
 from pybpf.spec import ObjectSpec, link
 from pybpf.verifier import assertions as A
 from pybpf.verifier import ir
-from pybpf.verifier.cfg import Label, build_cfg
+from pybpf.verifier.cfg import Label, build_cfg, first_unreachable
 from pybpf.verifier.checker import check
 from pybpf.verifier.contracts import ArgKind, contract_for
 from pybpf.verifier.domains.stack import FRAME_SIZE, TOTAL_STACK
@@ -287,6 +287,11 @@ def analyze(
         label = getattr(err, "label", None) or (str(err.pc) if err.pc is not None else "0")
         result.errors.append(Diagnostic(label, err.pc, err.message))
         return result
+    if entry_pc is None and info.options.linux_rules:
+        dead = first_unreachable(program)
+        if dead is not None:
+            result.errors.append(Diagnostic(str(dead), dead, f"unreachable insn {dead}"))
+            return result
     analysis = Analysis(cfg, info, entry).run()
     for label in analysis.reachable():
         pre = analysis.pre[label]

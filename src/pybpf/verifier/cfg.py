@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pybpf.errors import VerifierError
 from pybpf.verifier import ir
 
-__all__ = ["Label", "Cfg", "ENTRY", "EXIT", "build_cfg"]
+__all__ = ["Label", "Cfg", "ENTRY", "EXIT", "build_cfg", "first_unreachable"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -193,3 +193,37 @@ def build_cfg(
     for done in exits:
         cfg.edge(done, EXIT)
     return cfg
+
+
+def _successors(pc: int, ins: ir.IrInstruction, nxt: int | None) -> list[int]:
+    """Every pc control may go to after ``ins`` at ``pc``, whatever the conditions."""
+    after = [] if nxt is None else [nxt]
+    if isinstance(ins, ir.Exit):
+        return []
+    if isinstance(ins, ir.Jmp):
+        return [ins.target] if ins.cond is None else [ins.target, *after]
+    if isinstance(ins, (ir.MayGoto, ir.CallLocal, ir.LoadFunc)):
+        return [ins.target, *after]
+    return after
+
+
+def first_unreachable(program: Sequence[tuple[int, ir.IrInstruction]]) -> int | None:
+    """The first instruction no path from the first one reaches, or ``None`` (Linux's
+    ``check_cfg``: both targets of every branch count, conditions do not; bpf-to-bpf calls
+    and callback addresses (``ld_imm64`` of a function) reach their target; the second
+    slot of an ``ld_imm64`` is no instruction)."""
+    if not program:
+        return None
+    by_pc = {pc: ins for pc, ins in program}
+    following = {
+        pc: program[i + 1][0] if i + 1 < len(program) else None for i, (pc, _) in enumerate(program)
+    }
+    seen = {program[0][0]}
+    work = [program[0][0]]
+    while work:
+        pc = work.pop()
+        for dest in _successors(pc, by_pc[pc], following[pc]):
+            if dest in by_pc and dest not in seen:
+                seen.add(dest)
+                work.append(dest)
+    return next((pc for pc, _ in program if pc not in seen), None)
