@@ -107,8 +107,8 @@ def test_allowed_forbidden_and_unsupported_helpers_are_told_apart():
                 continue
             result = verify(_call(name), prog_type)
             assert not result.accepted, (name, prog_type)
-            if name in names:  # allowed by Linux, not modelled: unsupported, not forbidden
-                assert result.unsupported, (name, prog_type)
+            # allowed by Linux, not modelled: unsupported; not allowed: forbidden
+            assert result.unsupported is (name in names), (name, prog_type)
     assert any(name in HELPERS_BY_TYPE[ProgType.LWT_SEG6LOCAL] for name in unknown)
 
 

@@ -9,6 +9,7 @@ maps) unless the program type is privileged.
 
 from __future__ import annotations
 
+from pybpf.helpers import lookup
 from pybpf.progtypes.contexts import LAYOUTS, helper_allowed_for
 from pybpf.verifier import ir
 from pybpf.verifier.assertions import (
@@ -71,12 +72,15 @@ def _condition(cond: ir.Condition, info: ProgramInfo) -> list[Assertion]:
 
 def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
     contract = contract_for(call.func, info)
+    row = lookup(call.func) if call.func != 0 else None
+    name = contract.name if contract is not None else row.name if row is not None else None
+    prog_type = info.prog_type if info.options.type_helpers else None
+    # a helper the type may not call is forbidden, whether or not pybpf models it
+    if name is not None and not helper_allowed_for(prog_type, info.context, name):
+        who = prog_type.type_name if prog_type is not None else info.context.name
+        return [Forbidden(f"helper {name} is not available to {who} programs")]
     if contract is None:
         return [ValidHelper(call.func)]
-    prog_type = info.prog_type if info.options.type_helpers else None
-    if not helper_allowed_for(prog_type, info.context, contract.name):
-        who = prog_type.type_name if prog_type is not None else info.context.name
-        return [Forbidden(f"helper {contract.name} is not available to {who} programs")]
     refs = info.options.linux_rules
     out: list[Assertion] = [NoLeakedReferences()] if contract.is_tail_call and refs else []
     map_reg: int | None = None
