@@ -31,6 +31,9 @@ __all__ = [
     "helper_allowed",
     "HELPERS_BY_TYPE",
     "helper_allowed_for",
+    "Access",
+    "ACCESS_BY_TYPE",
+    "context_access_allowed",
 ]
 
 
@@ -226,7 +229,7 @@ _SOCK_OPS_NAMES = (
     "local_ip6[0] local_ip6[1] local_ip6[2] local_ip6[3] remote_port local_port is_fullsock "
     "snd_cwnd srtt_us bpf_sock_ops_cb_flags state rtt_min snd_ssthresh rcv_nxt snd_nxt snd_una "
     "mss_cache ecn_flags rate_delivered rate_interval_us packets_out retrans_out total_retrans "
-    "segs_in data_segs_in segs_out data_segs_out lost_out sacked_out sk_txhash"
+    "segs_in data_segs_in segs_out data_segs_out lost_out sacked_out"
 ).split()
 _SOCK_OPS = ContextLayout(
     "bpf_sock_ops",
@@ -234,8 +237,10 @@ _SOCK_OPS = ContextLayout(
     tuple(
         [
             _f("op", 0),
-            *_array("args", 4, 4, "rw"),
+            _f("args[0]", 4, rw="rw"),  # also ``reply``: the one writable argument
+            *[_f(f"args[{i}]", 4 + 4 * i) for i in (1, 2, 3)],
             *[_f(name, 20 + 4 * i) for i, name in enumerate(_SOCK_OPS_NAMES)],
+            _f("sk_txhash", 164, rw="rw"),
             _f("bytes_received", 168, 8),
             _f("bytes_acked", 176, 8),
             _f("sk", 184, 8, kind="pointer"),
@@ -689,3 +694,392 @@ def helper_allowed_for(prog_type: ProgType | None, context: ContextLayout, helpe
     if allowed is None or LAYOUTS.get(context.name) is not context:
         return helper_allowed(context, helper)
     return helper in allowed
+
+
+# ---- context accesses by program type (Linux 6.18's ``*_is_valid_access``, as root) ----
+# Checked against the running kernel by benchmarks/context_access.py (one load per type,
+# attach configuration, offset, size and load/store) and tests/test_context_access_kernel.py.
+@dataclass(frozen=True, slots=True)
+class Access:
+    """A range of a context the kernel lets one program type load (``reads``: the sizes it
+    accepts) or store (``writes``), each access aligned to its size and inside the range."""
+
+    name: str
+    offset: int
+    size: int
+    reads: frozenset[int]
+    writes: frozenset[int] = frozenset()
+
+    @property
+    def end(self) -> int:
+        """One past the range's last byte."""
+        return self.offset + self.size
+
+    def end_check(self, limit: int) -> bool:
+        """The range ends at or before ``limit``."""
+        return self.end <= limit
+
+    def allows(self, offset: int, size: int, write: bool) -> bool:
+        """``[offset, offset + size)`` lies in the range, aligned, with an accepted size."""
+        sizes = self.writes if write else self.reads
+        return (
+            size in sizes
+            and offset % size == 0
+            and self.offset <= offset
+            and offset + size <= self.offset + self.size
+        )
+
+
+def _a(name: str, offset: int, size: int, reads: str, writes: str = "") -> Access:
+    return Access(name, offset, size, frozenset(map(int, reads)), frozenset(map(int, writes)))
+
+
+_ACCESS_SOCKET_FILTER = (
+    _a("len", 0, 4, "124"),
+    _a("pkt_type", 4, 4, "124"),
+    _a("mark", 8, 4, "124"),
+    _a("queue_mapping", 12, 4, "124"),
+    _a("protocol", 16, 4, "124"),
+    _a("vlan_present", 20, 4, "124"),
+    _a("vlan_tci", 24, 4, "124"),
+    _a("vlan_proto", 28, 4, "124"),
+    _a("priority", 32, 4, "124"),
+    _a("ingress_ifindex", 36, 4, "124"),
+    _a("ifindex", 40, 4, "124"),
+    _a("tc_index", 44, 4, "124"),
+    _a("cb", 48, 20, "1248", "1248"),
+    _a("hash", 68, 4, "124"),
+    _a("napi_id", 84, 4, "124"),
+    _a("gso_segs", 164, 4, "124"),
+    _a("sk", 168, 8, "8"),
+    _a("gso_size", 176, 4, "124"),
+)
+_ACCESS_KPROBE = (_a("regs", 0, 168, "1248"),)  # x86-64 pt_regs (21 u64)
+_ACCESS_SCHED_CLS = (
+    _a("len", 0, 4, "124"),
+    _a("pkt_type", 4, 4, "124"),
+    _a("mark", 8, 4, "124", "4"),
+    _a("queue_mapping", 12, 4, "124", "4"),
+    _a("protocol", 16, 4, "124"),
+    _a("vlan_present", 20, 4, "124"),
+    _a("vlan_tci", 24, 4, "124"),
+    _a("vlan_proto", 28, 4, "124"),
+    _a("priority", 32, 4, "124", "4"),
+    _a("ingress_ifindex", 36, 4, "124"),
+    _a("ifindex", 40, 4, "124"),
+    _a("tc_index", 44, 4, "124", "4"),
+    _a("cb", 48, 20, "1248", "1248"),
+    _a("hash", 68, 4, "124"),
+    _a("tc_classid", 72, 4, "124", "4"),
+    _a("data", 76, 4, "4"),
+    _a("data_end", 80, 4, "4"),
+    _a("napi_id", 84, 4, "124"),
+    _a("data_meta", 140, 4, "4"),
+    _a("tstamp", 152, 8, "8", "8"),
+    _a("wire_len", 160, 4, "124"),
+    _a("gso_segs", 164, 4, "124"),
+    _a("sk", 168, 8, "8"),
+    _a("gso_size", 176, 4, "124"),
+    _a("tstamp_type", 180, 1, "1"),
+    _a("hwtstamp", 184, 8, "8"),
+)
+_ACCESS_XDP = (
+    _a("data", 0, 4, "4"),
+    _a("data_end", 4, 4, "4"),
+    _a("data_meta", 8, 4, "4"),
+    _a("ingress_ifindex", 12, 4, "4"),
+    _a("rx_queue_index", 16, 4, "4"),
+    _a("egress_ifindex", 20, 4, "4"),  # devmap programs only (BPF_XDP_DEVMAP)
+)
+_ACCESS_PERF_EVENT = (  # bpf_perf_event_data: x86-64's pt_regs, sample_period, addr
+    _a("regs", 0, 168, "8"),
+    _a("sample_period", 168, 8, "1248"),
+    _a("addr", 176, 8, "1248"),
+)
+_ACCESS_CGROUP_SKB = (
+    _a("len", 0, 4, "124"),
+    _a("pkt_type", 4, 4, "124"),
+    _a("mark", 8, 4, "124", "4"),
+    _a("queue_mapping", 12, 4, "124"),
+    _a("protocol", 16, 4, "124"),
+    _a("vlan_present", 20, 4, "124"),
+    _a("vlan_tci", 24, 4, "124"),
+    _a("vlan_proto", 28, 4, "124"),
+    _a("priority", 32, 4, "124", "4"),
+    _a("ingress_ifindex", 36, 4, "124"),
+    _a("ifindex", 40, 4, "124"),
+    _a("tc_index", 44, 4, "124"),
+    _a("cb", 48, 20, "1248", "1248"),
+    _a("hash", 68, 4, "124"),
+    _a("data", 76, 4, "4"),
+    _a("data_end", 80, 4, "4"),
+    _a("napi_id", 84, 4, "124"),
+    _a("family", 88, 4, "124"),
+    _a("remote_ip4", 92, 4, "4"),
+    _a("local_ip4", 96, 4, "4"),
+    _a("remote_ip6", 100, 16, "4"),
+    _a("local_ip6", 116, 16, "4"),
+    _a("remote_port", 132, 4, "124"),
+    _a("local_port", 136, 4, "124"),
+    _a("tstamp", 152, 8, "8", "8"),
+    _a("gso_segs", 164, 4, "124"),
+    _a("sk", 168, 8, "8"),
+    _a("gso_size", 176, 4, "124"),
+    _a("hwtstamp", 184, 8, "8"),
+)
+_ACCESS_CGROUP_SOCK = (
+    _a("bound_dev_if", 0, 4, "4", "4"),
+    _a("family", 4, 4, "4"),
+    _a("family", 4, 2, "2"),
+    _a("family", 4, 1, "1"),
+    _a("type", 8, 4, "4"),
+    _a("type", 8, 2, "2"),
+    _a("type", 8, 1, "1"),
+    _a("protocol", 12, 4, "4"),
+    _a("protocol", 12, 2, "2"),
+    _a("protocol", 12, 1, "1"),
+    _a("mark", 16, 4, "4", "4"),
+    _a("priority", 20, 4, "4", "4"),
+    _a("src_ip4", 24, 4, "124"),
+    _a("src_ip6", 28, 16, "124"),
+    _a("src_port", 44, 4, "4"),
+    _a("src_port", 44, 2, "2"),
+    _a("src_port", 44, 1, "1"),
+    _a("dst_port", 48, 4, "4"),
+    _a("dst_port", 48, 2, "12"),
+    _a("dst_ip4", 52, 4, "124"),
+    _a("dst_ip6", 56, 16, "124"),
+    _a("state", 72, 4, "4"),
+    _a("state", 72, 2, "2"),
+    _a("state", 72, 1, "1"),
+    _a("rx_queue_mapping", 76, 4, "4"),
+    _a("rx_queue_mapping", 76, 2, "2"),
+    _a("rx_queue_mapping", 76, 1, "1"),
+)
+_ACCESS_LWT_IN = (
+    _a("len", 0, 4, "124"),
+    _a("pkt_type", 4, 4, "124"),
+    _a("mark", 8, 4, "124", "4"),
+    _a("queue_mapping", 12, 4, "124"),
+    _a("protocol", 16, 4, "124"),
+    _a("vlan_present", 20, 4, "124"),
+    _a("vlan_tci", 24, 4, "124"),
+    _a("vlan_proto", 28, 4, "124"),
+    _a("priority", 32, 4, "124", "4"),
+    _a("ingress_ifindex", 36, 4, "124"),
+    _a("ifindex", 40, 4, "124"),
+    _a("tc_index", 44, 4, "124"),
+    _a("cb", 48, 20, "1248", "1248"),
+    _a("hash", 68, 4, "124"),
+    _a("data", 76, 4, "4"),
+    _a("data_end", 80, 4, "4"),
+    _a("napi_id", 84, 4, "124"),
+    _a("gso_segs", 164, 4, "124"),
+    _a("sk", 168, 8, "8"),
+    _a("gso_size", 176, 4, "124"),
+)
+_ACCESS_SOCK_OPS = (
+    _a("op", 0, 4, "4"),
+    _a("args", 4, 16, "4"),
+    _a("args", 4, 4, "", "44"),
+    _a("family", 20, 4, "4"),
+    _a("remote_ip4", 24, 4, "4"),
+    _a("local_ip4", 28, 4, "4"),
+    _a("remote_ip6", 32, 16, "4"),
+    _a("local_ip6", 48, 16, "4"),
+    _a("remote_port", 64, 4, "4"),
+    _a("local_port", 68, 4, "4"),
+    _a("is_fullsock", 72, 4, "4"),
+    _a("snd_cwnd", 76, 4, "4"),
+    _a("srtt_us", 80, 4, "4"),
+    _a("bpf_sock_ops_cb_flags", 84, 4, "4"),
+    _a("state", 88, 4, "4"),
+    _a("rtt_min", 92, 4, "4"),
+    _a("snd_ssthresh", 96, 4, "4"),
+    _a("rcv_nxt", 100, 4, "4"),
+    _a("snd_nxt", 104, 4, "4"),
+    _a("snd_una", 108, 4, "4"),
+    _a("mss_cache", 112, 4, "4"),
+    _a("ecn_flags", 116, 4, "4"),
+    _a("rate_delivered", 120, 4, "4"),
+    _a("rate_interval_us", 124, 4, "4"),
+    _a("packets_out", 128, 4, "4"),
+    _a("retrans_out", 132, 4, "4"),
+    _a("total_retrans", 136, 4, "4"),
+    _a("segs_in", 140, 4, "4"),
+    _a("data_segs_in", 144, 4, "4"),
+    _a("segs_out", 148, 4, "4"),
+    _a("data_segs_out", 152, 4, "4"),
+    _a("lost_out", 156, 4, "4"),
+    _a("sacked_out", 160, 4, "4"),
+    _a("sk_txhash", 164, 4, "4", "4"),
+    _a("bytes_received", 168, 8, "8"),
+    _a("bytes_acked", 176, 8, "8"),
+    _a("sk", 184, 8, "8"),
+    _a("skb_data", 192, 8, "8"),
+    _a("skb_data_end", 200, 8, "8"),
+    _a("skb_len", 208, 4, "4"),
+    _a("skb_tcp_flags", 212, 4, "4"),
+    _a("skb_tcp_flags", 212, 2, "2"),
+    _a("skb_tcp_flags", 212, 1, "1"),
+    _a("skb_hwtstamp", 216, 8, "8"),
+)
+_ACCESS_SK_SKB = (
+    _a("len", 0, 4, "124"),
+    _a("pkt_type", 4, 4, "124"),
+    _a("queue_mapping", 12, 4, "124"),
+    _a("protocol", 16, 4, "124"),
+    _a("vlan_present", 20, 4, "124"),
+    _a("vlan_tci", 24, 4, "124"),
+    _a("vlan_proto", 28, 4, "124"),
+    _a("priority", 32, 4, "124", "4"),
+    _a("ingress_ifindex", 36, 4, "124"),
+    _a("ifindex", 40, 4, "124"),
+    _a("tc_index", 44, 4, "124", "4"),
+    _a("cb", 48, 20, "1248"),
+    _a("hash", 68, 4, "124"),
+    _a("data", 76, 4, "4"),
+    _a("data_end", 80, 4, "4"),
+    _a("napi_id", 84, 4, "124"),
+    _a("family", 88, 4, "124"),
+    _a("remote_ip4", 92, 4, "4"),
+    _a("local_ip4", 96, 4, "4"),
+    _a("remote_ip6", 100, 16, "4"),
+    _a("local_ip6", 116, 16, "4"),
+    _a("remote_port", 132, 4, "124"),
+    _a("local_port", 136, 4, "124"),
+    _a("gso_segs", 164, 4, "124"),
+    _a("sk", 168, 8, "8"),
+    _a("gso_size", 176, 4, "124"),
+)
+_ACCESS_CGROUP_DEVICE = (
+    _a("access_type", 0, 4, "124"),
+    _a("major", 4, 4, "4"),
+    _a("minor", 8, 4, "4"),
+)
+_ACCESS_SK_MSG = (
+    _a("data", 0, 8, "8"),
+    _a("data_end", 8, 8, "8"),
+    _a("family", 16, 4, "4"),
+    _a("remote_ip4", 20, 4, "4"),
+    _a("local_ip4", 24, 4, "4"),
+    _a("remote_ip6", 28, 16, "4"),
+    _a("local_ip6", 44, 16, "4"),
+    _a("remote_port", 60, 4, "4"),
+    _a("local_port", 64, 4, "4"),
+    _a("size", 68, 4, "4"),
+    _a("sk", 72, 8, "8"),
+)
+_ACCESS_RAW_TRACEPOINT = (_a("args", 0, 96, "1248"),)  # 12 u64 arguments
+_ACCESS_CGROUP_SOCK_ADDR = (
+    _a("user_family", 0, 4, "4"),
+    _a("user_ip4", 4, 4, "124", "4"),
+    _a("user_ip6", 8, 16, "1248", "48"),
+    _a("user_port", 24, 4, "124", "4"),
+    _a("family", 28, 4, "4"),
+    _a("type", 32, 4, "4"),
+    _a("protocol", 36, 4, "4"),
+    _a("msg_src_ip4", 40, 4, "124", "4"),
+    _a("msg_src_ip6", 44, 16, "1248", "48"),
+    _a("sk", 64, 8, "8"),
+)
+_ACCESS_SK_REUSEPORT = (
+    _a("data", 0, 8, "8"),
+    _a("data_end", 8, 8, "8"),
+    _a("len", 16, 4, "124"),
+    _a("eth_protocol", 20, 4, "24"),
+    _a("ip_protocol", 24, 4, "124"),
+    _a("bind_inany", 28, 4, "124"),
+    _a("hash", 32, 4, "4"),
+    _a("sk", 40, 8, "8"),
+    _a("migrating_sk", 48, 8, "8"),
+)
+_ACCESS_FLOW_DISSECTOR = (
+    _a("data", 76, 4, "4"),
+    _a("data_end", 80, 4, "4"),
+    _a("flow_keys", 144, 8, "8"),
+)
+_ACCESS_CGROUP_SYSCTL = (
+    _a("write", 0, 4, "124"),
+    _a("file_pos", 4, 4, "124", "4"),
+)
+_ACCESS_CGROUP_SOCKOPT = (
+    _a("sk", 0, 8, "8"),
+    _a("optval", 8, 8, "8"),
+    _a("optval_end", 16, 8, "8"),
+    _a("level", 24, 4, "4", "4"),
+    _a("optname", 28, 4, "4", "4"),
+    _a("optlen", 32, 4, "4", "4"),
+    _a("retval", 36, 4, "4", "4"),
+)
+_ACCESS_SK_LOOKUP = (
+    _a("sk", 0, 8, "8"),
+    _a("family", 8, 4, "124"),
+    _a("protocol", 12, 4, "124"),
+    _a("remote_ip4", 16, 4, "124"),
+    _a("remote_ip6", 20, 16, "124"),
+    _a("remote_port", 36, 4, "124"),
+    _a("local_ip4", 40, 4, "124"),
+    _a("local_ip6", 44, 16, "124"),
+    _a("local_port", 60, 4, "124"),
+    _a("ingress_ifindex", 64, 4, "124"),
+)
+_ACCESS_NETFILTER = (
+    _a("state", 0, 8, "8"),
+    _a("skb", 8, 8, "8"),
+)
+
+ACCESS_BY_TYPE: dict[ProgType, tuple[Access, ...]] = {
+    _T.SOCKET_FILTER: _ACCESS_SOCKET_FILTER,
+    _T.KPROBE: _ACCESS_KPROBE,
+    _T.SCHED_CLS: _ACCESS_SCHED_CLS,
+    _T.SCHED_ACT: _ACCESS_SCHED_CLS,
+    _T.XDP: _ACCESS_XDP,
+    _T.PERF_EVENT: _ACCESS_PERF_EVENT,
+    _T.CGROUP_SKB: _ACCESS_CGROUP_SKB,
+    _T.CGROUP_SOCK: _ACCESS_CGROUP_SOCK,
+    _T.LWT_IN: _ACCESS_LWT_IN,
+    _T.LWT_OUT: _ACCESS_LWT_IN,
+    _T.LWT_XMIT: _ACCESS_LWT_IN,
+    _T.SOCK_OPS: _ACCESS_SOCK_OPS,
+    _T.SK_SKB: _ACCESS_SK_SKB,
+    _T.CGROUP_DEVICE: _ACCESS_CGROUP_DEVICE,
+    _T.SK_MSG: _ACCESS_SK_MSG,
+    _T.RAW_TRACEPOINT: _ACCESS_RAW_TRACEPOINT,
+    _T.CGROUP_SOCK_ADDR: _ACCESS_CGROUP_SOCK_ADDR,
+    _T.LWT_SEG6LOCAL: _ACCESS_LWT_IN,
+    _T.SK_REUSEPORT: _ACCESS_SK_REUSEPORT,
+    _T.FLOW_DISSECTOR: _ACCESS_FLOW_DISSECTOR,
+    _T.CGROUP_SYSCTL: _ACCESS_CGROUP_SYSCTL,
+    _T.CGROUP_SOCKOPT: _ACCESS_CGROUP_SOCKOPT,
+    _T.SK_LOOKUP: _ACCESS_SK_LOOKUP,
+    _T.NETFILTER: _ACCESS_NETFILTER,
+}
+"""Per program type, every context range it may load or store (``BPF_STX``; Linux refuses
+``BPF_ST`` into the context for every type). A type missing here falls back to its layout's
+fields (:func:`context_access_allowed`)."""
+
+
+def context_access_allowed(prog_type: ProgType, offset: int, size: int, write: bool) -> bool:
+    """Linux's ``is_valid_access`` for a ``size``-byte load (or ``BPF_STX`` store when
+    ``write``) at constant ``offset`` of ``prog_type``'s context, as pybpf's tables say.
+
+    Types in :data:`ACCESS_BY_TYPE` use their ranges; any other type with a context layout
+    follows its fields: a load within one field, a store within one writable data field
+    (an opaque layout: anywhere inside, stores only when it is writable).
+    """
+    table = ACCESS_BY_TYPE.get(prog_type)
+    if table is not None:
+        return any(a.allows(offset, size, write) for a in table)
+    rules = RULES.get(prog_type)
+    if rules is None:
+        return False
+    layout = rules.context
+    if offset < 0 or offset + size > layout.size:
+        return False
+    if not layout.fields:
+        return layout.writable or not write
+    covered = layout.fields_overlapping(offset, offset + size)
+    if len(covered) != 1 or not (covered[0].offset <= offset and offset + size <= covered[0].end):
+        return False
+    return not write or (covered[0].write and covered[0].kind == FieldKind.SCALAR)
