@@ -8,7 +8,9 @@ metadata pointer, or another kernel pointer), the range a program must return (L
 are Linux's UAPI structs (``linux/bpf.h``); eBPF for Windows' ``bind`` and ``xdp`` use its
 own structs (64-bit pointers). ``bpf_sock`` is also the layout of the socket pointers
 helpers such as ``sk_lookup_tcp`` return. :data:`HELPER_CONTEXTS` lists the helpers that
-only some contexts may call (Linux gives them to those program types only).
+only some contexts may call (Linux gives them to those program types only);
+:data:`HELPERS_BY_TYPE` the helpers of each type and :data:`ACCESS_BY_TYPE` which context bytes
+each type may load and store, at which sizes (:func:`context_access_allowed`).
 """
 
 from __future__ import annotations
@@ -1055,9 +1057,22 @@ ACCESS_BY_TYPE: dict[ProgType, tuple[Access, ...]] = {
     _T.SK_LOOKUP: _ACCESS_SK_LOOKUP,
     _T.NETFILTER: _ACCESS_NETFILTER,
 }
-"""Per program type, every context range it may load or store (``BPF_STX``; Linux refuses
-``BPF_ST`` into the context for every type). A type missing here falls back to its layout's
-fields (:func:`context_access_allowed`)."""
+"""Per program type, every context range it may load or store (``BPF_STX`` and ``BPF_ST``
+alike) and at which sizes: Linux 6.18's ``<type>_is_valid_access`` for a root loader, as the
+running kernel (x86-64: ``pt_regs`` is 168 bytes) answers. Every access must be aligned to
+its size; most 4-byte fields allow 1- and 2-byte loads at any aligned offset inside them,
+packet pointers only whole loads; ``__sk_buff.cb`` takes 8-byte accesses across its words.
+
+A type whose accesses depend on the expected attach type lists the union over its attach
+types (pybpf's verifier does not know the attach type): ``xdp_md.egress_ifindex`` only for
+devmap programs; ``bpf_sock`` (cgroup_sock): ``src_ip4``/``src_ip6``/``src_port`` only after
+bind (``inet4_post_bind``: no ``src_ip6``, ``inet6_post_bind``: no ``src_ip4``), and
+``bound_dev_if``/``mark``/``priority`` read and stored only at socket create and release;
+``bpf_sock_addr``: ``user_ip4`` for the IPv4 hooks, ``user_ip6`` for the IPv6 ones (neither
+for unix sockets), ``msg_src_ip4``/``msg_src_ip6`` for udp4/udp6 sendmsg only;
+``bpf_sockopt``: ``level``/``optname`` stored at setsockopt only, ``retval`` read and stored
+at getsockopt only. A type missing here (tracepoint, tracing, lsm, syscall, eBPF for
+Windows', ...) falls back to its layout's fields (:func:`context_access_allowed`)."""
 
 
 def context_access_allowed(prog_type: ProgType, offset: int, size: int, write: bool) -> bool:
