@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,7 +19,7 @@ from pybpf.elf import read_object
 from pybpf.errors import SyscallError
 from pybpf.isa import Instruction, assemble, encode
 from pybpf.maptypes import MapType
-from pybpf.progtypes import ProgType
+from pybpf.progtypes import AttachType, ProgType
 from pybpf.verifier import MapDescriptor, verify, verify_object
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -158,3 +159,57 @@ def test_unreachable_byteswap_is_refused():
     """clang keeps the inline assembly after an ``exit``: Linux says "unreachable insn 6"."""
     result = _corpus("build/byteswap.o", "func")
     assert [e.pc for e in result.errors] == [6], result.report()
+
+
+# ---- helpers that might sleep ----
+# copy_from_user into 8 stack bytes: Linux refuses it in a program loaded without
+# BPF_F_SLEEPABLE ("helper call might sleep in a non-sleepable prog")
+COPY_FROM_USER = "r1 = r10\nr1 += -8\nr2 = 8\nr3 = 0\ncall 148\nr0 = 0\nexit"
+BPF_F_SLEEPABLE = 1 << 4
+
+
+@pytest.mark.parametrize("sleepable", [False, True])
+def test_helpers_that_might_sleep_need_a_sleepable_program(sleepable):
+    result = verify(assemble(COPY_FROM_USER), ProgType.KPROBE, sleepable=sleepable)
+    assert result.accepted is sleepable, result.report()
+    if not sleepable:
+        assert [e.pc for e in result.errors] == [4] and not result.unsupported
+
+
+@pytest.mark.parametrize(
+    ("section", "accepted"),
+    [("uprobe.s/bin:f", True), ("uprobe/bin:f", False), ("lsm.s/file_open", True)],
+)
+def test_the_section_says_whether_the_program_is_sleepable(section, accepted):
+    """libbpf's ``.s`` sections load with ``BPF_F_SLEEPABLE``; without a section or flags
+    the verifier does not know, and does not check."""
+    prog_type = ProgType.LSM if section.startswith("lsm") else ProgType.KPROBE
+    result = verify(assemble(COPY_FROM_USER), prog_type, section=section)
+    assert result.accepted is accepted, result.report()
+    assert verify(assemble(COPY_FROM_USER), prog_type).accepted
+
+
+def test_a_linked_programs_flags_say_whether_it_is_sleepable():
+    for flags, accepted in ((0, False), (BPF_F_SLEEPABLE, True)):
+        linked = SimpleNamespace(
+            instructions=assemble(COPY_FROM_USER), type=ProgType.KPROBE, name="p", flags=flags
+        )
+        assert verify(linked).accepted is accepted, flags
+
+
+@requires_bpf
+@pytest.mark.parametrize("sleepable", [False, True])
+def test_the_kernel_agrees_on_sleepable_helpers(sleepable):
+    extra = {}
+    if sleepable:  # uprobe.multi.s: the kprobe flavour Linux lets sleep
+        extra = {
+            "expected_attach_type": int(AttachType.TRACE_UPROBE_MULTI),
+            "prog_flags": BPF_F_SLEEPABLE,
+        }
+    try:
+        prog, _ = syscall.prog_load(ProgType.KPROBE, encode(assemble(COPY_FROM_USER)), **extra)
+    except SyscallError as err:
+        assert not sleepable, err.log
+        return
+    prog.close()
+    assert sleepable, "the kernel let a non-sleepable program call copy_from_user"

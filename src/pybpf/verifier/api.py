@@ -14,11 +14,13 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pybpf.elf.programs import BPF_F_SLEEPABLE
 from pybpf.errors import VerifierError
 from pybpf.helpers import lookup
 from pybpf.isa import Instruction, decode
 from pybpf.progtypes import ProgType
 from pybpf.progtypes.contexts import rules_for
+from pybpf.progtypes.sections import Loader, match_section
 from pybpf.spec import ObjectSpec, link
 from pybpf.verifier import assertions as A
 from pybpf.verifier import ir
@@ -426,8 +428,13 @@ def verify(
     section: str | None = None,
     keep_invariants: bool = False,
     functions: Mapping[int, GlobalFunction] | None = None,
+    sleepable: bool | None = None,
 ) -> Result:
     """Verify a program; the :class:`Result` says accept or reject and why.
+
+    ``sleepable``: loaded with ``BPF_F_SLEEPABLE`` (helpers that might sleep are forbidden
+    otherwise); by default read from a linked program's ``flags``, else from ``section``
+    (libbpf's ``.s`` sections), else not known (those helpers are not checked).
 
     ``functions``: the global functions (by first pc) to verify on their own
     (:mod:`~pybpf.verifier.functions`); ``verify_object`` reads them from BTF.
@@ -445,6 +452,9 @@ def verify(
         if prog_type is None:
             prog_type = getattr(program, "type", None)
         name = name or getattr(program, "name", None)
+        flags = getattr(program, "flags", None)
+        if sleepable is None and isinstance(flags, int):
+            sleepable = bool(flags & BPF_F_SLEEPABLE)
     else:
         insns = program
     if isinstance(maps, Sequence):
@@ -453,6 +463,11 @@ def verify(
         if prog_type is None:
             prog_type = ProgType.SOCKET_FILTER
         info = ProgramInfo.for_type(prog_type, maps, options)
+    if sleepable is None and section is not None:
+        match = match_section(section, loaders=Loader.LIBBPF)
+        sleepable = match.rule.sleepable if match is not None else None
+    if sleepable is not None:
+        info = dataclasses.replace(info, sleepable=sleepable)
     lowered = _resolve_indexes(lower(insns))
     if functions:
         moves = {

@@ -79,6 +79,8 @@ def _call(call: ir.Call, info: ProgramInfo) -> list[Assertion]:
     if name is not None and not helper_allowed_for(prog_type, info.context, name):
         who = prog_type.type_name if prog_type is not None else info.context.name
         return [Forbidden(f"helper {name} is not available to {who} programs")]
+    if row is not None and row.might_sleep and info.sleepable is False:
+        return [Forbidden(f"helper {name} might sleep in a non-sleepable program")]
     if contract is None:
         return [ValidHelper(call.func)]
     refs = info.options.linux_rules

@@ -100,6 +100,9 @@ class ProgramInfo:
 
     ``global_functions``: the subprograms verified on their own (by first pc), whose calls
     are checked against their signature instead of being inlined.
+    ``sleepable``: the program is loaded with ``BPF_F_SLEEPABLE`` (libbpf's ``.s`` sections
+    such as ``lsm.s/`` and ``syscall``); when false, helpers that might sleep
+    (``copy_from_user``...) are forbidden as Linux does; ``None``: not known, not checked.
     """
 
     context: ContextLayout
@@ -111,6 +114,7 @@ class ProgramInfo:
     prog_type: ProgType | None = None
     options: Options = field(default_factory=Options)
     global_functions: Mapping[int, GlobalFunction] = field(default_factory=dict)
+    sleepable: bool | None = None
 
     @staticmethod
     def for_type(
