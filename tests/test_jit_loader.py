@@ -173,7 +173,7 @@ ADJUST_AND_WRITE = """
     r1 = *(u32 *)(r6 + 0)
     r3 = r1
     r3 += 1
-    if r3 > r2 goto +5
+    if r3 > r2 goto +6
     r3 = *(u8 *)(r1 + 0)
     r3 += 1
     *(u8 *)(r1 + 0) = r3
