@@ -504,3 +504,86 @@ def test_kernel_differential_example_object():
     assert ("ok", VALUE.pack(8, 0, 58)) in linux
     assert linux[-3:] == [("ok", VALUE.pack(0, 0, 6)), ("ok", None),
                           ("ok", VALUE.pack(0, 0xFFFFFFFF, 0))]  # fmt: skip
+
+
+# ---- BPF_MAP_LOOKUP_AND_DELETE_ELEM with BPF_F_LOCK ---------------------------------------------
+def test_lookup_and_delete_under_the_lock():
+    with create_map(type=T.HASH, key_size=4, value_size=16, max_entries=4,
+                    spin_lock_offset=4) as m:  # fmt: skip
+        m.update_raw(KEY, VALUE.pack(1, 0, 2))
+        word = _word(m)  # (value_address takes the map's lock, which the waiter holds)
+        atomics.store_at(word, 4, 1)  # held (by a program, say)
+        out = []
+        t = threading.Thread(target=lambda: out.append(m.lookup_and_delete_raw(KEY, BPF_F_LOCK)))
+        t.start()
+        try:
+            t.join(0.05)
+            assert t.is_alive() and len(m) == 1  # waits for the lock (holding the map's)
+        finally:
+            atomics.store_at(word, 4, 0)
+            t.join(5)
+        assert out == [VALUE.pack(1, 0, 2)] and m.lookup_raw(KEY) is None
+        assert m.lookup_and_delete_raw(KEY, BPF_F_LOCK) is None  # missing: None (ENOENT)
+        m.update_raw(KEY, VALUE.pack(3, 0, 4))
+        assert m.pop(KEY, flags=BPF_F_LOCK) == VALUE.pack(3, 0, 4)
+        m.update_raw(KEY, VALUE.pack(5, 0, 6))
+        atomics.store_at(_word(m), 4, 1)
+        assert m.lookup_and_delete_raw(KEY) == VALUE.pack(5, 0, 6)  # plain: never waits
+
+
+@pytest.mark.parametrize(
+    ("kind", "lock", "flags", "err"),
+    [(T.HASH, 4, 8, errno.EINVAL), (T.HASH, 4, BPF_F_LOCK | 1, errno.EINVAL),
+     (T.HASH, -1, BPF_F_LOCK, errno.EINVAL), (T.PERCPU_HASH, -1, BPF_F_LOCK, errno.EINVAL),
+     (T.ARRAY, 4, BPF_F_LOCK, 524), (T.ARRAY, 4, 0, 524), (T.ARRAY, -1, BPF_F_LOCK, errno.EINVAL),
+     (T.LPM_TRIE, -1, 0, 524), (T.LPM_TRIE, -1, BPF_F_LOCK, errno.EINVAL),
+     (T.DEVMAP_HASH, -1, 0, 524), (T.QUEUE, -1, BPF_F_LOCK, errno.EINVAL)],
+)  # fmt: skip
+def test_lookup_and_delete_flag_errors(kind, lock, flags, err):
+    key_size = {T.QUEUE: 0, T.LPM_TRIE: 8}.get(kind, 4)
+    extra = {"flags": MapFlag.NO_PREALLOC} if kind == T.LPM_TRIE else {}
+    with create_map(type=kind, key_size=key_size, value_size=16 if lock >= 0 else 4,
+                    max_entries=4, spin_lock_offset=lock, **extra) as m:  # fmt: skip
+        with pytest.raises(MapError) as e:
+            m.lookup_and_delete_raw(bytes(key_size), flags)
+        assert e.value.errno == err and e.value.operation == "lookup_and_delete"
+
+
+def _lookup_and_delete(fd, key: bytes, size: int, flags: int) -> bytes | None:
+    """``BPF_MAP_LOOKUP_AND_DELETE_ELEM`` on a Linux map (None: ENOENT)."""
+    from pybpf.syscall.attr import MapElemAttr, address, in_buffer, out_buffer
+    from pybpf.syscall.call import bpf
+    from pybpf.syscall.fd import fd_number
+    from pybpf.syscall.uapi import Cmd
+
+    key_buf, value_buf = in_buffer(key), out_buffer(size)
+    attr = MapElemAttr(map_fd=fd_number(fd), key=address(key_buf), value=address(value_buf),
+                       flags=flags)  # fmt: skip
+    try:
+        bpf(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, attr)
+    except SyscallError as err:
+        if err.errno == errno.ENOENT:
+            return None
+        raise
+    return bytes(value_buf)
+
+
+@requires_bpf
+@pytest.mark.parametrize("kind", [T.HASH, T.ARRAY])
+@pytest.mark.parametrize("with_lock", [True, False])
+def test_kernel_differential_lookup_and_delete(kernel_btf, kind, with_lock):
+    both = _Both(kind, kernel_btf, 4 if with_lock else 0, 4 if with_lock else -1)
+    rng = random.Random(11)
+    try:
+        for step in range(120):
+            key = rng.randrange(5).to_bytes(4, "little")
+            if rng.random() < 0.5:
+                value = VALUE.pack(rng.randrange(1 << 32), rng.randrange(1 << 32), step)
+                assert both.op("update", key, value, 0)[0][0] in ("ok", "err")
+                continue
+            flags = rng.choice([0, BPF_F_LOCK, BPF_F_LOCK, 8, BPF_F_LOCK | 1])
+            k = _outcome(lambda: _lookup_and_delete(both.kfd, key, 16, flags))  # noqa: B023
+            p = _outcome(lambda: both.m.lookup_and_delete_raw(key, flags))  # noqa: B023
+            assert k == p, (step, key, flags)
+    finally:
+        both.close()

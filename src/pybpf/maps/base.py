@@ -236,11 +236,29 @@ class Map:
         """``BPF_MAP_DELETE_ELEM``; raises MapError (ENOENT when missing)."""
         raise fail(errno.EINVAL, "delete is not supported by this map type", "delete", self.name)
 
-    def lookup_and_delete_raw(self, key: bytes) -> bytes | None:
-        """``BPF_MAP_LOOKUP_AND_DELETE_ELEM``: the value, removed; ``None`` when missing."""
+    def lookup_and_delete_raw(self, key: bytes, flags: int = 0) -> bytes | None:
+        """``BPF_MAP_LOOKUP_AND_DELETE_ELEM``: the value, removed; ``None`` when missing.
+
+        ``flags``: ``BPF_F_LOCK`` copies the value out under its ``bpf_spin_lock`` (hash
+        maps whose value has one; the lock reads as zero), other bits are EINVAL, as is
+        ``BPF_F_LOCK`` on a value without a lock; map types without the command: ENOTSUPP
+        (524) after those checks (:meth:`_pop_checks`)."""
+        self._pop_checks(flags)
         raise fail(
             _ENOTSUPP, "lookup-and-delete is not supported here", "lookup_and_delete", self.name
         )
+
+    def _pop_checks(self, flags: int) -> None:
+        """``map_lookup_and_delete_elem``'s checks, in Linux's order: flag bits other than
+        ``BPF_F_LOCK`` (EINVAL), the map open (EBADF), readable and writable (EPERM), then
+        ``BPF_F_LOCK`` without a ``bpf_spin_lock`` (EINVAL)."""
+        op = "lookup_and_delete"
+        if flags & ~BPF_F_LOCK:
+            raise fail(errno.EINVAL, f"bad lookup-and-delete flags {flags:#x}", op, self.name)
+        self._alive(op)
+        self._can_read(op)
+        self._can_write(op)
+        self._check_lock_flag(flags, op)
 
     def get_next_key(self, key: bytes | None) -> bytes | None:
         """``BPF_MAP_GET_NEXT_KEY``: the key after ``key`` (first for ``None``); ``None`` at
@@ -364,9 +382,14 @@ class Map:
         """Remove ``key`` (MapError with ENOENT when missing)."""
         self.delete_raw(self._key(key))
 
-    def pop(self, key: Any, *default: Any) -> Any:
-        """Remove ``key`` and return its value (``BPF_MAP_LOOKUP_AND_DELETE_ELEM``)."""
-        raw = self.lookup_and_delete_raw(self._key(key))
+    def pop(self, key: Any, *default: Any, flags: int = 0) -> Any:
+        """Remove ``key`` and return its value (``BPF_MAP_LOOKUP_AND_DELETE_ELEM``;
+        ``flags=BPF_F_LOCK`` reads it under its ``bpf_spin_lock``)."""
+        raw = (
+            self.lookup_and_delete_raw(self._key(key), flags)
+            if flags
+            else self.lookup_and_delete_raw(self._key(key))
+        )
         if raw is None:
             if default:
                 return default[0]

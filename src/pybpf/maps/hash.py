@@ -98,6 +98,7 @@ from pybpf.memory import Region, atomics
 __all__ = ["HashMap", "HashOfMaps", "HashLayout"]
 
 _ENOTSUPP = 524
+_POPPABLE = (MapType.HASH, MapType.PERCPU_HASH, MapType.LRU_HASH, MapType.LRU_PERCPU_HASH)
 _FIELDS = struct.Struct("=IIIIII")  # count, free_head, hand, buckets, seed, generation
 _CREATE_MASK = (
     MapFlag.NO_PREALLOC
@@ -623,17 +624,24 @@ class HashMap(Map):
         if r:
             raise fail(errno.ENOENT, "no such key", "delete", self.name)
 
-    def lookup_and_delete_raw(self, key: bytes) -> bytes | None:
-        self._alive("lookup_and_delete")
-        self._can_read("lookup_and_delete")
-        self._can_write("lookup_and_delete")
+    def lookup_and_delete_raw(self, key: bytes, flags: int = 0) -> bytes | None:
+        """``BPF_MAP_LOOKUP_AND_DELETE_ELEM`` (HASH, PERCPU_HASH and the LRU hashes; the
+        other hash-based types answer ENOTSUPP as in Linux): ``BPF_F_LOCK`` copies the
+        value under its ``bpf_spin_lock`` while the map's lock is held, as Linux copies
+        it under the bucket lock, and the lock reads as zero."""
+        self._pop_checks(flags)
+        if self.type not in _POPPABLE:
+            raise fail(
+                _ENOTSUPP, f"{self.type.type_name} has no lookup-and-delete",
+                "lookup_and_delete", self.name,
+            )  # fmt: skip
         key = self._check_key(bytes(key))
         h = zlib.crc32(key, self._seed)
         with self.lock:
             s = self._find(key, h)
             if s < 0:
                 return None
-            value = self._read_value(s)
+            value = self._read_value(s, locked=bool(flags & BPF_F_LOCK))
             self._unlink(s)
             return value
 

@@ -214,7 +214,8 @@ class LpmTrie(HashMap):
         if r:
             raise fail(-r, "delete failed", "delete", self.name)
 
-    def lookup_and_delete_raw(self, key: bytes) -> bytes | None:
+    def lookup_and_delete_raw(self, key: bytes, flags: int = 0) -> bytes | None:
+        self._pop_checks(flags)
         raise fail(524, "LPM tries have no lookup-and-delete", "lookup_and_delete", self.name)
 
     # ---- programs --------------------------------------------------------------------------

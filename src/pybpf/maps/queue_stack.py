@@ -141,10 +141,11 @@ class QueueStack(Map):
         self._can_read("lookup")
         return self._pop(delete=False)
 
-    def lookup_and_delete_raw(self, key: bytes | None = None) -> bytes | None:
-        self._alive("lookup_and_delete")
-        self._can_read("lookup_and_delete")
-        self._can_write("lookup_and_delete")
+    def lookup_and_delete_raw(self, key: bytes | None = None, flags: int = 0) -> bytes | None:
+        self._pop_checks(flags)
+        if flags:  # (Linux: any flag on a queue or stack)
+            raise fail(errno.EINVAL, "queues and stacks take no flags", "lookup_and_delete",
+                       self.name)  # fmt: skip
         return self._pop(delete=True)
 
     def delete_raw(self, key: bytes | None = None) -> None:
