@@ -587,3 +587,34 @@ def test_kernel_differential_lookup_and_delete(kernel_btf, kind, with_lock):
             assert k == p, (step, key, flags)
     finally:
         both.close()
+
+
+@requires_bpf
+def test_kernel_map_lookup_takes_flags():
+    """KernelMap.lookup(key, flags) offers what the portable Map.lookup(key, flags) does."""
+    import pybpf
+    from pybpf.kernel.maps import KernelMap
+
+    if not EXAMPLE.exists():
+        pytest.skip("examples/c/spin_lock.o is missing")
+    key = bytes(4)
+    results = {}
+    for backend in ("kernel", "pybpf"):
+        kw = {"backend": "kernel", "pin_maps_dir": None} if backend == "kernel" else {}
+        with pybpf.load(EXAMPLE, **kw) as obj:
+            out = []
+            for name in ("locked_hash", "locked_array"):
+                m = obj.maps[name]
+                assert isinstance(m, KernelMap) == (backend == "kernel")
+                if backend == "pybpf":
+                    m.set_codecs()  # bytes in and out, as the kernel backend's
+                obj.programs["count_locked"].test_run(bytes(60))
+                out.append(_outcome(lambda: m.lookup(key, BPF_F_LOCK)))  # noqa: B023
+                out.append(_outcome(lambda: m.lookup(key)))  # noqa: B023
+                out.append(_outcome(lambda: m.lookup(key, 8)))  # noqa: B023
+                missing = (9).to_bytes(4, "little")
+                out.append(_outcome(lambda: m.lookup(missing, BPF_F_LOCK)))  # noqa: B023
+            results[backend] = out
+    assert results["kernel"] == results["pybpf"]
+    assert results["kernel"][0] == ("ok", VALUE.pack(1, 0, 60))
+    assert results["kernel"][2] == ("err", errno.EINVAL)

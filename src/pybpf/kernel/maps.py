@@ -207,9 +207,11 @@ class KernelMap:
             return (self.spec.value_size + 7) // 8 * 8 * possible_cpus()
         return self.spec.value_size
 
-    def lookup(self, key: bytes) -> bytes | None:
-        """The value under ``key``, or ``None``."""
-        return map_lookup(self.fd, key, self.value_size)
+    def lookup(self, key: bytes, flags: int = 0) -> bytes | None:
+        """The value under ``key``, or ``None``; ``flags`` go to ``BPF_MAP_LOOKUP_ELEM``
+        (``BPF_F_LOCK``: copied under the value's ``bpf_spin_lock``, as
+        :meth:`pybpf.maps.Map.lookup`)."""
+        return map_lookup(self.fd, key, self.value_size, flags)
 
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
         """Store ``value`` under ``key`` (``flags``: BPF_ANY, BPF_NOEXIST, BPF_EXIST)."""
