@@ -266,8 +266,23 @@ def test_combined_stack_of_all_frames_is_limited():
 
 
 def test_context_accesses_stay_within_one_field():
-    _reject(_xdp("r0 = *(u64 *)(r1 + 12)\nr0 = 0\nexit"), "within one field", pc=0)
-    assert _xdp("r0 = *(u16 *)(r1 + 12)\nr0 = 0\nexit").accepted  # a narrow read
+    # Linux's own words for xdp_md (progtypes.contexts.ACCESS_BY_TYPE)
+    _reject(_xdp("r0 = *(u64 *)(r1 + 12)\nr0 = 0\nexit"), "invalid bpf_context access", pc=0)
+    assert _xdp("r0 = *(u32 *)(r1 + 12)\nr0 = 0\nexit").accepted
+    # xdp_md takes whole u32 loads only (__is_valid_xdp_access), no narrow ones
+    _reject(_xdp("r0 = *(u16 *)(r1 + 12)\nr0 = 0\nexit"), "off=12 size=2", pc=0)
+    # a type without access ranges still keeps to one field of its layout
+    insns = assemble("r0 = *(u64 *)(r1 + 12)\nr0 = 0\nexit")
+    loose = Options(type_helpers=False)  # the type guessed: no per-type ranges
+    _reject(verify(insns, ProgType.XDP, options=loose), "within one field", pc=0)
+
+
+def test_context_accesses_follow_the_program_type():
+    # a socket filter may not read __sk_buff.data / data_end (offsets 76 / 80); tc may
+    for off in (76, 80):
+        text = f"r0 = *(u32 *)(r1 + {off})\nr0 = 0\nexit"
+        _reject(verify(assemble(text), ProgType.SOCKET_FILTER), f"off={off} size=4", pc=0)
+        assert verify(assemble(text), ProgType.SCHED_CLS).accepted
 
 
 def test_context_offsets_must_be_constant():

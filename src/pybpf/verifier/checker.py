@@ -8,7 +8,7 @@ data_end`` learnt at a branch proves a later 8-byte access.
 
 from __future__ import annotations
 
-from pybpf.progtypes.contexts import LAYOUTS, SOCK_LAYOUT
+from pybpf.progtypes.contexts import LAYOUTS, SOCK_LAYOUT, context_access_allowed
 from pybpf.verifier import assertions as A
 from pybpf.verifier.contracts import contract_for
 from pybpf.verifier.domains.arith import low32
@@ -103,6 +103,22 @@ def _check_ctx(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
     _require(lo + a.offset >= 0, "Lower bound must be at least 0")
     _require(hi + a.offset + wmax <= layout.size, f"Upper bound must be at most {layout.size}")
     known = LAYOUTS.get(layout.name) is layout  # a Linux (or Windows) struct, not a test's
+    if (
+        info.options.linux_rules
+        and info.options.type_helpers  # the program type is known, not guessed
+        and known
+        and info.prog_type is not None
+        and a.access != "compare"
+        and a.width_reg is None  # an instruction's access, not a helper's memory argument
+        and lo == hi
+    ):
+        # which offsets and sizes this type may load and store (the kernel's
+        # *_is_valid_access, progtypes.contexts.ACCESS_BY_TYPE)
+        start = int(lo) + a.offset
+        _require(
+            context_access_allowed(info.prog_type, start, int(wmax), a.access == "write"),
+            f"invalid bpf_context access off={start} size={int(wmax)}",
+        )
     if info.options.linux_rules and known and layout.fields and a.access != "compare" and lo == hi:
         # the loader rewrites each access to one field of the runtime's context
         start = int(lo) + a.offset
