@@ -107,10 +107,8 @@ def test_bpf2bpf_add1_is_refused_for_its_read_only_field_write():
     obj = _corpus("bpf2bpf.o")
     result = verify_object(obj, "add1", ProgType.SOCKET_FILTER)
     # Linux: "invalid bpf_context access off=0 size=4" (a store to __sk_buff.len)
-    assert {e.pc for e in result.errors} == {10}
-    messages = [e.message for e in result.errors]
-    assert any("read-only context field __sk_buff.len" in m for m in messages), messages
-    assert any("invalid bpf_context access off=0 size=4" in m for m in messages), messages
+    assert [e.pc for e in result.errors] == [10]
+    assert "read-only context field __sk_buff.len" in result.errors[0].message
     runtime = runtime_context_for(ProgType.SOCKET_FILTER).runtime  # and the loader's rewrite
     insns = link(obj, "add1").instructions
     with pytest.raises(VerifierError) as info:

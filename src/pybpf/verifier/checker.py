@@ -84,6 +84,17 @@ def _check_stack(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
     raise _Fail("Stack content is not numeric")
 
 
+def _read_only_store(layout, access: str, start: int, width: int) -> bool:
+    """A store inside one field the layout marks read-only: the verifier's post-pass
+    (``api._read_only_field``) refuses it naming the field, so it is not refused twice."""
+    if access != "write":
+        return False
+    fields = layout.fields_overlapping(start, start + width)
+    return len(fields) == 1 and fields[0].offset <= start and start + width <= fields[0].end and (
+        not fields[0].write
+    )
+
+
 def _check_ctx(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
     layout = info.context
     off = f"r{a.reg}.ctx_offset"
@@ -115,10 +126,11 @@ def _check_ctx(s: State, a: A.ValidAccess, info: ProgramInfo) -> None:
         # which offsets and sizes this type may load and store (the kernel's
         # *_is_valid_access, progtypes.contexts.ACCESS_BY_TYPE)
         start = int(lo) + a.offset
-        _require(
-            context_access_allowed(info.prog_type, start, int(wmax), a.access == "write"),
-            f"invalid bpf_context access off={start} size={int(wmax)}",
-        )
+        if not _read_only_store(layout, a.access, start, int(wmax)):  # said by name later
+            _require(
+                context_access_allowed(info.prog_type, start, int(wmax), a.access == "write"),
+                f"invalid bpf_context access off={start} size={int(wmax)}",
+            )
     if info.options.linux_rules and known and layout.fields and a.access != "compare" and lo == hi:
         # the loader rewrites each access to one field of the runtime's context
         start = int(lo) + a.offset
