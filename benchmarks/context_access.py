@@ -36,7 +36,7 @@ from pybpf.progtypes import AttachType, ProgType
 from pybpf.progtypes.contexts import RULES, context_access_allowed
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helper_availability import Config, Prober  # noqa: E402
+from helper_availability import Config, Prober, kernel_release  # noqa: E402
 
 _T, _A = ProgType, AttachType
 SIZES = (1, 2, 4, 8)
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     diffs = disagreements(matrix)
     report = {
-        "kernel": _release(),
+        "kernel": kernel_release(),
         "types": len(matrix.by_type()),
         "configs": len(matrix.accepted),
         "cases": sum(len(matrix.cases_of(t)) for t in matrix.by_type()),
@@ -291,12 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _print(report)
     return 1 if diffs else 0
-
-
-def _release() -> str:
-    import os
-
-    return os.uname().release if hasattr(os, "uname") else "?"
 
 
 def _print(report: dict) -> None:

@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     diffs = disagreements(matrix, [HELPERS[i].name for i in helper_ids])
     pairs = len(matrix.by_type()) * len(helper_ids)
     report = {
-        "kernel": _release(),
+        "kernel": kernel_release(),
         "types": len(matrix.by_type()),
         "configs": len(matrix.allowed),
         "helpers": len(helper_ids),
@@ -430,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if diffs else 0
 
 
-def _release() -> str:
+def kernel_release() -> str:
+    """The running kernel's release (``uname -r``), or ``"?"``."""
     import os
 
     return os.uname().release if hasattr(os, "uname") else "?"
