@@ -44,6 +44,29 @@ BPF_UNAVAILABLE = _probe()
 requires_bpf = pytest.mark.skipif(BPF_UNAVAILABLE is not None, reason=BPF_UNAVAILABLE or "")
 
 
+def reference_kernel_skip(
+    table: str, reference: tuple[int, int], *, machine: str | None = None
+) -> str | None:
+    """Why a test comparing ``table`` (checked against Linux ``reference``, as (major,
+    minor), on ``machine`` when given) with the running kernel cannot run here, or None:
+    no bpf(), not root (probing every program type needs it), another machine or
+    another kernel release."""
+    if BPF_UNAVAILABLE is not None:
+        return BPF_UNAVAILABLE
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        return "probing every program type needs root"
+    if machine is not None and os.uname().machine != machine:
+        return f"{table} was checked on {machine}; this machine is {os.uname().machine}"
+    release = os.uname().release
+    try:
+        major, minor = (int(part) for part in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return f"cannot read the kernel release {release!r}"
+    if (major, minor) != reference:
+        return f"{table} is Linux {reference}'s; this kernel is {release}"
+    return None
+
+
 def _mounts() -> list[tuple[str, str]]:
     try:
         lines = Path("/proc/self/mounts").read_text().splitlines()

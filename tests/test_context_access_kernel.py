@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from pybpf.progtypes import ProgType
 from pybpf.progtypes.contexts import ACCESS_BY_TYPE, RULES, FieldKind, context_access_allowed
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kernel import BPF_UNAVAILABLE  # noqa: E402
+from kernel import reference_kernel_skip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_KERNEL = (6, 18)  # the release ACCESS_BY_TYPE was checked against
@@ -45,20 +44,7 @@ def _bench():
 
 
 def _kernel_skip_reason() -> str | None:
-    if BPF_UNAVAILABLE is not None:
-        return BPF_UNAVAILABLE
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        return "probing every program type needs root"
-    if os.uname().machine != "x86_64":
-        return "the tracing contexts (pt_regs) are x86-64's"
-    release = os.uname().release
-    try:
-        major, minor = (int(part) for part in release.split("-")[0].split(".")[:2])
-    except ValueError:
-        return f"cannot read the kernel release {release!r}"
-    if (major, minor) != REFERENCE_KERNEL:
-        return f"ACCESS_BY_TYPE is Linux {REFERENCE_KERNEL}'s; this kernel is {release}"
-    return None
+    return reference_kernel_skip("ACCESS_BY_TYPE", REFERENCE_KERNEL, machine="x86_64")
 
 
 # ---- the table on its own ----

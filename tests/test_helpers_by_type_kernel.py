@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from pybpf.progtypes.contexts import HELPERS_BY_TYPE, helper_allowed_for, rules_
 from pybpf.verifier import verify
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kernel import BPF_UNAVAILABLE  # noqa: E402
+from kernel import reference_kernel_skip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_KERNEL = (6, 18)  # the release HELPERS_BY_TYPE was checked against
@@ -53,18 +52,7 @@ def _bench():
 
 
 def _kernel_skip_reason() -> str | None:
-    if BPF_UNAVAILABLE is not None:
-        return BPF_UNAVAILABLE
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        return "probing every program type needs root"
-    release = os.uname().release
-    try:
-        major, minor = (int(part) for part in release.split("-")[0].split(".")[:2])
-    except ValueError:
-        return f"cannot read the kernel release {release!r}"
-    if (major, minor) != REFERENCE_KERNEL:
-        return f"HELPERS_BY_TYPE is Linux {REFERENCE_KERNEL}'s; this kernel is {release}"
-    return None
+    return reference_kernel_skip("HELPERS_BY_TYPE", REFERENCE_KERNEL)
 
 
 # ---- the table on its own ----
